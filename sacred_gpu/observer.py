@@ -1,0 +1,244 @@
+"""``GpuMongoObserver``: turns Sacred's run events into records for the writer. It does no I/O of its own."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import mimetypes
+import os
+import threading
+from typing import Any, Callable, TypeVar
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+from sacred.commandline_options import cli_option
+from sacred.dependencies import get_digest
+from sacred.observers.base import RunObserver
+from sacred.utils import ObserverError
+
+from sacred_gpu import connection, schema
+from sacred_gpu.sampling.gpu import gpu_inventory
+from sacred_gpu.writer import MongoWriter
+
+logger = logging.getLogger(__name__)
+
+#: Sacred's default priority for its MongoObserver.
+DEFAULT_PRIORITY = 30
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _never_raises(method: F) -> F:
+    """Run an event handler so that no exception reaches Sacred (which would drop the observer for the run)."""
+
+    @functools.wraps(method)
+    def guarded(self: GpuMongoObserver, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the training run must go on, whatever failed here
+            self._report_failure(method.__name__, exc)
+            return None
+
+    return guarded  # type: ignore[return-value]
+
+
+class GpuMongoObserver(RunObserver):
+    """A drop-in replacement for Sacred's ``MongoObserver`` that also records the GPUs.
+
+    Parameters: ``url`` (a MongoDB URI or ``host:port``) and ``db_name``, or ``client`` (a ``pymongo.MongoClient``
+    or a ``mongomock.MongoClient``) and ``db_name``; ``collection_prefix`` as in Sacred (``PREFIX_runs``,
+    ``PREFIX_metrics``); ``priority`` (Sacred's default 30); ``nvml``: a pynvml-compatible module to read GPUs
+    through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml`` simulates GPUs). Other keyword arguments go
+    to ``pymongo.MongoClient``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        db_name: str = connection.DEFAULT_DB,
+        *,
+        client: Any = None,
+        collection_prefix: str = "",
+        priority: int = DEFAULT_PRIORITY,
+        nvml: Any = None,
+        **client_kwargs: Any,
+    ) -> None:
+        self.priority = priority
+        self.where = connection.describe(url if client is None else type(client).__name__, db_name)
+        self._client = connection.open_client(url, client, **client_kwargs)
+        self.writer = MongoWriter(self._client[db_name], schema.Collections(collection_prefix))
+        self._nvml = nvml
+        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._reset(None)
+
+    def __repr__(self) -> str:
+        return f"GpuMongoObserver({self.where})"
+
+    # -- state of the current run ---------------------------------------------------------------------------------
+    def _reset(self, run_id: Any) -> None:
+        self.run_id = run_id
+        self._metric_ids: dict[str, ObjectId] = {}
+        self._artifacts: list[dict[str, Any]] = []
+        self._resources: list[list[str]] = []
+
+    def _report_failure(self, event: str, exc: BaseException) -> None:
+        """Log a failed event: the first of each kind as a WARNING with its traceback, repeats at DEBUG."""
+        if event in self._reported:
+            logger.debug("sacred-gpu: %s failed again for run %s: %s", event, self.run_id, exc)
+            return
+        self._reported.add(event)
+        logger.warning(
+            "sacred-gpu: %s failed for run %s (%s): %s; the run goes on",
+            event, self.run_id, self.where, exc, exc_info=True,
+        )
+
+    # -- start ----------------------------------------------------------------------------------------------------
+    def _run_document(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict) -> dict:
+        experiment = schema.bson_safe(dict(ex_info))
+        experiment["sources"] = [
+            [name, self.writer.put_deduplicated(os.path.join(ex_info["base_dir"], name), md5)]
+            for name, md5 in ex_info.get("sources", [])
+        ]
+        host = schema.bson_safe(dict(host_info))
+        host["gpu_inventory"] = gpu_inventory(self._nvml)
+        return {
+            "experiment": experiment,
+            "command": command,
+            "host": host,
+            "config": schema.flatten(config),
+            "meta": schema.bson_safe(meta_info),
+        }
+
+    def _insert(self, doc: dict[str, Any], _id: Any) -> Any:
+        if _id is not None:
+            doc["_id"] = _id
+        try:
+            self.writer.ensure_indexes()
+            return self.writer.insert_run(doc)
+        except PyMongoError as exc:
+            raise ObserverError(f"sacred-gpu cannot record the run in MongoDB at {self.where}: {exc}") from exc
+
+    def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):  # noqa: ANN001
+        """A run queued with ``-q``: stored with status QUEUED."""
+        self._reset(None)
+        doc = self._run_document(ex_info, command, host_info, config, meta_info)
+        doc["status"] = schema.QUEUED
+        self.run_id = self._insert(doc, _id)
+        return self.run_id
+
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):  # noqa: ANN001
+        """Insert the run document (status RUNNING); returns the run id Sacred will use."""
+        self._reset(None)
+        doc = self._run_document(ex_info, command, host_info, config, meta_info)
+        doc.update(
+            {
+                "format": schema.FORMAT,
+                "start_time": start_time,
+                "status": schema.RUNNING,
+                "resources": [],
+                "artifacts": [],
+                "captured_out": "",
+                "info": {},
+                "heartbeat": None,
+            }
+        )
+        self.run_id = self._insert(doc, _id)
+        return self.run_id
+
+    # -- during the run -------------------------------------------------------------------------------------------
+    @_never_raises
+    def heartbeat_event(self, info, captured_out, beat_time, result):  # noqa: ANN001
+        """Store info, the whole captured output so far, the beat time and the intermediate result."""
+        self.writer.update_run(
+            self.run_id,
+            {
+                "info": schema.flatten(info),
+                "captured_out": captured_out,
+                "heartbeat": beat_time,
+                "result": schema.flatten(result),
+            },
+        )
+
+    @_never_raises
+    def log_metrics(self, metrics_by_name, info):  # noqa: ANN001
+        """Append the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
+        for name, series in metrics_by_name.items():
+            points = [
+                (step, value, stamp)
+                for step, value, stamp in zip(series["steps"], map(schema.metric_value, series["values"]),
+                                              series["timestamps"])
+                if value is not None
+            ]
+            if len(points) < len(series["values"]):
+                logger.warning("sacred-gpu: dropped %d non-numeric values of metric %r",
+                               len(series["values"]) - len(points), name)
+            if not points:
+                continue
+            metric_id = self._metric_ids.get(name)
+            if metric_id is None:
+                metric_id = self._metric_ids[name] = schema.new_object_id()
+                info.setdefault("metrics", []).append({"name": name, "id": str(metric_id)})
+            steps, values, stamps = (list(column) for column in zip(*points))
+            self.writer.push_metric(metric_id, self.run_id, name, steps, values, stamps)
+
+    @_never_raises
+    def resource_event(self, filename):  # noqa: ANN001
+        """Store a file the run opened (deduplicated by content) and list it as ``[path, md5]``."""
+        md5 = get_digest(filename)
+        self.writer.put_deduplicated(filename, md5)
+        with self._lock:
+            entry = [filename, md5]
+            if entry in self._resources:
+                return
+            self._resources.append(entry)
+            self.writer.update_run(self.run_id, {"resources": list(self._resources)})
+
+    @_never_raises
+    def artifact_event(self, name, filename, metadata=None, content_type=None):  # noqa: ANN001
+        """Store an artifact in GridFS (with content type and metadata) and list it in ``artifacts``."""
+        if content_type is None:
+            content_type = mimetypes.guess_type(os.fspath(filename))[0]
+        file_id = self.writer.put_file(
+            filename,
+            schema.artifact_filename(self.writer.collections.runs, self.run_id, name),
+            content_type=content_type,
+            metadata=schema.bson_safe(metadata),
+        )
+        with self._lock:
+            self._artifacts.append({"name": name, "file_id": file_id})
+            self.writer.update_run(self.run_id, {"artifacts": list(self._artifacts)})
+
+    # -- end ------------------------------------------------------------------------------------------------------
+    @_never_raises
+    def completed_event(self, stop_time, result):  # noqa: ANN001
+        self.writer.update_run(
+            self.run_id, {"stop_time": stop_time, "result": schema.flatten(result), "status": schema.COMPLETED}
+        )
+
+    @_never_raises
+    def interrupted_event(self, interrupt_time, status):  # noqa: ANN001
+        """INTERRUPTED, or the status of the ``SacredInterrupt`` raised (e.g. TIMEOUT)."""
+        self.writer.update_run(self.run_id, {"stop_time": interrupt_time, "status": status})
+
+    @_never_raises
+    def failed_event(self, fail_time, fail_trace):  # noqa: ANN001
+        self.writer.update_run(
+            self.run_id, {"stop_time": fail_time, "status": schema.FAILED, "fail_trace": fail_trace}
+        )
+
+    def join(self) -> None:
+        """Called by Sacred when the run has ended: every write is already done."""
+
+
+@cli_option("-g", "--gpu_mongo")
+def gpu_mongo_option(args: str, run: Any) -> None:
+    """Add a GpuMongoObserver (sacred-gpu) to the run.
+
+    The value is a database spec, `[host:port:]db_name[!priority]`, or a `mongodb://` URI.
+    """
+    spec = connection.parse_mongo_spec(args)
+    kwargs: dict[str, Any] = {"url": spec.url, "db_name": spec.db_name}
+    if spec.priority is not None:
+        kwargs["priority"] = spec.priority
+    run.observers.append(GpuMongoObserver(**kwargs))

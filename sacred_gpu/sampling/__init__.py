@@ -1,0 +1,1 @@
+"""Reading the machine: GPUs through NVML (``gpu``), a simulated NVML for tests and the demo (``fake_nvml``)."""

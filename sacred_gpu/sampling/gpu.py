@@ -1,0 +1,147 @@
+"""The NVML device layer: the one entry point for every NVML call.
+
+NVML comes from NVIDIA's official bindings (``nvidia-ml-py``, imported as ``pynvml``). Any module with the same
+API can stand in for it (``sacred_gpu.sampling.fake_nvml`` does, for tests and the demo). Failures degrade per field:
+an unsupported field reads as ``None``; no library or no driver means no GPUs, said once at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+def _text(value: Any) -> str:
+    """NVML strings are ``bytes`` in old bindings and ``str`` in new ones."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class Nvml:
+    """An initialised NVML library. Use :meth:`open`; call :meth:`close` when done."""
+
+    def __init__(self, lib: Any) -> None:
+        self.lib = lib
+        self._closed = False
+
+    @classmethod
+    def open(cls, lib: Any = None) -> Nvml | None:
+        """Initialise NVML (``lib``: a pynvml-compatible module; default ``pynvml``). ``None`` if unavailable."""
+        if lib is None:
+            try:
+                import pynvml as lib
+            except ImportError:
+                logger.info("GPU metrics unavailable: the nvidia-ml-py package is not installed")
+                return None
+        try:
+            lib.nvmlInit()
+        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no GPU here
+            logger.info("No NVIDIA GPU found (NVML: %s); GPU fields are empty", exc)
+            return None
+        return cls(lib)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.query(self.lib.nvmlShutdown)
+
+    def __enter__(self) -> Nvml:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def query(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call one NVML function; ``None`` if it fails (not supported, GPU lost, ...)."""
+        try:
+            return fn(*args)
+        except self.lib.NVMLError as exc:
+            logger.debug("NVML %s%s failed: %s", getattr(fn, "__name__", fn), args, exc)
+            return None
+
+    def device_count(self) -> int:
+        return self.query(self.lib.nvmlDeviceGetCount) or 0
+
+    def handle(self, index: int) -> Any:
+        return self.query(self.lib.nvmlDeviceGetHandleByIndex, index)
+
+    def driver_version(self) -> str | None:
+        version = self.query(self.lib.nvmlSystemGetDriverVersion)
+        return None if version is None else _text(version)
+
+    def cuda_driver_version(self) -> str | None:
+        """CUDA version the driver supports, as ``"12.4"``."""
+        version = self.query(self.lib.nvmlSystemGetCudaDriverVersion_v2)
+        if version is None:
+            version = self.query(self.lib.nvmlSystemGetCudaDriverVersion)
+        return None if version is None else f"{version // 1000}.{version % 1000 // 10}"
+
+
+def visible_indices(uuids: Sequence[str], env: str | None) -> list[int]:
+    """NVML indices of the devices a CUDA process sees, per ``CUDA_VISIBLE_DEVICES`` (``env``).
+
+    ``uuids`` are the devices' UUIDs in NVML index order. Like CUDA: unset means all, entries are indices or
+    (prefixes of) UUIDs, parsing stops at the first entry that names no device, and duplicates end the list.
+    """
+    if env is None:
+        return list(range(len(uuids)))
+    chosen: list[int] = []
+    for entry in (part.strip() for part in env.split(",")):
+        index = _resolve_device(entry, uuids)
+        if index is None or index in chosen:
+            break
+        chosen.append(index)
+    return chosen
+
+
+def _resolve_device(entry: str, uuids: Sequence[str]) -> int | None:
+    if entry.isdigit():
+        index = int(entry)
+        return index if index < len(uuids) else None
+    if not entry:
+        return None
+    token = entry if entry.startswith(("GPU-", "MIG-")) else f"GPU-{entry}"
+    matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(token)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def gpu_inventory(lib: Any = None) -> list[dict[str, Any]]:
+    """Every GPU NVML lists: index, name, UUID, total memory (MiB), PCI bus id, driver and CUDA versions.
+
+    ``visible`` says whether this process sees the device (``CUDA_VISIBLE_DEVICES``). Empty without GPUs.
+    """
+    nvml = Nvml.open(lib)
+    if nvml is None:
+        return []
+    with nvml:
+        driver, cuda = nvml.driver_version(), nvml.cuda_driver_version()
+        gpus: list[dict[str, Any]] = []
+        for index in range(nvml.device_count()):
+            handle = nvml.handle(index)
+            if handle is None:
+                continue
+            memory = nvml.query(nvml.lib.nvmlDeviceGetMemoryInfo, handle)
+            pci = nvml.query(nvml.lib.nvmlDeviceGetPciInfo, handle)
+            name, uuid = nvml.query(nvml.lib.nvmlDeviceGetName, handle), nvml.query(nvml.lib.nvmlDeviceGetUUID, handle)
+            gpus.append(
+                {
+                    "index": index,
+                    "name": None if name is None else _text(name),
+                    "uuid": None if uuid is None else _text(uuid),
+                    "memory_total_mib": None if memory is None else round(memory.total / MIB, 1),
+                    "pci_bus_id": None if pci is None else _text(pci.busId),
+                    "driver_version": driver,
+                    "cuda_driver_version": cuda,
+                }
+            )
+    visible = set(visible_indices([g["uuid"] or "" for g in gpus], os.environ.get("CUDA_VISIBLE_DEVICES")))
+    for position, gpu in enumerate(gpus):
+        gpu["visible"] = position in visible
+    if not gpus:
+        logger.info("NVML found no GPU; GPU fields are empty")
+    return gpus

@@ -1,0 +1,162 @@
+"""The one place that knows the shape of what sacred-gpu stores.
+
+Everything here follows Sacred 0.8.7's ``MongoObserver`` format (``runs``, ``metrics``, GridFS ``fs``) so that
+Omniboard and Incense read our runs unchanged; what we add lives in extra fields and collections, never in a
+reshaped Sacred field.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from bson.int64 import Int64
+
+#: The ``format`` field of every run document we write (Sacred writes ``MongoObserver-0.7.0``).
+FORMAT = "GpuMongoObserver-1"
+
+#: Run statuses, as Sacred spells them.
+QUEUED = "QUEUED"
+RUNNING = "RUNNING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+INTERRUPTED = "INTERRUPTED"
+TIMEOUT = "TIMEOUT"
+STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT)
+
+#: Fields of a run document that other tools own: we never write them.
+FOREIGN_FIELDS = ("omniboard",)
+
+#: Collection names Sacred refuses for runs/metrics (they clash with GridFS and system collections).
+RESERVED_COLLECTIONS = frozenset(
+    {"fs.files", "fs.chunks", "_properties", "system.indexes", "search_space", "search_spaces"}
+)
+
+#: Name of the collection holding our atomic run-id counters, one document per runs collection.
+COUNTERS = "sacred_gpu.counters"
+
+#: The GridFS bucket. Sacred always uses the default bucket, whatever the collection prefix.
+GRIDFS_BUCKET = "fs"
+
+
+@dataclass(frozen=True)
+class Collections:
+    """Collection names for one collection prefix, named the way Sacred names them."""
+
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        for name in (self.runs, self.metrics):
+            if name in RESERVED_COLLECTIONS:
+                raise ValueError(f"collection name {name!r} is reserved by MongoDB/GridFS; choose another prefix")
+
+    @property
+    def _lead(self) -> str:
+        return f"{self.prefix}_" if self.prefix else ""
+
+    @property
+    def runs(self) -> str:
+        return f"{self._lead}runs"
+
+    @property
+    def metrics(self) -> str:
+        return f"{self._lead}metrics"
+
+    @property
+    def counters(self) -> str:
+        return COUNTERS
+
+
+#: Indexes we create, as ``(collection attribute, [(field, direction), ...])``. ``create_index`` is idempotent.
+INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
+    ("metrics", [("run_id", 1), ("name", 1)]),
+    ("runs", [("start_time", -1)]),
+    ("runs", [("status", 1)]),
+    ("runs", [("experiment.name", 1)]),
+    ("runs", [("heartbeat", -1)]),
+)
+
+#: Index on GridFS files for content-hash deduplication of sources and resources.
+GRIDFS_INDEXES: tuple[list[tuple[str, int]], ...] = ([("filename", 1), ("md5", 1)],)
+
+
+def artifact_filename(runs_collection: str, run_id: Any, name: str) -> str:
+    """GridFS filename of an artifact, exactly as Sacred builds it."""
+    return f"artifact://{runs_collection}/{run_id}/{name}"
+
+
+def new_object_id() -> ObjectId:
+    """A fresh id generated on the client, so records can reference a document before it is written."""
+    return ObjectId()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Making arbitrary Python values storable, the way Sacred does.
+# --------------------------------------------------------------------------------------------------------------
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_BSON_ATOMS = (str, bool, float, type(None), _dt.datetime, ObjectId, bytes, Int64)
+
+
+def bson_key(key: Any) -> str:
+    """A key MongoDB accepts, as Sacred's ``force_valid_bson_key`` makes it: ``.`` -> ``,``, leading ``$`` -> ``@``."""
+    key = str(key)
+    if key.startswith("$"):
+        key = "@" + key[1:]
+    return key.replace(".", ",")
+
+
+def bson_safe(obj: Any) -> Any:
+    """Return ``obj`` with every key made valid and every value BSON cannot hold turned into ``str``.
+
+    Used for fields Sacred stores as they come (experiment, host, meta, artifact metadata). Numpy scalars
+    become Python numbers, tuples and sets become lists. Never raises.
+    """
+    if isinstance(obj, dict):
+        return {bson_key(k): bson_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [bson_safe(v) for v in obj]
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return obj if _INT64_MIN <= obj <= _INT64_MAX else str(obj)
+    if isinstance(obj, _BSON_ATOMS):
+        return obj
+    item = getattr(obj, "item", None)  # numpy scalars and 0-d arrays
+    if callable(item) and getattr(obj, "ndim", 1) == 0:
+        try:
+            return bson_safe(item())
+        except Exception:  # noqa: BLE001 - any failure falls back to str, as Sacred does
+            pass
+    try:
+        return str(obj)
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {type(obj).__name__}>"
+
+
+def flatten(obj: Any) -> Any:
+    """Sacred's ``flatten`` (jsonpickle: numpy arrays, tuples, int keys encoded) followed by :func:`bson_safe`.
+
+    Used for ``config``, ``info`` and ``result``, which Sacred flattens before storing. Never raises.
+    """
+    from sacred.serializer import flatten as sacred_flatten
+
+    try:
+        flat = sacred_flatten(obj)
+    except Exception:  # noqa: BLE001 - jsonpickle can fail on exotic objects; keep the run going
+        flat = obj
+    return bson_safe(flat)
+
+
+def metric_value(value: Any) -> int | float | None:
+    """A logged scalar as a BSON number (numpy/torch scalars included), or ``None`` if it is not a number."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else float(value)
+    if isinstance(value, float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,154 @@
+"""The only code that writes to MongoDB.
+
+Every write sacred-gpu makes goes through :class:`MongoWriter`: run documents, metric series, GridFS files, run-id
+counters and indexes. Writes are shaped so that repeating one is harmless (``$set`` of whole fields, upserts keyed
+by client-generated ids), which is what lets a later layer retry and journal them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import pymongo
+from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
+
+from sacred_gpu import schema
+
+logger = logging.getLogger(__name__)
+
+#: How many ids :meth:`MongoWriter.insert_run` tries before giving up (each clash means another writer won).
+MAX_ID_ATTEMPTS = 100
+
+
+class MongoWriter:
+    """Writes one database's runs, metrics and GridFS files, in Sacred's format.
+
+    ``database``: a pymongo (or mongomock) ``Database``; ``collections``: the names for a collection prefix.
+    """
+
+    def __init__(self, database: Any, collections: schema.Collections | None = None) -> None:
+        import gridfs
+
+        self.database = database
+        self.collections = collections or schema.Collections()
+        self.runs = database[self.collections.runs]
+        self.metrics = database[self.collections.metrics]
+        self.counters = database[self.collections.counters]
+        self.fs = gridfs.GridFS(database, collection=schema.GRIDFS_BUCKET)
+        self._indexed = False
+
+    # -- setup ----------------------------------------------------------------------------------------------------
+    def ensure_indexes(self) -> None:
+        """Create the indexes our writes and the readers' queries need (idempotent; once per writer)."""
+        if self._indexed:
+            return
+        for collection, keys in schema.INDEXES:
+            getattr(self, collection).create_index(keys)
+        files = self.database[f"{schema.GRIDFS_BUCKET}.files"]
+        for keys in schema.GRIDFS_INDEXES:
+            files.create_index(keys)
+        self._indexed = True
+
+    # -- run ids --------------------------------------------------------------------------------------------------
+    def next_run_id(self) -> int:
+        """Allocate the next integer run id from an atomic counter, above any id already in the runs collection.
+
+        The counter is raised with ``$max`` to the highest existing id (runs written by Sacred's stock observer,
+        which uses "max + 1"), then incremented with ``$inc`` in ``find_one_and_update``: both are single-document
+        atomic operations on a MongoDB server, so concurrent processes never receive the same number.
+        """
+        key = {"_id": self.collections.runs}
+        highest = self._highest_run_id()
+        try:
+            self.counters.update_one(key, {"$max": {"seq": highest}}, upsert=True)
+        except DuplicateKeyError:  # two first-ever upserts raced; the document exists now
+            self.counters.update_one(key, {"$max": {"seq": highest}})
+        doc = self.counters.find_one_and_update(
+            key, {"$inc": {"seq": 1}}, return_document=pymongo.ReturnDocument.AFTER
+        )
+        return int(doc["seq"])
+
+    def _highest_run_id(self) -> int:
+        newest = self.runs.find_one({"_id": {"$gte": 0}}, {"_id": 1}, sort=[("_id", pymongo.DESCENDING)])
+        if newest is None or not isinstance(newest["_id"], (int, float)):
+            return 0
+        return int(newest["_id"])
+
+    # -- run documents --------------------------------------------------------------------------------------------
+    def insert_run(self, doc: dict[str, Any]) -> Any:
+        """Insert a new run document; allocate its ``_id`` when it has none. Returns the id."""
+        if doc.get("_id") is not None:
+            self.runs.insert_one(doc)
+            return doc["_id"]
+        for _ in range(MAX_ID_ATTEMPTS):
+            doc["_id"] = self.next_run_id()
+            try:
+                self.runs.insert_one(doc)
+                return doc["_id"]
+            except DuplicateKeyError:  # another writer took this id by "max + 1" (e.g. Sacred's own observer)
+                logger.debug("run id %s taken, allocating another", doc["_id"])
+        raise RuntimeError(f"could not allocate a run id after {MAX_ID_ATTEMPTS} attempts")
+
+    def update_run(self, run_id: Any, fields: dict[str, Any]) -> None:
+        """``$set`` the given top-level or dotted fields of a run; every other field is left as it is."""
+        for name in fields:
+            if name.split(".")[0] in schema.FOREIGN_FIELDS:
+                raise ValueError(f"sacred-gpu never writes {name!r}: other tools own it")
+        self.runs.update_one({"_id": run_id}, {"$set": fields})
+
+    # -- metrics --------------------------------------------------------------------------------------------------
+    def push_metric(
+        self,
+        metric_id: ObjectId,
+        run_id: Any,
+        name: str,
+        steps: list[int],
+        values: list[Any],
+        timestamps: list[Any],
+    ) -> None:
+        """Append points to the metric document ``metric_id`` (created on first use), as Sacred does."""
+        self.metrics.update_one(
+            {"_id": metric_id},
+            {
+                "$setOnInsert": {"run_id": run_id, "name": name},
+                "$push": {
+                    "steps": {"$each": steps},
+                    "values": {"$each": values},
+                    "timestamps": {"$each": timestamps},
+                },
+            },
+            upsert=True,
+        )
+
+    # -- GridFS ---------------------------------------------------------------------------------------------------
+    def put_file(
+        self,
+        path: str | os.PathLike[str],
+        filename: str,
+        *,
+        file_id: ObjectId | None = None,
+        content_type: str | None = None,
+        metadata: Any = None,
+        md5: str | None = None,
+    ) -> ObjectId:
+        """Store a local file in GridFS under ``filename``; returns its id. ``md5`` is kept for deduplication."""
+        fields = {"_id": file_id, "content_type": content_type, "metadata": metadata, "md5": md5}
+        with open(path, "rb") as handle:
+            return self.fs.put(handle, filename=filename, **{k: v for k, v in fields.items() if v is not None})
+
+    def put_deduplicated(self, path: str | os.PathLike[str], md5: str) -> ObjectId:
+        """Store a source or resource file once per (absolute path, md5); later runs reuse the stored copy.
+
+        The ``md5`` field is the one Sacred's observer looks up, so Sacred reuses our copies and we reuse its.
+        """
+        filename = os.path.abspath(path)
+        existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
+            {"filename": filename, "md5": md5}, {"_id": 1}
+        )
+        if existing is not None:
+            return existing["_id"]
+        return self.put_file(filename, filename, md5=md5)
+
