@@ -110,41 +110,38 @@ class GpuMongoObserver(RunObserver):
             "meta": schema.bson_safe(meta_info),
         }
 
-    def _insert(self, doc: dict[str, Any], _id: Any) -> Any:
-        if _id is not None:
-            doc["_id"] = _id
+    def _insert(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict,
+                fields: dict[str, Any], _id: Any) -> Any:
+        """Store the sources and insert the run document; a database failure here fails the run, clearly."""
+        self._reset(None)
         try:
             self.writer.ensure_indexes()
-            return self.writer.insert_run(doc)
+            doc = self._run_document(ex_info, command, host_info, config, meta_info)
+            doc.update(fields)
+            if _id is not None:
+                doc["_id"] = _id
+            self.run_id = self.writer.insert_run(doc)
         except PyMongoError as exc:
             raise ObserverError(f"sacred-gpu cannot record the run in MongoDB at {self.where}: {exc}") from exc
+        return self.run_id
 
     def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):  # noqa: ANN001
         """A run queued with ``-q``: stored with status QUEUED."""
-        self._reset(None)
-        doc = self._run_document(ex_info, command, host_info, config, meta_info)
-        doc["status"] = schema.QUEUED
-        self.run_id = self._insert(doc, _id)
-        return self.run_id
+        return self._insert(ex_info, command, host_info, config, meta_info, {"status": schema.QUEUED}, _id)
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):  # noqa: ANN001
         """Insert the run document (status RUNNING); returns the run id Sacred will use."""
-        self._reset(None)
-        doc = self._run_document(ex_info, command, host_info, config, meta_info)
-        doc.update(
-            {
-                "format": schema.FORMAT,
-                "start_time": start_time,
-                "status": schema.RUNNING,
-                "resources": [],
-                "artifacts": [],
-                "captured_out": "",
-                "info": {},
-                "heartbeat": None,
-            }
-        )
-        self.run_id = self._insert(doc, _id)
-        return self.run_id
+        fields = {
+            "format": schema.FORMAT,
+            "start_time": start_time,
+            "status": schema.RUNNING,
+            "resources": [],
+            "artifacts": [],
+            "captured_out": "",
+            "info": {},
+            "heartbeat": None,
+        }
+        return self._insert(ex_info, command, host_info, config, meta_info, fields, _id)
 
     # -- during the run -------------------------------------------------------------------------------------------
     @_never_raises
@@ -170,9 +167,9 @@ class GpuMongoObserver(RunObserver):
                                               series["timestamps"])
                 if value is not None
             ]
-            if len(points) < len(series["values"]):
-                logger.warning("sacred-gpu: dropped %d non-numeric values of metric %r",
-                               len(series["values"]) - len(points), name)
+            if len(points) < len(series["values"]) and f"values of {name}" not in self._reported:
+                self._reported.add(f"values of {name}")
+                logger.warning("sacred-gpu: metric %r got values that are not numbers; they are dropped", name)
             if not points:
                 continue
             metric_id = self._metric_ids.get(name)

@@ -29,11 +29,6 @@ STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT)
 #: Fields of a run document that other tools own: we never write them.
 FOREIGN_FIELDS = ("omniboard",)
 
-#: Collection names Sacred refuses for runs/metrics (they clash with GridFS and system collections).
-RESERVED_COLLECTIONS = frozenset(
-    {"fs.files", "fs.chunks", "_properties", "system.indexes", "search_space", "search_spaces"}
-)
-
 #: Name of the collection holding our atomic run-id counters, one document per runs collection.
 COUNTERS = "sacred_gpu.counters"
 
@@ -48,9 +43,8 @@ class Collections:
     prefix: str = ""
 
     def __post_init__(self) -> None:
-        for name in (self.runs, self.metrics):
-            if name in RESERVED_COLLECTIONS:
-                raise ValueError(f"collection name {name!r} is reserved by MongoDB/GridFS; choose another prefix")
+        if "$" in self.prefix or "\0" in self.prefix or self.prefix.startswith("system."):
+            raise ValueError(f"invalid collection prefix {self.prefix!r}: MongoDB forbids '$', NUL and 'system.'")
 
     @property
     def _lead(self) -> str:

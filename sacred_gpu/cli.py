@@ -1,0 +1,50 @@
+"""``sacred-gpu``: the command line of the observer package."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+logger = logging.getLogger("sacred_gpu")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import mongomock
+
+    from sacred_gpu import connection
+    from sacred_gpu.demo import populate
+
+    client = connection.open_client(client=mongomock.MongoClient())
+    run_ids = populate(client, epochs=args.epochs)
+    runs = client["sacred"]["runs"]
+    lines = [f"{'id':>4}  {'status':<10} {'experiment':<14} {'result':>8}  metrics (points)  artifacts"]
+    for run_id in run_ids:
+        doc = runs.find_one({"_id": run_id})
+        metrics = {m["name"]: len(m["values"]) for m in client["sacred"]["metrics"].find({"run_id": run_id})}
+        series = ", ".join(f"{name} ({count})" for name, count in sorted(metrics.items()))
+        artifacts = ", ".join(a["name"] for a in doc["artifacts"])
+        lines.append(f"{run_id:>4}  {doc['status']:<10} {doc['experiment']['name']:<14} {doc.get('result', 0):>8.4f}"
+                     f"  {series}  {artifacts}")
+    sys.stdout.write("Recorded in an in-memory MongoDB (mongomock):\n" + "\n".join(lines) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sacred-gpu", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the example experiments into an in-memory database and summarise")
+    demo.add_argument("--epochs", type=int, default=None, help="epochs per example run (default: each run's own)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Values BSON cannot hold and failing writes never stop a run, and nothing reaches Sacred's event loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pytest
+from pymongo.errors import AutoReconnect
+from sacred.serializer import flatten as sacred_flatten
+
+from sacred_gpu import schema
+
+from .conftest import run_experiment
+
+
+def test_unstorable_values_are_stored_as_sacred_stores_them(observer, db):
+    weird = {
+        "array": np.arange(3),
+        "scalar": np.float32(1.5),
+        "pair": (1, 2),
+        7: "int key",
+        "dotted.key": {"$dollar": 1},
+        "nothing": object(),
+    }
+
+    def main(_run, arr):
+        _run.info["weird"] = weird
+        _run.log_scalar("np_loss", np.float32(0.25), 0)
+        _run.log_scalar("np_loss", np.int64(3), 1)
+        _run.log_scalar("np_loss", "not a number", 2)
+        return np.float32(0.5)
+
+    run = run_experiment(main, observer, config={"arr": np.arange(4)})
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and run._failed_observers == []
+    stored = doc["info"]["weird"]
+    assert stored["array"] == {"py/object": "numpy.ndarray", "dtype": "int64", "values": [0, 1, 2]}
+    assert stored["scalar"] == {"py/object": "numpy.float32", "dtype": "float32", "value": 1.5}
+    assert stored["pair"] == {"py/tuple": [1, 2]}
+    assert stored["json://7"] == "int key"
+    assert stored["dotted,key"] == {"@dollar": 1}  # Sacred's force_valid_bson_key
+    assert stored["nothing"] == {"py/object": "builtins.object"}
+    assert doc["result"] == sacred_flatten(np.float32(0.5))
+    assert doc["config"]["arr"] == sacred_flatten(np.arange(4))
+    series = db.metrics.find_one({"run_id": run._id, "name": "np_loss"})
+    assert series["values"] == [0.25, 3] and series["steps"] == [0, 1]  # the string is dropped, not stored
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"a": (1, 2)}, {"a": [1, 2]}),
+        ({"x.y": 1, "$z": 2}, {"x,y": 1, "@z": 2}),
+        ({3: np.int64(4)}, {"3": 4}),
+        (2**80, str(2**80)),
+        ({"s": {1, 2}}, {"s": [1, 2]}),
+        (np.float64(0.5), 0.5),
+    ],
+)
+def test_bson_safe(value, expected):
+    assert schema.bson_safe(value) == expected
+
+
+def test_bson_safe_never_raises_on_unprintable_objects():
+    class Hostile:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert schema.bson_safe(Hostile()) == "<unprintable Hostile>"
+
+
+class FlakyWrites:
+    """Makes a writer method raise pymongo's AutoReconnect for its first ``failures`` calls."""
+
+    def __init__(self, method, failures: int) -> None:
+        self.method, self.failures, self.calls = method, failures, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise AutoReconnect("connection reset by peer")
+        return self.method(*args, **kwargs)
+
+
+def test_write_errors_during_the_run_never_reach_sacred(observer, db, tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    monkeypatch.setattr(observer.writer, "push_metric", FlakyWrites(observer.writer.push_metric, 3))
+    monkeypatch.setattr(observer.writer, "update_run", FlakyWrites(observer.writer.update_run, 3))
+    artifact = tmp_path / "model.bin"
+    artifact.write_bytes(b"weights")
+
+    def main(_run):
+        for step in range(20):
+            _run.log_scalar("loss", 1.0, step)
+            _run.add_artifact(str(tmp_path / "missing.bin"))  # a file that does not exist
+        _run.add_resource(str(tmp_path / "missing.csv"))
+        time.sleep(0.3)
+        _run.add_artifact(str(artifact))
+        return 42
+
+    run = run_experiment(main, observer)
+    assert run._failed_observers == []  # Sacred never saw an exception, so it kept calling us
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and doc["result"] == 42
+    assert [a["name"] for a in doc["artifacts"]] == ["model.bin"]
+    warnings = [r for r in caplog.records if r.name.startswith("sacred_gpu")]
+    # one warning per failing kind of event, however often it failed
+    events = sorted({r.getMessage().split(" failed")[0] for r in warnings})
+    assert events == ["sacred-gpu: artifact_event", "sacred-gpu: heartbeat_event", "sacred-gpu: log_metrics",
+                      "sacred-gpu: resource_event"]
+    assert len(warnings) == 4
