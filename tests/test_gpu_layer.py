@@ -1,0 +1,72 @@
+"""The NVML device layer: visible devices, per-field degradation, and a library that is missing or failing."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.sampling.gpu import Nvml, gpu_inventory, visible_indices
+
+UUIDS = ["GPU-aaaa-1", "GPU-bbbb-2", "GPU-cccc-3"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (None, [0, 1, 2]),
+        ("", []),
+        ("2,0", [2, 0]),
+        ("GPU-bbbb-2", [1]),
+        ("cccc,0", [2, 0]),  # UUID prefixes may omit "GPU-", as CUDA accepts
+        ("0,7,1", [0]),  # CUDA stops at the first entry that names no device
+        ("1,1,2", [1]),  # a repeated device ends the list too
+        ("GPU-", []),  # ambiguous prefix
+        ("-1", []),
+    ],
+)
+def test_visible_indices_follow_cuda_rules(env, expected):
+    assert visible_indices(UUIDS, env) == expected
+
+
+def test_unsupported_field_reads_as_none_and_the_rest_is_kept(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus = two_gpus()
+    gpus[1].unsupported = {"nvmlDeviceGetPciInfo", "nvmlDeviceGetMemoryInfo"}
+    inventory = gpu_inventory(FakeNvml(gpus))
+    assert inventory[1]["pci_bus_id"] is None and inventory[1]["memory_total_mib"] is None
+    assert inventory[1]["name"] == "NVIDIA A100-SXM4-40GB" and inventory[0]["memory_total_mib"] == 81920.0
+    assert all(gpu["visible"] for gpu in inventory)
+
+
+def test_lost_gpu_keeps_its_index_without_values():
+    nvml = FakeNvml(two_gpus())
+    nvml.lose(0)
+    inventory = gpu_inventory(nvml)
+    assert inventory[0]["name"] is None and inventory[0]["uuid"] is None
+    assert inventory[1]["uuid"] == "GPU-22222222-aaaa-bbbb-cccc-000000000000"
+
+
+def test_missing_library_means_no_gpus_said_once_at_info(caplog):
+    caplog.set_level(logging.DEBUG, logger="sacred_gpu")
+    assert Nvml.open(FakeNvml(missing=True)) is None
+    assert [(r.levelno, "No NVIDIA GPU found" in r.getMessage()) for r in caplog.records] == [(logging.INFO, True)]
+
+
+def test_real_pynvml_without_a_driver_is_handled():
+    """On a machine without an NVIDIA driver the real bindings fail to initialise; we report no GPUs."""
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        assert gpu_inventory() == []
+    else:  # a GPU machine: the real path must list every device
+        count = pynvml.nvmlDeviceGetCount()
+        pynvml.nvmlShutdown()
+        assert len(gpu_inventory()) == count
+
+
+def test_cuda_version_is_formatted_major_minor():
+    with Nvml.open(FakeNvml(two_gpus(), cuda_version=12020)) as nvml:
+        assert nvml.cuda_driver_version() == "12.2" and nvml.driver_version() == "550.54.15"
