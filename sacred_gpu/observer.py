@@ -18,6 +18,7 @@ from sacred.utils import ObserverError
 
 from sacred_gpu import connection, schema
 from sacred_gpu.sampling.gpu import gpu_inventory
+from sacred_gpu.sampling.monitor import SystemMonitor, Window
 from sacred_gpu.writer import MongoWriter
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,10 @@ class GpuMongoObserver(RunObserver):
 
     Parameters: ``url`` (a MongoDB URI or ``host:port``) and ``db_name``, or ``client`` (a ``pymongo.MongoClient``
     or a ``mongomock.MongoClient``) and ``db_name``; ``collection_prefix`` as in Sacred (``PREFIX_runs``,
-    ``PREFIX_metrics``); ``priority`` (Sacred's default 30); ``nvml``: a pynvml-compatible module to read GPUs
-    through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml`` simulates GPUs). Other keyword arguments go
-    to ``pymongo.MongoClient``.
+    ``PREFIX_metrics``); ``priority`` (Sacred's default 30); ``sampling``: sample GPUs and host through the run;
+    ``sample_interval`` / ``slow_sample_interval``: seconds between samples of the fast / slow fields;
+    ``nvml``: a pynvml-compatible module to read GPUs through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml``
+    simulates GPUs). Other keyword arguments go to ``pymongo.MongoClient``.
     """
 
     def __init__(
@@ -60,10 +62,17 @@ class GpuMongoObserver(RunObserver):
         client: Any = None,
         collection_prefix: str = "",
         priority: int = DEFAULT_PRIORITY,
+        sampling: bool = True,
+        sample_interval: float = 1.0,
+        slow_sample_interval: float = 10.0,
         nvml: Any = None,
         **client_kwargs: Any,
     ) -> None:
+        if sampling and (sample_interval <= 0 or slow_sample_interval <= 0):
+            raise ValueError("sample_interval and slow_sample_interval must be positive seconds; "
+                             "pass sampling=False to turn sampling off")
         self.priority = priority
+        self.sampling, self.sample_interval, self.slow_sample_interval = sampling, sample_interval, slow_sample_interval
         self.where = connection.describe(url if client is None else type(client).__name__, db_name)
         self._client = connection.open_client(url, client, **client_kwargs)
         self.writer = MongoWriter(self._client[db_name], schema.Collections(collection_prefix))
@@ -78,6 +87,9 @@ class GpuMongoObserver(RunObserver):
     # -- state of the current run ---------------------------------------------------------------------------------
     def _reset(self, run_id: Any) -> None:
         self.run_id = run_id
+        self.monitor: SystemMonitor | None = None
+        self._info: dict[str, Any] | None = None
+        self._inventory: list[dict[str, Any]] = []
         self._metric_ids: dict[str, ObjectId] = {}
         self._artifacts: list[dict[str, Any]] = []
         self._resources: list[list[str]] = []
@@ -101,7 +113,7 @@ class GpuMongoObserver(RunObserver):
             for name, md5 in ex_info.get("sources", [])
         ]
         host = schema.bson_safe(dict(host_info))
-        host["gpu_inventory"] = gpu_inventory(self._nvml)
+        host["gpu_inventory"] = self._inventory = gpu_inventory(self._nvml)
         return {
             "experiment": experiment,
             "command": command,
@@ -141,21 +153,63 @@ class GpuMongoObserver(RunObserver):
             "info": {},
             "heartbeat": None,
         }
-        return self._insert(ex_info, command, host_info, config, meta_info, fields, _id)
+        self._insert(ex_info, command, host_info, config, meta_info, fields, _id)
+        self._start_monitor()
+        return self.run_id
+
+    @_never_raises
+    def _start_monitor(self) -> None:
+        if not self.sampling:
+            return
+        names = {gpu["index"]: gpu["name"] for gpu in self._inventory if gpu.get("name")}
+        self.monitor = SystemMonitor(self.sample_interval, self.slow_sample_interval, nvml=self._nvml,
+                                     gpus=bool(self._inventory), gpu_names=names)
+        self.monitor.start()
+
+    def _store_window(self, window: Window | None, info: dict[str, Any]) -> dict[str, Any]:
+        """Write a window's samples (tier 2) and series points (tier 1); return the run fields to ``$set``."""
+        if window is None:
+            return {}
+        try:
+            self.writer.insert_samples(self.run_id, window.samples)
+            for name, (step, value, stamp) in window.points.items():
+                self._push_series(name, [step], [value], [stamp], info)
+        except Exception as exc:  # noqa: BLE001 - the heartbeat's own fields are still written
+            self._report_failure("system metrics", exc)
+        return {schema.SYSTEM_FIELD: window.rollups} if window.rollups else {}
+
+    def _final_fields(self) -> dict[str, Any]:
+        """Stop sampling and write what is left; the roll-ups (and info, for new series) go with the final status."""
+        if self.monitor is None:
+            return {}
+        info = self._info if self._info is not None else {}
+        known = len(info.get("metrics", []))
+        try:
+            window = self.monitor.stop()
+        except Exception as exc:  # noqa: BLE001
+            self._report_failure("stopping the sampler", exc)
+            window = None
+        self.monitor = None
+        fields = self._store_window(window, info)
+        if len(info.get("metrics", [])) > known:
+            fields["info"] = schema.flatten(info)
+        return fields
 
     # -- during the run -------------------------------------------------------------------------------------------
     @_never_raises
     def heartbeat_event(self, info, captured_out, beat_time, result):  # noqa: ANN001
-        """Store info, the whole captured output so far, the beat time and the intermediate result."""
-        self.writer.update_run(
-            self.run_id,
+        """Store info, the whole captured output so far, the beat time, the intermediate result, system metrics."""
+        self._info = info
+        fields = self._store_window(self.monitor.window() if self.monitor else None, info)
+        fields.update(
             {
                 "info": schema.flatten(info),
                 "captured_out": captured_out,
                 "heartbeat": beat_time,
                 "result": schema.flatten(result),
-            },
+            }
         )
+        self.writer.update_run(self.run_id, fields)
 
     @_never_raises
     def log_metrics(self, metrics_by_name, info):  # noqa: ANN001
@@ -170,14 +224,17 @@ class GpuMongoObserver(RunObserver):
             if len(points) < len(series["values"]) and f"values of {name}" not in self._reported:
                 self._reported.add(f"values of {name}")
                 logger.warning("sacred-gpu: metric %r got values that are not numbers; they are dropped", name)
-            if not points:
-                continue
-            metric_id = self._metric_ids.get(name)
-            if metric_id is None:
-                metric_id = self._metric_ids[name] = schema.new_object_id()
-                info.setdefault("metrics", []).append({"name": name, "id": str(metric_id)})
-            steps, values, stamps = (list(column) for column in zip(*points))
-            self.writer.push_metric(metric_id, self.run_id, name, steps, values, stamps)
+            if points:
+                steps, values, stamps = (list(column) for column in zip(*points))
+                self._push_series(name, steps, values, stamps, info)
+
+    def _push_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any]) -> None:
+        """Append to the run's series ``name``; a new series is referenced in ``info["metrics"]`` as Sacred does."""
+        metric_id = self._metric_ids.get(name)
+        if metric_id is None:
+            metric_id = self._metric_ids[name] = schema.new_object_id()
+            info.setdefault("metrics", []).append({"name": name, "id": str(metric_id)})
+        self.writer.push_metric(metric_id, self.run_id, name, steps, values, stamps)
 
     @_never_raises
     def resource_event(self, filename):  # noqa: ANN001
@@ -209,20 +266,22 @@ class GpuMongoObserver(RunObserver):
     # -- end ------------------------------------------------------------------------------------------------------
     @_never_raises
     def completed_event(self, stop_time, result):  # noqa: ANN001
-        self.writer.update_run(
-            self.run_id, {"stop_time": stop_time, "result": schema.flatten(result), "status": schema.COMPLETED}
-        )
+        fields = self._final_fields()
+        fields.update({"stop_time": stop_time, "result": schema.flatten(result), "status": schema.COMPLETED})
+        self.writer.update_run(self.run_id, fields)
 
     @_never_raises
     def interrupted_event(self, interrupt_time, status):  # noqa: ANN001
         """INTERRUPTED, or the status of the ``SacredInterrupt`` raised (e.g. TIMEOUT)."""
-        self.writer.update_run(self.run_id, {"stop_time": interrupt_time, "status": status})
+        fields = self._final_fields()
+        fields.update({"stop_time": interrupt_time, "status": status})
+        self.writer.update_run(self.run_id, fields)
 
     @_never_raises
     def failed_event(self, fail_time, fail_trace):  # noqa: ANN001
-        self.writer.update_run(
-            self.run_id, {"stop_time": fail_time, "status": schema.FAILED, "fail_trace": fail_trace}
-        )
+        fields = self._final_fields()
+        fields.update({"stop_time": fail_time, "status": schema.FAILED, "fail_trace": fail_trace})
+        self.writer.update_run(self.run_id, fields)
 
     def join(self) -> None:
         """Called by Sacred when the run has ended: every write is already done."""

@@ -62,6 +62,28 @@ class Collections:
     def counters(self) -> str:
         return COUNTERS
 
+    @property
+    def samples(self) -> str:
+        """Full-resolution system samples (tier 2): one document per sample."""
+        return f"{self._lead}system_samples"
+
+
+#: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
+SYSTEM_FIELD = "system"
+
+#: Time field and per-run field of a sample document; the other fields are metric names without ``sys/``.
+SAMPLE_TIME = "t"
+SAMPLE_RUN = "run_id"
+#: Options of the time-series collection used for samples where the server has them (MongoDB 5.0+).
+SAMPLES_TIMESERIES = {"timeField": SAMPLE_TIME, "metaField": SAMPLE_RUN, "granularity": "seconds"}
+
+
+def sample_document(run_id: Any, time: _dt.datetime, values: dict[str, float]) -> dict[str, Any]:
+    """A system sample as stored: ``{"t": time, "run_id": id, "gpu0/util_pct": 97.0, ...}``."""
+    doc: dict[str, Any] = {SAMPLE_TIME: time, SAMPLE_RUN: run_id}
+    doc.update((name.removeprefix("sys/"), value) for name, value in values.items())
+    return doc
+
 
 #: Indexes we create, as ``(collection attribute, [(field, direction), ...])``. ``create_index`` is idempotent.
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
@@ -70,6 +92,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("runs", [("status", 1)]),
     ("runs", [("experiment.name", 1)]),
     ("runs", [("heartbeat", -1)]),
+    ("samples", [(SAMPLE_RUN, 1), (SAMPLE_TIME, 1)]),
 )
 
 #: Index on GridFS files for content-hash deduplication of sources and resources.

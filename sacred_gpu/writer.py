@@ -13,9 +13,10 @@ from typing import Any
 
 import pymongo
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from sacred_gpu import schema
+from sacred_gpu.connection import is_mongomock
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class MongoWriter:
         self.runs = database[self.collections.runs]
         self.metrics = database[self.collections.metrics]
         self.counters = database[self.collections.counters]
+        self.samples = database[self.collections.samples]
         self.fs = gridfs.GridFS(database, collection=schema.GRIDFS_BUCKET)
         self._indexed = False
 
@@ -45,12 +47,25 @@ class MongoWriter:
         """Create the indexes our writes and the readers' queries need (idempotent; once per writer)."""
         if self._indexed:
             return
+        self._create_samples_collection()
         for collection, keys in schema.INDEXES:
             getattr(self, collection).create_index(keys)
         files = self.database[f"{schema.GRIDFS_BUCKET}.files"]
         for keys in schema.GRIDFS_INDEXES:
             files.create_index(keys)
         self._indexed = True
+
+    def _create_samples_collection(self) -> None:
+        """Samples go to a time-series collection where the server has them (5.0+), else to a plain one."""
+        name = self.collections.samples
+        if is_mongomock(self.database) or name in self.database.list_collection_names(filter={"name": name}):
+            return
+        version = tuple(self.database.client.server_info().get("versionArray", (0,))[:2])
+        try:
+            if version >= (5, 0):
+                self.database.create_collection(name, timeseries=schema.SAMPLES_TIMESERIES)
+        except CollectionInvalid:  # another process created it meanwhile
+            pass
 
     # -- run ids --------------------------------------------------------------------------------------------------
     def next_run_id(self) -> int:
@@ -122,6 +137,12 @@ class MongoWriter:
             },
             upsert=True,
         )
+
+    def insert_samples(self, run_id: Any, samples: list[tuple[Any, dict[str, float]]]) -> None:
+        """Store system samples at full resolution, one document each, in one bulk write."""
+        if samples:
+            docs = [schema.sample_document(run_id, time, values) for time, values in samples]
+            self.samples.insert_many(docs, ordered=False)
 
     # -- GridFS ---------------------------------------------------------------------------------------------------
     def put_file(

@@ -32,12 +32,14 @@ def test_an_id_taken_in_between_is_skipped(db, monkeypatch):
 
 
 def test_concurrent_starters_get_distinct_ids(client, db):
-    """8 writers starting 20 runs each at once get 160 distinct ids, 1 to 160.
+    """8 writers starting 20 runs each at once get 160 distinct ids.
 
     The threads share one mongomock client, the stand-in for 8 processes on one server. On a real MongoDB server
     the allocation is atomic because each step is a single-document atomic operation: ``$max`` raises the counter
     and ``find_one_and_update`` with ``$inc`` returns the incremented value to exactly one caller; the unique
-    ``_id`` index is the last guard, and a clash there makes the loser allocate again.
+    ``_id`` index is the last guard, and a clash there makes the loser allocate again. (mongomock's
+    ``find_one_and_update`` is not atomic across threads, so here that last guard does real work and an id may
+    be skipped; ids are distinct, not necessarily contiguous, on a server too, where a failed insert burns one.)
     """
     barrier = threading.Barrier(8)
     ids: list[int] = []
@@ -56,9 +58,9 @@ def test_concurrent_starters_get_distinct_ids(client, db):
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(ids) == 160 and sorted(ids) == list(range(1, 161))
-    assert db.runs.count_documents({}) == 160
-    assert db[schema.COUNTERS].find_one({"_id": "runs"})["seq"] == 160
+    assert len(ids) == 160 and len(set(ids)) == 160 and min(ids) == 1
+    assert sorted(doc["_id"] for doc in db.runs.find({}, {"_id": 1})) == sorted(ids)
+    assert db[schema.COUNTERS].find_one({"_id": "runs"})["seq"] == max(ids)
 
 
 def test_each_prefix_has_its_own_counter(client):

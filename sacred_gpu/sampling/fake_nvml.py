@@ -1,12 +1,15 @@
 """A simulated NVML library with the ``pynvml`` API, for tests and the demo on machines without a GPU.
 
 It raises ``pynvml``'s own error classes, so code under test takes exactly the paths it takes on real hardware.
-Scenarios: :func:`two_gpus`, a field that is not supported (``unsupported=``), a GPU lost mid-run
-(:meth:`FakeNvml.lose`), and the library missing (``FakeNvml(missing=True)``).
+Scenarios: :func:`two_gpus`, a field that is not supported (``FakeGpu.unsupported``), a GPU lost mid-run
+(:meth:`FakeNvml.lose`), MIG instances (``FakeGpu.mig``), and the library missing (``FakeNvml(missing=True)``).
+Values are plain attributes a test (or the demo) changes between samples; the energy counter advances with the
+power draw in real time, as on hardware.
 """
 
 from __future__ import annotations
 
+import time
 from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +18,10 @@ import pynvml
 
 NVMLError = pynvml.NVMLError
 _Memory = namedtuple("_Memory", "total free used")
+_Memory2 = namedtuple("_Memory2", "version total reserved free used")
 _Pci = namedtuple("_Pci", "busId")
+_Utilization = namedtuple("_Utilization", "gpu memory")
+_Process = namedtuple("_Process", "pid usedGpuMemory")
 
 
 @dataclass
@@ -27,8 +33,25 @@ class FakeGpu:
     memory_total_bytes: int = 80 * 1024**3
     memory_used_bytes: int = 0
     pci_bus_id: str = "00000000:00:00.0"
+    util_pct: int = 0
+    mem_util_pct: int = 0
+    power_mw: int = 70_000
+    power_limit_mw: int = 700_000
+    energy_mj: float = 1_000_000.0  #: total since the driver loaded; advances with ``power_mw`` in real time
+    sm_clock_mhz: int = 1980
+    mem_clock_mhz: int = 2619
+    clocks_event_reasons: int = 0
+    fan_pct: int = 30
+    temp_c: int = 35
+    pcie_tx_kib_s: int = 0
+    pcie_rx_kib_s: int = 0
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    processes: list[tuple[int, int | None]] = field(default_factory=list)  #: (pid, bytes used) per process
+    mig: list[FakeGpu] = field(default_factory=list)  #: MIG instances (only memory is read from them)
     unsupported: set[str] = field(default_factory=set)  #: NVML function names raising NotSupported
     lost: bool = False
+    _energy_clock: float = field(default_factory=time.monotonic, repr=False)
 
 
 def two_gpus() -> list[FakeGpu]:
@@ -64,6 +87,12 @@ class FakeNvml:
         self.initialised = 0
         self.calls = 0
 
+    def __getattr__(self, name: str) -> Any:
+        """pynvml's constants and error classes (``NVML_CLOCK_SM``, ``NVMLError_GpuIsLost``, ``nvmlMemory_v2``)."""
+        if name.startswith(("NVML", "nvmlMemory")):
+            return getattr(pynvml, name)
+        raise AttributeError(f"FakeNvml does not simulate {name}")
+
     # -- scenario control -------------------------------------------------------------------------------------
     def lose(self, index: int) -> None:
         """The GPU falls off the bus: every later call on it raises ``NVMLError_GpuIsLost``."""
@@ -79,8 +108,8 @@ class FakeNvml:
 
     def _gpu(self, handle: Any, function: str) -> FakeGpu:
         self._check()
-        gpu = self.gpus[handle]
-        if gpu.lost:
+        gpu = self.gpus[handle[0]].mig[handle[1]] if isinstance(handle, tuple) else self.gpus[handle]
+        if gpu.lost or (isinstance(handle, tuple) and self.gpus[handle[0]].lost):
             raise NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         if function in gpu.unsupported:
             raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
@@ -124,7 +153,68 @@ class FakeNvml:
     def nvmlDeviceGetPciInfo(self, handle: int) -> Any:  # noqa: N802
         return _Pci(self._gpu(handle, "nvmlDeviceGetPciInfo").pci_bus_id)
 
-    def nvmlDeviceGetMemoryInfo(self, handle: int, version: Any = None) -> Any:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, handle: Any, version: Any = None) -> Any:  # noqa: N802
         gpu = self._gpu(handle, "nvmlDeviceGetMemoryInfo")
-        used = gpu.memory_used_bytes
-        return _Memory(gpu.memory_total_bytes, gpu.memory_total_bytes - used, used)
+        used, total = gpu.memory_used_bytes, gpu.memory_total_bytes
+        if version is None:  # v1: "used" includes memory the driver reserves
+            return _Memory(total, total - used - 512 * 1024**2, used + 512 * 1024**2)
+        return _Memory2(version, total, 512 * 1024**2, total - used - 512 * 1024**2, used)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:  # noqa: N802
+        gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")
+        return _Utilization(gpu.util_pct, gpu.mem_util_pct)
+
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:  # noqa: N802
+        return self._gpu(handle, "nvmlDeviceGetPowerUsage").power_mw
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: int) -> int:  # noqa: N802
+        return self._gpu(handle, "nvmlDeviceGetEnforcedPowerLimit").power_limit_mw
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:  # noqa: N802
+        gpu = self._gpu(handle, "nvmlDeviceGetTotalEnergyConsumption")
+        now = time.monotonic()
+        gpu.energy_mj += gpu.power_mw * (now - gpu._energy_clock)
+        gpu._energy_clock = now
+        return int(gpu.energy_mj)
+
+    def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:  # noqa: N802
+        gpu = self._gpu(handle, "nvmlDeviceGetClockInfo")
+        return gpu.sm_clock_mhz if clock == pynvml.NVML_CLOCK_SM else gpu.mem_clock_mhz
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:  # noqa: N802
+        return self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons").clocks_event_reasons
+
+    def nvmlDeviceGetFanSpeed(self, handle: int) -> int:  # noqa: N802
+        return self._gpu(handle, "nvmlDeviceGetFanSpeed").fan_pct
+
+    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:  # noqa: N802
+        return self._gpu(handle, "nvmlDeviceGetTemperature").temp_c
+
+    def nvmlDeviceGetPcieThroughput(self, handle: int, counter: int) -> int:  # noqa: N802
+        gpu = self._gpu(handle, "nvmlDeviceGetPcieThroughput")
+        return gpu.pcie_tx_kib_s if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES else gpu.pcie_rx_kib_s
+
+    def nvmlDeviceGetTotalEccErrors(self, handle: int, error_type: int, counter_type: int) -> int:  # noqa: N802
+        gpu = self._gpu(handle, "nvmlDeviceGetTotalEccErrors")
+        return gpu.ecc_corrected if error_type == pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED else gpu.ecc_uncorrected
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:  # noqa: N802
+        gpu = self._gpu(handle, "nvmlDeviceGetComputeRunningProcesses")
+        return [_Process(pid, used) for pid, used in gpu.processes]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[Any]:  # noqa: N802
+        self._gpu(handle, "nvmlDeviceGetGraphicsRunningProcesses")
+        return []
+
+    def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:  # noqa: N802
+        enabled = int(bool(self._gpu(handle, "nvmlDeviceGetMigMode").mig))
+        return [enabled, enabled]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: int) -> int:  # noqa: N802
+        return len(self._gpu(handle, "nvmlDeviceGetMaxMigDeviceCount").mig)
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: int, index: int) -> tuple[int, int]:  # noqa: N802
+        gpu = self._gpu(handle, "nvmlDeviceGetMigDeviceHandleByIndex")
+        if index >= len(gpu.mig):
+            raise NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return (handle, index)

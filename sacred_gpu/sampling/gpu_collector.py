@@ -1,0 +1,181 @@
+"""GPU metrics through NVML, per visible device (and MIG instance), in a fast and a slow tier.
+
+Each field's support is probed per device at start; unsupported fields are dropped silently. A device that falls off
+the bus is dropped with one WARNING while the others keep reporting. Names are those of :mod:`.catalog`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sacred_gpu.sampling.gpu import MIB, Nvml, _text, visible_indices
+
+logger = logging.getLogger(__name__)
+
+Reader = Callable[[Any, Any], "float | None"]  # (pynvml module, handle) -> value
+
+
+def _memory(lib: Any, handle: Any) -> Any:
+    """Memory info with v2 semantics (``used`` excludes driver-reserved memory) where the driver has it."""
+    try:
+        return lib.nvmlDeviceGetMemoryInfo(handle, version=lib.nvmlMemory_v2)
+    except (lib.NVMLError_NotSupported, lib.NVMLError_FunctionNotFound, AttributeError, TypeError):
+        return lib.nvmlDeviceGetMemoryInfo(handle)
+
+
+def _clocks_event_reasons(lib: Any, handle: Any) -> int:
+    getter = getattr(lib, "nvmlDeviceGetCurrentClocksEventReasons", None) or lib.nvmlDeviceGetCurrentClocksThrottleReasons
+    return getter(handle)
+
+
+#: (field, tier, reader) for whole GPUs. Readers return the value in the unit of the field's name.
+GPU_FIELDS: tuple[tuple[str, str, Reader], ...] = (
+    ("util_pct", "fast", lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).gpu),
+    ("mem_util_pct", "fast", lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).memory),
+    ("mem_used_mib", "fast", lambda lib, h: _memory(lib, h).used / MIB),
+    ("power_w", "fast", lambda lib, h: lib.nvmlDeviceGetPowerUsage(h) / 1000),
+    ("energy_j", "fast", lambda lib, h: lib.nvmlDeviceGetTotalEnergyConsumption(h) / 1000),
+    ("sm_clock_mhz", "fast", lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_SM)),
+    ("mem_clock_mhz", "fast", lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_MEM)),
+    ("throttle_reasons", "fast", _clocks_event_reasons),
+    ("fan_pct", "fast", lambda lib, h: lib.nvmlDeviceGetFanSpeed(h)),
+    ("mem_total_mib", "slow", lambda lib, h: _memory(lib, h).total / MIB),
+    ("power_limit_w", "slow", lambda lib, h: lib.nvmlDeviceGetEnforcedPowerLimit(h) / 1000),
+    ("temp_c", "slow", lambda lib, h: lib.nvmlDeviceGetTemperature(h, lib.NVML_TEMPERATURE_GPU)),
+    ("pcie_tx_mib_s", "slow", lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_TX_BYTES) / 1024),
+    ("pcie_rx_mib_s", "slow", lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_RX_BYTES) / 1024),
+    ("ecc_corrected", "slow", lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
+        h, lib.NVML_MEMORY_ERROR_TYPE_CORRECTED, lib.NVML_VOLATILE_ECC)),
+    ("ecc_uncorrected", "slow", lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
+        h, lib.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, lib.NVML_VOLATILE_ECC)),
+)
+
+MIG_FIELDS: tuple[tuple[str, str, Reader], ...] = (
+    ("mem_used_mib", "fast", lambda lib, h: _memory(lib, h).used / MIB),
+    ("mem_total_mib", "slow", lambda lib, h: _memory(lib, h).total / MIB),
+)
+
+
+@dataclass
+class _Device:
+    """A GPU or MIG instance being sampled: its name prefix and the readers it supports, per tier."""
+
+    prefix: str  # "sys/gpu0/" or "sys/gpu0/mig1/"
+    handle: Any
+    fields: dict[str, list[tuple[str, Reader]]] = field(default_factory=lambda: {"fast": [], "slow": []})
+    energy_base: float | None = None  # energy counter at start, J
+    is_gpu: bool = True
+
+
+class GpuCollector:
+    """Samples every visible GPU. ``lib``: a pynvml-compatible module; ``pids``: the process tree's PIDs."""
+
+    name = "gpu"
+
+    def __init__(self, lib: Any = None, pids: Callable[[], set[int]] | None = None) -> None:
+        self._lib_arg = lib
+        self._pids = pids or (lambda: {os.getpid()})
+        self._nvml: Nvml | None = None
+        self.devices: list[_Device] = []
+
+    # -- setup ----------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open NVML, pick the visible devices (``CUDA_VISIBLE_DEVICES``) and probe which fields each supports."""
+        self._nvml = Nvml.open(self._lib_arg)
+        if self._nvml is None:
+            return  # Nvml.open said why, once, at INFO
+        nvml, lib = self._nvml, self._nvml.lib
+        handles = [nvml.handle(i) for i in range(nvml.device_count())]
+        uuids = [_text(nvml.query(lib.nvmlDeviceGetUUID, h) or "") if h is not None else "" for h in handles]
+        for index in visible_indices(uuids, os.environ.get("CUDA_VISIBLE_DEVICES")):
+            if handles[index] is None:
+                continue
+            gpu = self._probe(_Device(f"sys/gpu{index}/", handles[index]), GPU_FIELDS)
+            self.devices.append(gpu)
+            for position, mig_handle in enumerate(self._mig_handles(handles[index])):
+                self.devices.append(self._probe(_Device(f"sys/gpu{index}/mig{position}/", mig_handle, is_gpu=False),
+                                                MIG_FIELDS))
+        if not self.devices:
+            logger.info("No visible GPU (CUDA_VISIBLE_DEVICES=%r): host metrics only",
+                        os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+    def _probe(self, device: _Device, fields: tuple[tuple[str, str, Reader], ...]) -> _Device:
+        lib = self._nvml.lib  # type: ignore[union-attr]
+        for name, tier, reader in fields:
+            try:
+                value = reader(lib, device.handle)
+            except lib.NVMLError:
+                continue  # not supported on this device: dropped silently
+            if name == "energy_j":
+                device.energy_base = value
+            device.fields[tier].append((name, reader))
+        if device.is_gpu:
+            try:
+                self._process_memory(device.handle)
+                device.fields["slow"].append(("proc_mem_mib", lambda lib, h: self._process_memory(h)))
+            except lib.NVMLError:
+                pass
+        return device
+
+    def _mig_handles(self, handle: Any) -> list[Any]:
+        nvml = self._nvml
+        assert nvml is not None
+        mode = nvml.query(nvml.lib.nvmlDeviceGetMigMode, handle)
+        if not mode or mode[0] != getattr(nvml.lib, "NVML_DEVICE_MIG_ENABLE", 1):
+            return []
+        count = nvml.query(nvml.lib.nvmlDeviceGetMaxMigDeviceCount, handle) or 0
+        found = (nvml.query(nvml.lib.nvmlDeviceGetMigDeviceHandleByIndex, handle, j) for j in range(count))
+        return [h for h in found if h is not None]
+
+    def _process_memory(self, handle: Any) -> float:
+        """GPU memory of the training process tree on this device, MiB (host PIDs: see README's caveat)."""
+        lib, pids = self._nvml.lib, self._pids()  # type: ignore[union-attr]
+        processes = list(lib.nvmlDeviceGetComputeRunningProcesses(handle))
+        processes += lib.nvmlDeviceGetGraphicsRunningProcesses(handle)
+        used = {p.pid: p.usedGpuMemory or 0 for p in processes if p.pid in pids}
+        return sum(used.values()) / MIB
+
+    # -- sampling -------------------------------------------------------------------------------------------------
+    def sample(self, slow: bool) -> dict[str, float]:
+        """One reading of every supported field of the tier(s) due, from every device still present."""
+        if self._nvml is None:
+            return {}
+        lib = self._nvml.lib
+        values: dict[str, float] = {}
+        for device in list(self.devices):
+            tiers = (device.fields["fast"], device.fields["slow"]) if slow else (device.fields["fast"],)
+            for fields in tiers:
+                for name, reader in list(fields):
+                    try:
+                        value = float(reader(lib, device.handle))
+                    except lib.NVMLError_GpuIsLost:
+                        self._drop(device)
+                        break
+                    except lib.NVMLError_NotSupported:
+                        fields.remove((name, reader))
+                        continue
+                    except lib.NVMLError as exc:
+                        logger.debug("NVML %s%s failed: %s", device.prefix, name, exc)
+                        continue
+                    if name == "energy_j" and device.energy_base is not None:
+                        value -= device.energy_base
+                    values[device.prefix + name] = value
+                if device not in self.devices:
+                    break
+        return values
+
+    def _drop(self, device: _Device) -> None:
+        """A GPU fell off the bus: stop reading it (and its MIG instances), say so once."""
+        gpu_prefix = device.prefix.split("mig")[0]
+        self.devices = [d for d in self.devices if not d.prefix.startswith(gpu_prefix)]
+        logger.warning("%s was lost (NVML: GPU is lost); its metrics stop, the other GPUs keep reporting",
+                       gpu_prefix.removeprefix("sys/").rstrip("/"))
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            self._nvml.close()
+            self._nvml = None

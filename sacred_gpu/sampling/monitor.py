@@ -1,0 +1,76 @@
+"""One run's system monitoring: the sampler thread with its collectors, and what each heartbeat window yields."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sacred_gpu.sampling.gpu_collector import GpuCollector
+from sacred_gpu.sampling.host import HostCollector, ProcessTree
+from sacred_gpu.sampling.sampler import Collector, Sampler
+from sacred_gpu.sampling.window import Rollups, SeriesThinner, summarize
+
+
+@dataclass
+class Window:
+    """What one window yields for storage: every sample (tier 2), series points (tier 1), roll-ups (tier 3)."""
+
+    samples: list[tuple[dt.datetime, dict[str, float]]] = field(default_factory=list)
+    points: dict[str, tuple[int, float, dt.datetime]] = field(default_factory=dict)
+    rollups: dict[str, Any] = field(default_factory=dict)
+
+
+class SystemMonitor:
+    """Samples the host and the GPUs for one run; :meth:`window` hands over what was sampled since the last call.
+
+    ``interval`` and ``slow_interval`` are in seconds; ``nvml`` is a pynvml-compatible module (default ``pynvml``);
+    ``gpus``: whether to read GPUs at all (False when the inventory found none, so "no GPU" is said only once);
+    ``gpu_names`` maps NVML indices to model names for the roll-ups.
+    """
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        slow_interval: float = 10.0,
+        *,
+        nvml: Any = None,
+        gpus: bool = True,
+        gpu_names: dict[int, str] | None = None,
+        collectors: list[Collector] | None = None,
+        sampler: Sampler | None = None,
+    ) -> None:
+        if collectors is None:
+            tree = ProcessTree()
+            collectors = [HostCollector(tree)] + ([GpuCollector(nvml, pids=tree.pids)] if gpus else [])
+        self.sampler = sampler or Sampler(collectors, interval, slow_interval)
+        self.rollups = Rollups(gpu_names)
+        self.thinner = SeriesThinner()
+        self._last_step = -1
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.sampler.start()
+
+    def stop(self) -> Window:
+        """Stop sampling and hand over the last window."""
+        self.sampler.stop()
+        return self.window()
+
+    def window(self) -> Window:
+        """Drain the samples taken since the last window and summarise them."""
+        with self._lock:
+            samples = self.sampler.drain()
+            if not samples:
+                return Window(rollups=self.rollups.document() if self.rollups.samples else {})
+            self.rollups.update(samples)
+            step = max(self._last_step + 1, int(samples[-1].elapsed))
+            self._last_step = step
+            stamp = samples[-1].time
+            points = {}
+            for name, value in summarize(samples).items():
+                point = self.thinner.add(name, step, value, stamp)
+                if point is not None:
+                    points[name] = point
+            return Window([(s.time, s.values) for s in samples], points, self.rollups.document())

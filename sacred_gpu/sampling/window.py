@@ -1,0 +1,146 @@
+"""From samples to what is stored: window summaries (tier 1), size-capped series, and run roll-ups (tier 3)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sacred_gpu.sampling.catalog import spec_for
+from sacred_gpu.sampling.sampler import Sample
+
+#: Points a system series holds before windows start to be merged; a series never exceeds twice this
+#: (200 000 points of step, value and time: about 9 MB, under MongoDB's 16 MB document limit).
+SERIES_CAP = 100_000
+
+
+def combine(rule: str, values: Sequence[float]) -> float:
+    """Summarise values by a catalog window rule: mean, max, last, or bitwise OR."""
+    if rule == "max":
+        return max(values)
+    if rule == "last":
+        return values[-1]
+    if rule == "or":
+        result = 0
+        for value in values:
+            result |= int(value)
+        return float(result)
+    return sum(values) / len(values)
+
+
+def _rule(name: str) -> str:
+    spec = spec_for(name)
+    return spec.window if spec is not None else "mean"
+
+
+def summarize(samples: Iterable[Sample]) -> dict[str, float]:
+    """One value per metric for a window of samples, by each metric's window rule."""
+    columns: dict[str, list[float]] = defaultdict(list)
+    for sample in samples:
+        for name, value in sample.values.items():
+            columns[name].append(value)
+    return {name: combine(_rule(name), values) for name, values in columns.items()}
+
+
+class SeriesThinner:
+    """Keeps each series under :data:`SERIES_CAP`-ish points while still spanning the whole run.
+
+    Every window is a point until a series holds ``cap`` points; from then on 2, then 4, 8, ... windows are merged
+    into one point (by the metric's window rule) after each further ``cap/2``, ``cap/4``, ... points.
+    """
+
+    def __init__(self, cap: int = SERIES_CAP) -> None:
+        self.cap = cap
+        self._state: dict[str, dict[str, Any]] = {}
+
+    def add(self, name: str, step: int, value: float, time: Any) -> tuple[int, float, Any] | None:
+        """Offer one window's point; returns the point to store, or ``None`` while merging windows."""
+        state = self._state.setdefault(name, {"count": 0, "stride": 1, "block": self.cap, "next": self.cap,
+                                              "pending": []})
+        state["pending"].append(value)
+        if len(state["pending"]) < state["stride"]:
+            return None
+        point = (step, combine(_rule(name), state["pending"]), time)
+        state["pending"] = []
+        state["count"] += 1
+        if state["count"] >= state["next"]:
+            state["stride"] *= 2
+            state["block"] = max(1, state["block"] // 2)
+            state["next"] += state["block"]
+        return point
+
+
+_GPU_FIELD = re.compile(r"^sys/gpu(\d+)/([a-z_]+)$")
+
+
+class Rollups:
+    """Run-level summaries kept current from every sample: peaks, means, energy. Stored in the run document."""
+
+    def __init__(self, gpu_names: dict[int, str] | None = None) -> None:
+        self.gpu_names = gpu_names or {}
+        self.samples = 0
+        self._max: dict[str, float] = {}
+        self._sum: dict[str, float] = defaultdict(float)
+        self._count: dict[str, int] = defaultdict(int)
+        self._last: dict[str, float] = {}
+
+    def update(self, samples: Iterable[Sample]) -> None:
+        for sample in samples:
+            self.samples += 1
+            for name, value in sample.values.items():
+                self._max[name] = max(value, self._max.get(name, value))
+                self._sum[name] += value
+                self._count[name] += 1
+                self._last[name] = value
+
+    def _mean(self, name: str) -> float | None:
+        return self._sum[name] / self._count[name] if self._count.get(name) else None
+
+    def document(self) -> dict[str, Any]:
+        """The ``system`` field of the run document; keys without data are left out (never None or NaN)."""
+        gpus: dict[int, dict[str, Any]] = {}
+        for name in self._count:
+            match = _GPU_FIELD.match(name)
+            if match:
+                gpus.setdefault(int(match[1]), {"index": int(match[1])})
+        for index, gpu in sorted(gpus.items()):
+            prefix = f"sys/gpu{index}/"
+            if index in self.gpu_names:
+                gpu["name"] = self.gpu_names[index]
+            candidates = {
+                "mem_peak_mib": self._max.get(prefix + "mem_used_mib"),
+                "util_mean_pct": self._mean(prefix + "util_pct"),
+                "power_mean_w": self._mean(prefix + "power_w"),
+                "energy_wh": None if prefix + "energy_j" not in self._last else self._last[prefix + "energy_j"] / 3600,
+                "temp_max_c": self._max.get(prefix + "temp_c"),
+                "proc_mem_peak_mib": self._max.get(prefix + "proc_mem_mib"),
+            }
+            gpu.update({k: round(v, 3) for k, v in candidates.items() if v is not None})
+        per_gpu = [gpus[i] for i in sorted(gpus)]
+        doc: dict[str, Any] = {"samples": self.samples, "gpu_count": len(per_gpu), "gpus": per_gpu}
+        names = Counter(g["name"] for g in per_gpu if "name" in g)
+        if names:
+            doc["gpu_model"] = names.most_common(1)[0][0]
+        totals = {
+            "gpu_mem_peak_mib": max((g["mem_peak_mib"] for g in per_gpu if "mem_peak_mib" in g), default=None),
+            "gpu_util_mean_pct": _average(g.get("util_mean_pct") for g in per_gpu),
+            "gpu_energy_wh": _total(g.get("energy_wh") for g in per_gpu),
+            "gpu_power_mean_w": _total(g.get("power_mean_w") for g in per_gpu),
+            "proc_rss_peak_mib": self._max.get("sys/proc/rss_mib"),
+            "proc_cpu_mean_pct": self._mean("sys/proc/cpu_pct"),
+            "cpu_util_mean_pct": self._mean("sys/cpu/util_pct"),
+            "mem_used_peak_mib": self._max.get("sys/mem/used_mib"),
+        }
+        doc.update({k: round(v, 3) for k, v in totals.items() if v is not None})
+        return doc
+
+
+def _average(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
