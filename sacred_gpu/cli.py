@@ -30,6 +30,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_table(args: argparse.Namespace) -> int:
+    from sacred_gpu.sampling.catalog import markdown_table
+
+    sys.stdout.write(markdown_table() + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sacred-gpu", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -37,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the example experiments into an in-memory database and summarise")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per example run (default: each run's own)")
     demo.set_defaults(handler=_demo)
+    table = commands.add_parser("metrics-table", help="print the table of system metrics (Markdown)")
+    table.set_defaults(handler=_metrics_table)
     return parser
 
 

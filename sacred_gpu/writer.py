@@ -7,6 +7,7 @@ by client-generated ids), which is what lets a later layer retry and journal the
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -31,16 +32,20 @@ class MongoWriter:
     """
 
     def __init__(self, database: Any, collections: schema.Collections | None = None) -> None:
-        import gridfs
-
         self.database = database
         self.collections = collections or schema.Collections()
         self.runs = database[self.collections.runs]
         self.metrics = database[self.collections.metrics]
         self.counters = database[self.collections.counters]
         self.samples = database[self.collections.samples]
-        self.fs = gridfs.GridFS(database, collection=schema.GRIDFS_BUCKET)
         self._indexed = False
+
+    @functools.cached_property
+    def fs(self) -> Any:
+        """The GridFS bucket Sacred uses."""
+        import gridfs
+
+        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET)
 
     # -- setup ----------------------------------------------------------------------------------------------------
     def ensure_indexes(self) -> None:

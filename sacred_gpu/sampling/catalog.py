@@ -1,7 +1,7 @@
 """Every system metric sacred-gpu samples: its name (units in the name), tier, source and window summary.
 
 Names are ``sys/<device>/<field>_<unit>``; ``{i}`` is the GPU's NVML index, ``{j}`` a MIG instance. No name has a
-``.`` or a leading ``$``. The README table is generated from :data:`CATALOG` (``python -m sacred_gpu.sampling.catalog``).
+``.`` or a leading ``$``. The README table is generated from :data:`CATALOG` (``sacred-gpu metrics-table``).
 """
 
 from __future__ import annotations
@@ -110,9 +110,3 @@ def markdown_table() -> str:
         f"| `{s.name}` | {s.unit} | {s.tier} | {s.window} | `{s.source}` | {s.description} |" for s in CATALOG
     ]
     return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.stdout.write(markdown_table() + "\n")

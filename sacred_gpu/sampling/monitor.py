@@ -54,9 +54,12 @@ class SystemMonitor:
         self.sampler.start()
 
     def stop(self) -> Window:
-        """Stop sampling and hand over the last window."""
+        """Stop sampling and hand over the last window, with every series' last merged point."""
         self.sampler.stop()
-        return self.window()
+        window = self.window()
+        with self._lock:
+            window.points.update(self.thinner.flush())
+        return window
 
     def window(self) -> Window:
         """Drain the samples taken since the last window and summarise them."""

@@ -47,7 +47,8 @@ class SeriesThinner:
     """Keeps each series under :data:`SERIES_CAP`-ish points while still spanning the whole run.
 
     Every window is a point until a series holds ``cap`` points; from then on 2, then 4, 8, ... windows are merged
-    into one point (by the metric's window rule) after each further ``cap/2``, ``cap/4``, ... points.
+    into one point (by the metric's window rule) after each further ``cap/2``, ``cap/4``, ... points. At the end of
+    the run :meth:`flush` emits the windows still waiting to be merged, so the series reaches the run's end.
     """
 
     def __init__(self, cap: int = SERIES_CAP) -> None:
@@ -59,6 +60,7 @@ class SeriesThinner:
         state = self._state.setdefault(name, {"count": 0, "stride": 1, "block": self.cap, "next": self.cap,
                                               "pending": []})
         state["pending"].append(value)
+        state["last"] = (step, time)
         if len(state["pending"]) < state["stride"]:
             return None
         point = (step, combine(_rule(name), state["pending"]), time)
@@ -69,6 +71,16 @@ class SeriesThinner:
             state["block"] = max(1, state["block"] // 2)
             state["next"] += state["block"]
         return point
+
+    def flush(self) -> dict[str, tuple[int, float, Any]]:
+        """The merged point of every series' waiting windows (at the end of the run)."""
+        points = {}
+        for name, state in self._state.items():
+            if state["pending"]:
+                step, time = state["last"]
+                points[name] = (step, combine(_rule(name), state["pending"]), time)
+                state["pending"] = []
+        return points
 
 
 _GPU_FIELD = re.compile(r"^sys/gpu(\d+)/([a-z_]+)$")
