@@ -55,7 +55,7 @@ def parse_mongo_spec(spec: str) -> MongoSpec:
 
 def is_mongomock(client: Any) -> bool:
     """True for a ``mongomock`` client, database or collection."""
-    return type(client).__module__.split(".")[0] == "mongomock"
+    return client.__class__.__module__.split(".")[0] == "mongomock"  # __class__: wrappers may stand in
 
 
 def open_client(url: str | None = None, client: Any = None, **client_kwargs: Any) -> Any:
@@ -92,3 +92,10 @@ def describe(url: str | None, db_name: str) -> str:
     where = url or "localhost:27017"
     where = re.sub(r"//[^@/]*@", "//", where)
     return f"{where} (database {db_name!r})"
+
+
+def short_error(exc: BaseException, limit: int = 160) -> str:
+    """An error message for one log line: pymongo's server-selection errors carry a whole topology description."""
+    text = str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0].strip()
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,4 +1,4 @@
-"""``GpuMongoObserver``: turns Sacred's run events into records for the writer. It does no I/O of its own."""
+"""``GpuMongoObserver``: turns Sacred's run events into records; the recorder journals them and writes them."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ import os
 import threading
 from typing import Any, Callable, TypeVar
 
+from pathlib import Path
+
 from bson import ObjectId
-from pymongo.errors import PyMongoError
 from sacred.commandline_options import cli_option
 from sacred.dependencies import get_digest
 from sacred.observers.base import RunObserver
-from sacred.utils import ObserverError
 
 from sacred_gpu import connection, schema
+from sacred_gpu.journal import default_spool
+from sacred_gpu.recorder import DEFAULT_FLUSH_TIMEOUT, Recorder, offline_from_environment, open_recorder
 from sacred_gpu.sampling.gpu import gpu_inventory
 from sacred_gpu.sampling.monitor import SystemMonitor, Window
-from sacred_gpu.writer import MongoWriter
+from sacred_gpu.writer import MongoWriter, record
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +46,16 @@ def _never_raises(method: F) -> F:
 
 
 class GpuMongoObserver(RunObserver):
-    """A drop-in replacement for Sacred's ``MongoObserver`` that also records the GPUs.
+    """A drop-in replacement for Sacred's ``MongoObserver`` that also records the GPUs and never loses a run.
 
     Parameters: ``url`` (a MongoDB URI or ``host:port``) and ``db_name``, or ``client`` (a ``pymongo.MongoClient``
     or a ``mongomock.MongoClient``) and ``db_name``; ``collection_prefix`` as in Sacred (``PREFIX_runs``,
     ``PREFIX_metrics``); ``priority`` (Sacred's default 30); ``sampling``: sample GPUs and host through the run;
     ``sample_interval`` / ``slow_sample_interval``: seconds between samples of the fast / slow fields;
+    ``spool_dir``: where runs are journaled (default ``$SACRED_GPU_SPOOL`` or the user's data directory);
+    ``offline``: record to the journal only, for ``sacred-gpu sync`` (default ``$SACRED_GPU_OFFLINE``);
+    ``flush_timeout``: seconds the end of a run waits for MongoDB before leaving the rest to ``sacred-gpu sync``;
+    ``output_cap``: characters of captured output kept in the run document (head and tail);
     ``nvml``: a pynvml-compatible module to read GPUs through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml``
     simulates GPUs). Other keyword arguments go to ``pymongo.MongoClient``.
     """
@@ -65,6 +71,10 @@ class GpuMongoObserver(RunObserver):
         sampling: bool = True,
         sample_interval: float = 1.0,
         slow_sample_interval: float = 10.0,
+        spool_dir: str | os.PathLike[str] | None = None,
+        offline: bool | None = None,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        output_cap: int = schema.OUTPUT_CAP,
         nvml: Any = None,
         **client_kwargs: Any,
     ) -> None:
@@ -73,24 +83,30 @@ class GpuMongoObserver(RunObserver):
                              "pass sampling=False to turn sampling off")
         self.priority = priority
         self.sampling, self.sample_interval, self.slow_sample_interval = sampling, sample_interval, slow_sample_interval
+        self.offline = offline_from_environment() if offline is None else offline
+        self.flush_timeout, self.output_cap = flush_timeout, output_cap
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool()
         self.where = connection.describe(url if client is None else type(client).__name__, db_name)
+        self.target = {"url": url, "db_name": db_name, "prefix": collection_prefix}
         self._client = connection.open_client(url, client, **client_kwargs)
         self.writer = MongoWriter(self._client[db_name], schema.Collections(collection_prefix))
         self._nvml = nvml
         self._lock = threading.Lock()
         self._reported: set[str] = set()
-        self._reset(None)
+        self._reset()
 
     def __repr__(self) -> str:
         return f"GpuMongoObserver({self.where})"
 
     # -- state of the current run ---------------------------------------------------------------------------------
-    def _reset(self, run_id: Any) -> None:
-        self.run_id = run_id
+    def _reset(self) -> None:
+        self.run_id: Any = None
+        self.recorder: Recorder | None = None
         self.monitor: SystemMonitor | None = None
         self._info: dict[str, Any] | None = None
         self._inventory: list[dict[str, Any]] = []
         self._metric_ids: dict[str, ObjectId] = {}
+        self._seq = 0
         self._artifacts: list[dict[str, Any]] = []
         self._resources: list[list[str]] = []
 
@@ -105,44 +121,41 @@ class GpuMongoObserver(RunObserver):
             event, self.run_id, self.where, exc, exc_info=True,
         )
 
+    def _submit(self, op: str, **fields: Any) -> None:
+        assert self.recorder is not None
+        self.recorder.submit(record(op, **fields))
+
     # -- start ----------------------------------------------------------------------------------------------------
-    def _run_document(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict) -> dict:
+    def _begin(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict,
+               fields: dict[str, Any], _id: Any) -> Any:
+        """Open the run's journal (online, or offline when MongoDB cannot be reached) and record its document."""
+        self._reset()
+        self.recorder = open_recorder(self.writer, self.spool_dir, self.target, offline=self.offline, run_id=_id,
+                                      where=self.where)
+        self.run_id = self.recorder.run_id
         experiment = schema.bson_safe(dict(ex_info))
-        experiment["sources"] = [
-            [name, self.writer.put_deduplicated(os.path.join(ex_info["base_dir"], name), md5)]
-            for name, md5 in ex_info.get("sources", [])
-        ]
+        experiment["sources"] = []
+        for name, md5 in ex_info.get("sources", []):
+            path = os.path.abspath(os.path.join(ex_info["base_dir"], name))
+            file_id = schema.new_object_id()
+            self._submit("file", kind="source", file_id=file_id, spooled=self.recorder.spool(path), path=path, md5=md5)
+            experiment["sources"].append([name, file_id])
         host = schema.bson_safe(dict(host_info))
         host["gpu_inventory"] = self._inventory = gpu_inventory(self._nvml)
-        return {
-            "experiment": experiment,
-            "command": command,
-            "host": host,
-            "config": schema.flatten(config),
-            "meta": schema.bson_safe(meta_info),
-        }
-
-    def _insert(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict,
-                fields: dict[str, Any], _id: Any) -> Any:
-        """Store the sources and insert the run document; a database failure here fails the run, clearly."""
-        self._reset(None)
-        try:
-            self.writer.ensure_indexes()
-            doc = self._run_document(ex_info, command, host_info, config, meta_info)
-            doc.update(fields)
-            if _id is not None:
-                doc["_id"] = _id
-            self.run_id = self.writer.insert_run(doc)
-        except PyMongoError as exc:
-            raise ObserverError(f"sacred-gpu cannot record the run in MongoDB at {self.where}: {exc}") from exc
+        doc = {"experiment": experiment, "command": command, "host": host, "config": schema.flatten(config),
+               "meta": schema.bson_safe(meta_info), **fields}
+        self._submit("insert_run", doc=doc)
+        self.recorder.start()
         return self.run_id
 
     def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):  # noqa: ANN001
         """A run queued with ``-q``: stored with status QUEUED."""
-        return self._insert(ex_info, command, host_info, config, meta_info, {"status": schema.QUEUED}, _id)
+        run_id = self._begin(ex_info, command, host_info, config, meta_info, {"status": schema.QUEUED}, _id)
+        self._close()
+        return run_id
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):  # noqa: ANN001
-        """Insert the run document (status RUNNING); returns the run id Sacred will use."""
+        """Record the run document (status RUNNING) and start sampling; returns the run id Sacred will use."""
         fields = {
             "format": schema.FORMAT,
             "start_time": start_time,
@@ -153,9 +166,9 @@ class GpuMongoObserver(RunObserver):
             "info": {},
             "heartbeat": None,
         }
-        self._insert(ex_info, command, host_info, config, meta_info, fields, _id)
+        run_id = self._begin(ex_info, command, host_info, config, meta_info, fields, _id)
         self._start_monitor()
-        return self.run_id
+        return run_id
 
     @_never_raises
     def _start_monitor(self) -> None:
@@ -166,20 +179,22 @@ class GpuMongoObserver(RunObserver):
                                      gpus=bool(self._inventory), gpu_names=names)
         self.monitor.start()
 
-    def _store_window(self, window: Window | None, info: dict[str, Any]) -> dict[str, Any]:
-        """Write a window's samples (tier 2) and series points (tier 1); return the run fields to ``$set``."""
+    # -- system metrics -------------------------------------------------------------------------------------------
+    def _record_window(self, window: Window | None, info: dict[str, Any]) -> dict[str, Any]:
+        """Record a window's samples (tier 2) and series points (tier 1); return the run fields to ``$set``."""
         if window is None:
             return {}
         try:
-            self.writer.insert_samples(self.run_id, window.samples)
+            if window.samples:
+                self._submit("samples", samples=[{"t": t, "values": values} for t, values in window.samples])
             for name, (step, value, stamp) in window.points.items():
-                self._push_series(name, [step], [value], [stamp], info)
-        except Exception as exc:  # noqa: BLE001 - the heartbeat's own fields are still written
+                self._append_series(name, [step], [value], [stamp], info)
+        except Exception as exc:  # noqa: BLE001 - the heartbeat's own fields are still recorded
             self._report_failure("system metrics", exc)
         return {schema.SYSTEM_FIELD: window.rollups} if window.rollups else {}
 
     def _final_fields(self) -> dict[str, Any]:
-        """Stop sampling and write what is left; the roll-ups (and info, for new series) go with the final status."""
+        """Stop sampling and record what is left; the roll-ups (and info, for new series) go with the final status."""
         if self.monitor is None:
             return {}
         info = self._info if self._info is not None else {}
@@ -190,7 +205,7 @@ class GpuMongoObserver(RunObserver):
             self._report_failure("stopping the sampler", exc)
             window = None
         self.monitor = None
-        fields = self._store_window(window, info)
+        fields = self._record_window(window, info)
         if len(info.get("metrics", [])) > known:
             fields["info"] = schema.flatten(info)
         return fields
@@ -198,22 +213,22 @@ class GpuMongoObserver(RunObserver):
     # -- during the run -------------------------------------------------------------------------------------------
     @_never_raises
     def heartbeat_event(self, info, captured_out, beat_time, result):  # noqa: ANN001
-        """Store info, the whole captured output so far, the beat time, the intermediate result, system metrics."""
+        """Record info, the captured output so far (capped), the beat time, the intermediate result, system metrics."""
         self._info = info
-        fields = self._store_window(self.monitor.window() if self.monitor else None, info)
+        fields = self._record_window(self.monitor.window() if self.monitor else None, info)
         fields.update(
             {
                 "info": schema.flatten(info),
-                "captured_out": captured_out,
+                "captured_out": schema.cap_output(captured_out, self.output_cap),
                 "heartbeat": beat_time,
                 "result": schema.flatten(result),
             }
         )
-        self.writer.update_run(self.run_id, fields)
+        self._submit("update_run", fields=fields)
 
     @_never_raises
     def log_metrics(self, metrics_by_name, info):  # noqa: ANN001
-        """Append the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
+        """Record the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
         for name, series in metrics_by_name.items():
             points = [
                 (step, value, stamp)
@@ -226,65 +241,80 @@ class GpuMongoObserver(RunObserver):
                 logger.warning("sacred-gpu: metric %r got values that are not numbers; they are dropped", name)
             if points:
                 steps, values, stamps = (list(column) for column in zip(*points))
-                self._push_series(name, steps, values, stamps, info)
+                self._append_series(name, steps, values, stamps, info)
 
-    def _push_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any]) -> None:
+    def _append_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any]) -> None:
         """Append to the run's series ``name``; a new series is referenced in ``info["metrics"]`` as Sacred does."""
         metric_id = self._metric_ids.get(name)
         if metric_id is None:
             metric_id = self._metric_ids[name] = schema.new_object_id()
             info.setdefault("metrics", []).append({"name": name, "id": str(metric_id)})
-        self.writer.push_metric(metric_id, self.run_id, name, steps, values, stamps)
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        self._submit("metric", metric_id=metric_id, name=name, seq=seq, steps=steps, values=values, timestamps=stamps)
 
     @_never_raises
     def resource_event(self, filename):  # noqa: ANN001
-        """Store a file the run opened (deduplicated by content) and list it as ``[path, md5]``."""
+        """Record a file the run opened (stored once per content) and list it as ``[path, md5]``."""
         md5 = get_digest(filename)
-        self.writer.put_deduplicated(filename, md5)
         with self._lock:
             entry = [filename, md5]
             if entry in self._resources:
                 return
+            assert self.recorder is not None
+            self._submit("file", kind="resource", file_id=schema.new_object_id(),
+                         spooled=self.recorder.spool(filename), path=os.path.abspath(filename), md5=md5)
             self._resources.append(entry)
-            self.writer.update_run(self.run_id, {"resources": list(self._resources)})
+            self._submit("update_run", fields={"resources": list(self._resources)})
 
     @_never_raises
     def artifact_event(self, name, filename, metadata=None, content_type=None):  # noqa: ANN001
-        """Store an artifact in GridFS (with content type and metadata) and list it in ``artifacts``."""
+        """Record an artifact (a copy is kept until it is in GridFS) and list it in ``artifacts``."""
         if content_type is None:
             content_type = mimetypes.guess_type(os.fspath(filename))[0]
-        file_id = self.writer.put_file(
-            filename,
-            schema.artifact_filename(self.writer.collections.runs, self.run_id, name),
-            content_type=content_type,
-            metadata=schema.bson_safe(metadata),
-        )
+        assert self.recorder is not None
+        file_id = schema.new_object_id()
+        spooled = self.recorder.spool(filename)
         with self._lock:
+            self._submit("file", kind="artifact", file_id=file_id, spooled=spooled, name=name,
+                         content_type=content_type, metadata=schema.bson_safe(metadata))
             self._artifacts.append({"name": name, "file_id": file_id})
-            self.writer.update_run(self.run_id, {"artifacts": list(self._artifacts)})
+            self._submit("update_run", fields={"artifacts": list(self._artifacts)})
 
     # -- end ------------------------------------------------------------------------------------------------------
+    def _finish(self, fields: dict[str, Any]) -> None:
+        final = self._final_fields()
+        final.update(fields)
+        self._submit("update_run", fields=final)
+        self._close()
+
+    def _close(self) -> None:
+        """Write what is pending within ``flush_timeout``; what is left waits in the journal for ``sacred-gpu sync``."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        if recorder.close(self.flush_timeout):
+            return
+        reason = "it is recorded offline" if recorder.offline else f"MongoDB at {self.where} did not take it in time"
+        logger.warning("sacred-gpu: run %s is kept in %s (%s); upload it with `sacred-gpu sync %s`",
+                       self.run_id, recorder.journal.folder, reason, self.spool_dir)
+
     @_never_raises
     def completed_event(self, stop_time, result):  # noqa: ANN001
-        fields = self._final_fields()
-        fields.update({"stop_time": stop_time, "result": schema.flatten(result), "status": schema.COMPLETED})
-        self.writer.update_run(self.run_id, fields)
+        self._finish({"stop_time": stop_time, "result": schema.flatten(result), "status": schema.COMPLETED})
 
     @_never_raises
     def interrupted_event(self, interrupt_time, status):  # noqa: ANN001
         """INTERRUPTED, or the status of the ``SacredInterrupt`` raised (e.g. TIMEOUT)."""
-        fields = self._final_fields()
-        fields.update({"stop_time": interrupt_time, "status": status})
-        self.writer.update_run(self.run_id, fields)
+        self._finish({"stop_time": interrupt_time, "status": status})
 
     @_never_raises
     def failed_event(self, fail_time, fail_trace):  # noqa: ANN001
-        fields = self._final_fields()
-        fields.update({"stop_time": fail_time, "status": schema.FAILED, "fail_trace": fail_trace})
-        self.writer.update_run(self.run_id, fields)
+        self._finish({"stop_time": fail_time, "status": schema.FAILED, "fail_trace": fail_trace})
 
     def join(self) -> None:
-        """Called by Sacred when the run has ended: every write is already done."""
+        """Called by Sacred when the run has ended: the final event already flushed (or journaled) everything."""
 
 
 @cli_option("-g", "--gpu_mongo")

@@ -68,6 +68,21 @@ class Collections:
         return f"{self._lead}system_samples"
 
 
+#: Characters of captured output kept in the run document (head and tail); MongoDB's document limit is 16 MB.
+OUTPUT_CAP = 1_000_000
+#: Line put between the head and the tail of captured output that was cut.
+OUTPUT_MARKER = "\n[... sacred-gpu: {cut} characters of output cut here (output_cap={cap}) ...]\n"
+
+
+def cap_output(text: str, cap: int = OUTPUT_CAP) -> str:
+    """``text`` if it is at most ``cap`` characters, else its first and last parts with a marker between."""
+    if text is None or len(text) <= cap:
+        return text
+    head = cap // 5
+    tail = cap - head
+    return text[:head] + OUTPUT_MARKER.format(cut=len(text) - head - tail, cap=cap) + text[-tail:]
+
+
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
 SYSTEM_FIELD = "system"
 

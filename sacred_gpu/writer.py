@@ -1,8 +1,11 @@
 """The only code that writes to MongoDB.
 
-Every write sacred-gpu makes goes through :class:`MongoWriter`: run documents, metric series, GridFS files, run-id
-counters and indexes. Writes are shaped so that repeating one is harmless (``$set`` of whole fields, upserts keyed
-by client-generated ids), which is what lets a later layer retry and journal them.
+Every write sacred-gpu makes goes through :class:`MongoWriter`: run documents, metric series, system samples,
+GridFS files, run-id counters and indexes. The observer describes writes as *records* (plain BSON documents, see
+:func:`record`), which are journaled to disk and applied here by :meth:`MongoWriter.apply`. Records name no run id
+(it is supplied when they are applied, so an offline run gets its id at sync time), and applying one twice is
+harmless: ``$set`` of whole fields, metric appends guarded by a sequence number, samples and files checked
+for on a retry.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import pymongo
 from bson import ObjectId
-from pymongo.errors import CollectionInvalid, DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, PyMongoError
 
 from sacred_gpu import schema
 from sacred_gpu.connection import is_mongomock
@@ -23,6 +26,23 @@ logger = logging.getLogger(__name__)
 
 #: How many ids :meth:`MongoWriter.insert_run` tries before giving up (each clash means another writer won).
 MAX_ID_ATTEMPTS = 100
+
+#: Record operations and their fields (``op`` says which):
+#: ``insert_run`` {doc}; ``update_run`` {fields}; ``metric`` {metric_id, name, seq, steps, values, timestamps};
+#: ``samples`` {samples: [{t, values}]}; ``file`` {kind: source|resource|artifact, file_id, spooled, path, name, md5,
+#: content_type, metadata}.
+OPS = ("insert_run", "update_run", "metric", "samples", "file")
+
+
+def record(op: str, **fields: Any) -> dict[str, Any]:
+    """A record for the journal: ``{"op": op, **fields}``."""
+    if op not in OPS:
+        raise ValueError(f"unknown record op {op!r}")
+    return {"op": op, **fields}
+
+
+class RunIdTaken(PyMongoError):
+    """The run id a journal was given at sync time belongs to another run: allocate another."""
 
 
 class MongoWriter:
@@ -148,6 +168,88 @@ class MongoWriter:
         if samples:
             docs = [schema.sample_document(run_id, time, values) for time, values in samples]
             self.samples.insert_many(docs, ordered=False)
+
+    # -- records --------------------------------------------------------------------------------------------------
+    def apply(self, run_id: Any, rec: dict[str, Any], files: str | os.PathLike[str], remap: dict[ObjectId, ObjectId],
+              retry: bool) -> None:
+        """Apply one journal record for run ``run_id``; ``retry``: it may have been applied (partly) before.
+
+        ``files`` is the folder of spooled files; ``remap`` collects source files found already stored (their ids
+        replace ours in the run document).
+        """
+        op = rec["op"]
+        if op == "update_run":
+            self.update_run(run_id, rec["fields"])
+        elif op == "metric":
+            self._append_metric(run_id, rec)
+        elif op == "samples":
+            self._insert_samples(run_id, rec["samples"], retry)
+        elif op == "file":
+            self._put_spooled(run_id, rec, os.path.join(files, rec["spooled"]), remap)
+        elif op == "insert_run":
+            self._insert_recorded_run(run_id, rec["doc"], remap)
+        else:
+            raise ValueError(f"unknown record op {op!r}")
+
+    def _append_metric(self, run_id: Any, rec: dict[str, Any]) -> None:
+        """Sacred's ``$push`` of new points, applied once: the document remembers the last record's ``seq``."""
+        try:
+            self.metrics.update_one(
+                {"_id": rec["metric_id"], "seq": {"$lt": rec["seq"]}},
+                {
+                    "$setOnInsert": {"run_id": run_id, "name": rec["name"]},
+                    "$set": {"seq": rec["seq"]},
+                    "$push": {
+                        "steps": {"$each": rec["steps"]},
+                        "values": {"$each": rec["values"]},
+                        "timestamps": {"$each": rec["timestamps"]},
+                    },
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:  # the document exists with this seq or a later one: applied before
+            logger.debug("metric %s seq %s already stored", rec["name"], rec["seq"])
+
+    def _insert_samples(self, run_id: Any, samples: list[dict[str, Any]], retry: bool) -> None:
+        times = [sample["t"] for sample in samples]
+        if retry and times:  # a sample's time is unique within its run: skip those stored before
+            stored = {doc[schema.SAMPLE_TIME] for doc in self.samples.find(
+                {schema.SAMPLE_RUN: run_id, schema.SAMPLE_TIME: {"$gte": min(times), "$lte": max(times)}},
+                {schema.SAMPLE_TIME: 1})}
+            samples = [sample for sample in samples if sample["t"] not in stored]
+        self.insert_samples(run_id, [(sample["t"], sample["values"]) for sample in samples])
+
+    def _put_spooled(self, run_id: Any, rec: dict[str, Any], path: str, remap: dict[ObjectId, ObjectId]) -> None:
+        if rec["kind"] in ("source", "resource"):
+            existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
+                {"filename": rec["path"], "md5": rec["md5"]}, {"_id": 1})
+            if existing is not None:
+                remap[rec["file_id"]] = existing["_id"]
+                return
+            filename = rec["path"]
+        else:
+            filename = schema.artifact_filename(self.collections.runs, run_id, rec["name"])
+        if self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one({"_id": rec["file_id"]}, {"_id": 1}):
+            return  # stored before
+        self.fs.delete(rec["file_id"])  # chunks of an upload that broke off, if any
+        self.put_file(path, filename, file_id=rec["file_id"], content_type=rec.get("content_type"),
+                      metadata=rec.get("metadata"), md5=rec.get("md5"))
+
+    def _insert_recorded_run(self, run_id: Any, doc: dict[str, Any], remap: dict[ObjectId, ObjectId]) -> None:
+        doc = dict(doc, _id=run_id)
+        experiment = doc.get("experiment")
+        if experiment and experiment.get("sources"):
+            experiment = dict(experiment, sources=[[name, remap.get(fid, fid)] for name, fid in experiment["sources"]])
+            doc["experiment"] = experiment
+        try:
+            self.runs.insert_one(doc)
+        except DuplicateKeyError:
+            stored = self.runs.find_one({"_id": run_id}, {"start_time": 1, "experiment.name": 1, "host.hostname": 1})
+            same = stored is not None and all(
+                stored.get(key) == doc.get(key) for key in ("start_time",)
+            ) and stored.get("experiment", {}).get("name") == doc.get("experiment", {}).get("name")
+            if not same:
+                raise RunIdTaken(f"run id {run_id} belongs to another run") from None
 
     # -- GridFS ---------------------------------------------------------------------------------------------------
     def put_file(

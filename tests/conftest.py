@@ -15,6 +15,15 @@ from sacred_gpu.sampling.fake_nvml import FakeNvml
 FAST = {"--beat-interval": 0.05, "--capture": "sys"}
 
 
+@pytest.fixture(autouse=True)
+def spool(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every test journals into its own spool directory, never the user's."""
+    folder = tmp_path_factory.mktemp("spool")
+    monkeypatch.setenv("SACRED_GPU_SPOOL", str(folder))
+    monkeypatch.delenv("SACRED_GPU_OFFLINE", raising=False)
+    return folder
+
+
 @pytest.fixture
 def client() -> Any:
     return connection.open_client(client=mongomock.MongoClient())

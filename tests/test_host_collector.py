@@ -263,9 +263,10 @@ def test_unreadable_process_and_field_are_skipped(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(host.psutil, "swap_memory", broken)
     sample = collector.sample(slow=True)
     assert "sys/swap/used_mib" not in sample
-    assert sample["sys/proc/count"] == 1.0  # the denied process is not counted
+    readable = [psutil.Process(), *psutil.Process().children(recursive=True)]  # earlier tests may leave children
+    assert sample["sys/proc/count"] == len(readable)  # the denied process is not counted
     own_rss = psutil.Process().memory_info().rss / MIB
-    assert sample["sys/proc/rss_mib"] == pytest.approx(own_rss, rel=0.2)
+    assert sample["sys/proc/rss_mib"] >= own_rss * 0.8
     assert (FAST_KEYS - {"sys/swap/used_mib"}) | SLOW_KEYS <= sample.keys()
     assert _all_finite_floats(sample)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import gridfs
 import pytest
 from bson import ObjectId
-from sacred.utils import ObserverError, TimeoutInterrupt
+from sacred.utils import TimeoutInterrupt
 
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
@@ -255,12 +255,18 @@ def test_indexes_are_created_idempotently(client, db):
     assert (("run_id", 1), ("name", 1)) in metric_keys
 
 
-def test_unreachable_database_at_start_gives_a_clear_error():
-    observer = GpuMongoObserver(url="mongodb://127.0.0.1:9", serverSelectionTimeoutMS=300)
+def test_unreachable_database_at_start_means_an_offline_run(spool, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    observer = GpuMongoObserver(url="mongodb://127.0.0.1:9", serverSelectionTimeoutMS=300, nvml=FakeNvml([]))
     started = time.monotonic()
-    with pytest.raises(ObserverError, match=r"cannot record the run in MongoDB at mongodb://127\.0\.0\.1:9"):
-        run_experiment(lambda: None, observer)
+    run = run_experiment(lambda: 7, observer)
+    assert run.result == 7 and str(run._id).startswith("offline-")
     assert time.monotonic() - started < 10
+    [warning] = [r.getMessage() for r in caplog.records if "OFFLINE" in r.getMessage()]
+    assert "mongodb://127.0.0.1:9 (database 'sacred') cannot be reached: ServerSelectionTimeoutError" in warning
+    assert len(warning) < 500 and str(spool) in warning
+    [journal] = [p for p in spool.iterdir() if p.is_dir()]
+    assert str(journal) in warning
 
 
 def test_client_arguments_are_checked(client):

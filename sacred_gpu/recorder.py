@@ -1,0 +1,237 @@
+"""The path of every record from the observer to MongoDB: journal first, then a background thread that writes.
+
+:meth:`Recorder.submit` appends to the journal and returns: nothing on the caller's thread waits for MongoDB.
+The writer thread reads what is not acknowledged yet from the journal (so memory stays bounded whatever the outage
+length), applies it in order through :class:`~sacred_gpu.writer.MongoWriter`, and acknowledges it. While MongoDB
+is unreachable, records wait on disk and the thread retries with backoff; :func:`replay` does the same work for
+``sacred-gpu sync``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from sacred_gpu.connection import short_error
+from sacred_gpu.journal import Journal, Position
+from sacred_gpu.writer import MongoWriter
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable that makes every run offline (journal only) when set to 1, true or yes.
+OFFLINE_ENV = "SACRED_GPU_OFFLINE"
+#: Seconds the end of a run waits for MongoDB to take the last records before leaving them to ``sacred-gpu sync``.
+DEFAULT_FLUSH_TIMEOUT = 10.0
+
+#: Records read from the journal per batch.
+BATCH = 2000
+#: Attempts at a record that fails for a reason other than connectivity before it is set aside.
+MAX_ATTEMPTS = 5
+#: Seconds the writer thread waits between attempts while MongoDB is unreachable (doubling up to the maximum).
+BACKOFF, MAX_BACKOFF = 0.2, 5.0
+
+
+class Replayer:
+    """Applies a journal's unacknowledged records to MongoDB for one run id; remembers what it already tried."""
+
+    def __init__(self, journal: Journal, writer: MongoWriter, run_id: Any) -> None:
+        self.journal, self.writer, self.run_id = journal, writer, run_id
+        self.remap: dict[ObjectId, ObjectId] = {}
+        self._tried: Position | None = None  # records up to here were attempted once (their writes may be in)
+        self._attempts = 0
+
+    def step(self) -> bool:
+        """Apply one batch. True when nothing is pending. Raises ``ConnectionFailure`` when MongoDB is away."""
+        start = self.journal.acked()
+        done = start
+        try:
+            for rec, end in self.journal.read(start, BATCH):
+                retry = self._tried is not None and done < self._tried
+                try:
+                    self.writer.apply(self.run_id, rec, self.journal.files, self.remap, retry=retry)
+                    self._attempts = 0
+                except ConnectionFailure:
+                    raise
+                except (PyMongoError, OSError) as exc:
+                    self._attempts += 1
+                    if self._attempts < MAX_ATTEMPTS:
+                        raise
+                    self._set_aside(rec, exc)
+                    self._attempts = 0
+                done = end
+        except BaseException:
+            self._tried = max(self._tried or done, self.journal_end(done))
+            if done != start:
+                self.journal.ack(done)
+            raise
+        if done == start:
+            return True
+        self.journal.ack(done)
+        return False
+
+    def journal_end(self, position: Position) -> Position:
+        """The position after the record being applied when a failure struck (it may be partly written)."""
+        following = next(iter(self.journal.read(position, 1)), None)
+        return position if following is None else following[1]
+
+    def _set_aside(self, rec: dict[str, Any], exc: BaseException) -> None:
+        logger.error("sacred-gpu: a %s record of run %s failed %d times (%s); set aside in %s",
+                     rec.get("op"), self.run_id, MAX_ATTEMPTS, exc, self.journal.folder / "rejected.bson")
+        import bson
+
+        with open(self.journal.folder / "rejected.bson", "ab") as handle:
+            handle.write(bson.encode(rec))
+
+    def run(self, deadline: float | None = None) -> bool:
+        """Apply everything pending; True when done, False when MongoDB stayed unreachable until ``deadline``."""
+        delay = BACKOFF
+        while True:
+            try:
+                if self.step():
+                    return True
+                delay = BACKOFF
+            except PyMongoError as exc:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    logger.debug("giving up replaying %s: %s", self.journal.folder, exc)
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+
+def offline_from_environment() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _create_journal(spool: Path, state: dict[str, Any]) -> Journal:
+    """A journal in ``spool`` (private to the user: it may hold a URI with credentials), else in the temp dir."""
+    try:
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return Journal.create(spool, state)
+    except OSError as exc:
+        fallback = Path(tempfile.gettempdir()) / f"sacred-gpu-spool-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        logger.warning("sacred-gpu: cannot journal in %s (%s); using %s", spool, exc, fallback)
+        fallback.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return Journal.create(fallback, state)
+
+
+def open_recorder(writer: MongoWriter, spool: Path, target: dict[str, Any], *, offline: bool, run_id: Any,
+                  where: str) -> Recorder:
+    """The recorder of a new run: online with an id from MongoDB's counter, or offline when asked or unreachable.
+
+    An offline run gets a provisional id (``offline-<journal>``, or the id Sacred was given) until it is synced.
+    """
+    reason = "offline mode was asked for" if offline else ""
+    allocated = None
+    if not offline:
+        try:
+            writer.ensure_indexes()
+            allocated = run_id if run_id is not None else writer.next_run_id()
+        except PyMongoError as exc:
+            offline, reason = True, f"MongoDB at {where} cannot be reached: {short_error(exc)}"
+    state = dict(target, run_id=allocated if allocated is not None else run_id, pid=os.getpid(), finished=False,
+                 offline=offline, created=dt.datetime.now(dt.timezone.utc).isoformat())
+    journal = _create_journal(spool, state)
+    recorder = Recorder(journal, None if offline else writer, allocated)
+    if offline:
+        recorder.run_id = run_id if run_id is not None else f"offline-{journal.folder.name.removeprefix('run-')}"
+        logger.warning("sacred-gpu: the run goes on OFFLINE (%s); it is journaled in %s; upload it later with "
+                       "`sacred-gpu sync %s`", reason, journal.folder, spool)
+    return recorder
+
+
+class Recorder:
+    """Journals the records of one run and writes them to MongoDB from a background thread.
+
+    ``writer`` is ``None`` for an offline run: records stay in the journal for ``sacred-gpu sync``.
+    ``flush_interval`` (s): how long the thread lets records gather before writing them in one batch.
+    """
+
+    def __init__(self, journal: Journal, writer: MongoWriter | None, run_id: Any, *, flush_interval: float = 0.5):
+        self.journal = journal
+        self.run_id = run_id
+        self.replayer = None if writer is None else Replayer(journal, writer, run_id)
+        self.flush_interval = flush_interval
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._outage_reported = False
+
+    @property
+    def offline(self) -> bool:
+        return self.replayer is None
+
+    def start(self) -> None:
+        if self.replayer is not None:
+            self._thread = threading.Thread(target=self._run, name="sacred-gpu-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, rec: dict[str, Any]) -> None:
+        """Journal a record; the writer thread takes it from there."""
+        self.journal.append(rec)
+        self._wake.set()
+
+    def spool(self, path: str | os.PathLike[str]) -> str:
+        """Keep a copy of a file for upload (hard link where possible, else a copy); returns its spooled name."""
+        return self.journal.spool_file(path)
+
+    def _run(self) -> None:
+        assert self.replayer is not None
+        delay = BACKOFF
+        while True:
+            closing = self._closing.is_set()
+            try:
+                caught_up = self.replayer.step()
+                delay = BACKOFF
+                if self._outage_reported:
+                    self._outage_reported = False
+                    logger.warning("sacred-gpu: MongoDB is reachable again; writing the journaled records")
+                if caught_up and closing:
+                    return
+                if caught_up:
+                    self._wake.wait(self.flush_interval)
+                    self._wake.clear()
+            except PyMongoError as exc:
+                if not self._outage_reported:
+                    self._outage_reported = True
+                    logger.warning("sacred-gpu: MongoDB write failed (%s); records wait in %s and are retried",
+                                   short_error(exc), self.journal.folder)
+                if self._closing.wait(delay) and self._deadline_passed():
+                    return
+                delay = min(delay * 2, MAX_BACKOFF)
+            except Exception:  # noqa: BLE001 - the thread never dies while the run goes on
+                logger.exception("sacred-gpu: writer thread error; retrying")
+                time.sleep(delay)
+
+    _deadline: float | None = None
+
+    def _deadline_passed(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def close(self, timeout: float) -> bool:
+        """Write what is pending for at most ``timeout`` seconds; True if everything reached MongoDB.
+
+        Whatever is left stays in the journal, which ``sacred-gpu sync`` completes.
+        """
+        self.journal.update_state(finished=True)
+        if self._thread is not None:
+            self._deadline = time.monotonic() + timeout
+            self._closing.set()
+            self._wake.set()
+            self._thread.join(timeout)
+        done = not self.offline and not (self._thread is not None and self._thread.is_alive()) \
+            and not self.journal.pending()
+        if done:
+            self.journal.remove()
+        else:
+            self.journal.sync()
+            self.journal.close()
+        return done
