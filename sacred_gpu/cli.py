@@ -30,6 +30,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sacred_gpu import connection
+    from sacred_gpu.journal import default_spool
+    from sacred_gpu.sync import sync_spool
+
+    url = db_name = None
+    if args.mongo or args.mu:
+        spec = connection.parse_mongo_spec(args.mu or args.mongo)
+        url, db_name = spec.url or "localhost:27017", spec.db_name
+    spool = Path(args.spool) if args.spool else default_spool()
+    results = sync_spool(spool, url=url, db_name=db_name, force=args.force, timeout=args.timeout)
+    if not results:
+        sys.stdout.write(f"nothing to sync in {spool}\n")
+    for result in results:
+        sys.stdout.write(f"{result.outcome:<12} run {result.run_id}  {result.folder}  {result.detail}\n")
+    return 0 if all(r.outcome in ("synced", "running") for r in results) else 1
+
+
 def _metrics_table(args: argparse.Namespace) -> int:
     from sacred_gpu.sampling.catalog import markdown_table
 
@@ -44,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the example experiments into an in-memory database and summarise")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per example run (default: each run's own)")
     demo.set_defaults(handler=_demo)
+    sync = commands.add_parser("sync", help="upload journaled runs (offline or unfinished) to MongoDB")
+    sync.add_argument("spool", nargs="?", help="spool directory (default: $SACRED_GPU_SPOOL or the user data dir)")
+    sync.add_argument("-m", "--mongo", metavar="HOST:PORT:DB", help="upload here instead of where each run was headed")
+    sync.add_argument("--mu", metavar="URI", help="a mongodb:// URI to upload to (database from its path)")
+    sync.add_argument("--force", action="store_true", help="also journals whose process still runs")
+    sync.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for MongoDB per run (default 30)")
+    sync.set_defaults(handler=_sync)
     table = commands.add_parser("metrics-table", help="print the table of system metrics (Markdown)")
     table.set_defaults(handler=_metrics_table)
     return parser

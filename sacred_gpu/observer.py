@@ -12,9 +12,11 @@ from typing import Any, Callable, TypeVar
 from pathlib import Path
 
 from bson import ObjectId
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from sacred.commandline_options import cli_option
 from sacred.dependencies import get_digest
 from sacred.observers.base import RunObserver
+from sacred.utils import ObserverError
 
 from sacred_gpu import connection, schema
 from sacred_gpu.journal import default_spool
@@ -128,23 +130,40 @@ class GpuMongoObserver(RunObserver):
     # -- start ----------------------------------------------------------------------------------------------------
     def _begin(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict,
                fields: dict[str, Any], _id: Any) -> Any:
-        """Open the run's journal (online, or offline when MongoDB cannot be reached) and record its document."""
+        """Insert the run document and open the run's journal: online, or offline when MongoDB cannot be reached.
+
+        Online, the sources and the run document are written before the run starts (so the id is MongoDB's);
+        offline, they are journaled like every later record and written by ``sacred-gpu sync``.
+        """
         self._reset()
-        self.recorder = open_recorder(self.writer, self.spool_dir, self.target, offline=self.offline, run_id=_id,
-                                      where=self.where)
-        self.run_id = self.recorder.run_id
-        experiment = schema.bson_safe(dict(ex_info))
-        experiment["sources"] = []
-        for name, md5 in ex_info.get("sources", []):
-            path = os.path.abspath(os.path.join(ex_info["base_dir"], name))
-            file_id = schema.new_object_id()
-            self._submit("file", kind="source", file_id=file_id, spooled=self.recorder.spool(path), path=path, md5=md5)
-            experiment["sources"].append([name, file_id])
+        sources = [(name, os.path.abspath(os.path.join(ex_info["base_dir"], name)), md5)
+                   for name, md5 in ex_info.get("sources", [])]
         host = schema.bson_safe(dict(host_info))
         host["gpu_inventory"] = self._inventory = gpu_inventory(self._nvml)
-        doc = {"experiment": experiment, "command": command, "host": host, "config": schema.flatten(config),
-               "meta": schema.bson_safe(meta_info), **fields}
-        self._submit("insert_run", doc=doc)
+        doc = {"experiment": schema.bson_safe(dict(ex_info)), "command": command, "host": host,
+               "config": schema.flatten(config), "meta": schema.bson_safe(meta_info), **fields}
+        reason = "offline mode was asked for"
+        if not self.offline:
+            try:
+                self.writer.ensure_indexes()
+                doc["experiment"]["sources"] = [[name, self.writer.put_deduplicated(path, md5)]
+                                                for name, path, md5 in sources]
+                self.run_id = self.writer.insert_run(dict(doc, _id=_id) if _id is not None else doc)
+                self.recorder = open_recorder(self.writer, self.spool_dir, self.target, self.run_id)
+            except DuplicateKeyError as exc:
+                raise ObserverError(f"sacred-gpu: run id {_id!r} is already taken in {self.where}") from exc
+            except PyMongoError as exc:
+                reason = f"MongoDB at {self.where} cannot be reached: {connection.short_error(exc)}"
+        if self.recorder is None:
+            self.recorder = open_recorder(None, self.spool_dir, self.target, _id, reason=reason)
+            self.run_id = self.recorder.run_id
+            doc["experiment"]["sources"] = []
+            for name, path, md5 in sources:
+                file_id = schema.new_object_id()
+                self._submit("file", kind="source", file_id=file_id, spooled=self.recorder.spool(path), path=path,
+                             md5=md5)
+                doc["experiment"]["sources"].append([name, file_id])
+            self._submit("insert_run", doc=doc)
         self.recorder.start()
         return self.run_id
 

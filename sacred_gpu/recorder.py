@@ -43,10 +43,12 @@ BACKOFF, MAX_BACKOFF = 0.2, 5.0
 class Replayer:
     """Applies a journal's unacknowledged records to MongoDB for one run id; remembers what it already tried."""
 
-    def __init__(self, journal: Journal, writer: MongoWriter, run_id: Any) -> None:
+    def __init__(self, journal: Journal, writer: MongoWriter, run_id: Any, *, resumed: bool = False) -> None:
+        """``resumed``: the journal was written by another process, which may have applied part of it."""
         self.journal, self.writer, self.run_id = journal, writer, run_id
         self.remap: dict[ObjectId, ObjectId] = {}
-        self._tried: Position | None = None  # records up to here were attempted once (their writes may be in)
+        #: records before this position were attempted once (their writes may be in)
+        self._tried: Position | None = (1 << 62, 0) if resumed else None
         self._attempts = 0
 
     def step(self) -> bool:
@@ -123,24 +125,18 @@ def _create_journal(spool: Path, state: dict[str, Any]) -> Journal:
         return Journal.create(fallback, state)
 
 
-def open_recorder(writer: MongoWriter, spool: Path, target: dict[str, Any], *, offline: bool, run_id: Any,
-                  where: str) -> Recorder:
-    """The recorder of a new run: online with an id from MongoDB's counter, or offline when asked or unreachable.
+def open_recorder(writer: MongoWriter | None, spool: Path, target: dict[str, Any], run_id: Any, *,
+                  reason: str = "") -> Recorder:
+    """The recorder of a new run: online (``writer`` given, ``run_id`` allocated) or offline (``writer`` None).
 
-    An offline run gets a provisional id (``offline-<journal>``, or the id Sacred was given) until it is synced.
+    An offline run gets a provisional id (``offline-<journal>``, or the id Sacred was given) until it is synced;
+    a WARNING says why it is offline and where it is journaled.
     """
-    reason = "offline mode was asked for" if offline else ""
-    allocated = None
-    if not offline:
-        try:
-            writer.ensure_indexes()
-            allocated = run_id if run_id is not None else writer.next_run_id()
-        except PyMongoError as exc:
-            offline, reason = True, f"MongoDB at {where} cannot be reached: {short_error(exc)}"
-    state = dict(target, run_id=allocated if allocated is not None else run_id, pid=os.getpid(), finished=False,
-                 offline=offline, created=dt.datetime.now(dt.timezone.utc).isoformat())
+    offline = writer is None
+    state = dict(target, run_id=run_id, pid=os.getpid(), finished=False, offline=offline,
+                 created=dt.datetime.now(dt.timezone.utc).isoformat())
     journal = _create_journal(spool, state)
-    recorder = Recorder(journal, None if offline else writer, allocated)
+    recorder = Recorder(journal, writer, run_id)
     if offline:
         recorder.run_id = run_id if run_id is not None else f"offline-{journal.folder.name.removeprefix('run-')}"
         logger.warning("sacred-gpu: the run goes on OFFLINE (%s); it is journaled in %s; upload it later with "

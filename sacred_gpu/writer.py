@@ -17,7 +17,7 @@ from typing import Any
 
 import pymongo
 from bson import ObjectId
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, PyMongoError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from sacred_gpu import schema
 from sacred_gpu.connection import is_mongomock
@@ -41,7 +41,7 @@ def record(op: str, **fields: Any) -> dict[str, Any]:
     return {"op": op, **fields}
 
 
-class RunIdTaken(PyMongoError):
+class RunIdTaken(Exception):
     """The run id a journal was given at sync time belongs to another run: allocate another."""
 
 
@@ -193,22 +193,17 @@ class MongoWriter:
 
     def _append_metric(self, run_id: Any, rec: dict[str, Any]) -> None:
         """Sacred's ``$push`` of new points, applied once: the document remembers the last record's ``seq``."""
-        try:
+        points = {"steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
+        appended = self.metrics.update_one(
+            {"_id": rec["metric_id"], "seq": {"$lt": rec["seq"]}},
+            {"$set": {"seq": rec["seq"]}, "$push": {key: {"$each": value} for key, value in points.items()}},
+        )
+        if appended.matched_count == 0:  # a new series, or this record was applied before (then this is a no-op)
             self.metrics.update_one(
-                {"_id": rec["metric_id"], "seq": {"$lt": rec["seq"]}},
-                {
-                    "$setOnInsert": {"run_id": run_id, "name": rec["name"]},
-                    "$set": {"seq": rec["seq"]},
-                    "$push": {
-                        "steps": {"$each": rec["steps"]},
-                        "values": {"$each": rec["values"]},
-                        "timestamps": {"$each": rec["timestamps"]},
-                    },
-                },
+                {"_id": rec["metric_id"]},
+                {"$setOnInsert": {"run_id": run_id, "name": rec["name"], **points, "seq": rec["seq"]}},
                 upsert=True,
             )
-        except DuplicateKeyError:  # the document exists with this seq or a later one: applied before
-            logger.debug("metric %s seq %s already stored", rec["name"], rec["seq"])
 
     def _insert_samples(self, run_id: Any, samples: list[dict[str, Any]], retry: bool) -> None:
         times = [sample["t"] for sample in samples]
@@ -231,7 +226,7 @@ class MongoWriter:
             filename = schema.artifact_filename(self.collections.runs, run_id, rec["name"])
         if self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one({"_id": rec["file_id"]}, {"_id": 1}):
             return  # stored before
-        self.fs.delete(rec["file_id"])  # chunks of an upload that broke off, if any
+        self.database[f"{schema.GRIDFS_BUCKET}.chunks"].delete_many({"files_id": rec["file_id"]})  # a broken upload
         self.put_file(path, filename, file_id=rec["file_id"], content_type=rec.get("content_type"),
                       metadata=rec.get("metadata"), md5=rec.get("md5"))
 

@@ -1,0 +1,223 @@
+"""Never lose a run: outages mid-run and at the end, offline runs, ``sacred-gpu sync``, killed processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import gridfs
+import pytest
+from pymongo.errors import AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+
+from sacred_gpu import GpuMongoObserver, cli
+from sacred_gpu.journal import Journal, journals
+from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.sync import sync_spool
+from sacred_gpu.writer import MongoWriter, record
+
+from .conftest import run_experiment
+from .faults import FaultyClient
+
+
+def training(tmp: Path, steps: int = 30, pause: float = 0.0, hook=None):
+    """A run that logs metrics, info, an artifact, a resource and output."""
+
+    def main(_run):
+        (tmp / "weights.bin").write_bytes(b"w" * 1000)
+        (tmp / "data.csv").write_text("a,b\n1,2\n")
+        _run.open_resource(str(tmp / "data.csv")).close()
+        for step in range(steps):
+            _run.log_scalar("loss", 1.0 / (step + 1), step)
+            _run.log_scalar("acc", step / steps, step)
+            if hook:
+                hook(step)
+            time.sleep(pause)
+        _run.info["best"] = {"loss": 1.0 / steps}
+        _run.add_artifact(str(tmp / "weights.bin"), metadata={"epoch": steps})
+        print("finished training")
+        return 0.5
+
+    return main
+
+
+def observer(client, **kwargs):
+    return GpuMongoObserver(client=client, nvml=FakeNvml([]), **{"sampling": False, **kwargs})
+
+
+def comparable(db, run_id) -> dict:
+    """A run as its readers see it, without what differs between two recordings (ids, times, the host's clock)."""
+    doc = db.runs.find_one({"_id": run_id})
+    fs = gridfs.GridFS(db)
+    metrics = {m["name"]: (m["steps"], m["values"]) for m in db.metrics.find({"run_id": run_id})}
+    refs = sorted(ref["name"] for ref in doc["info"].pop("metrics", []))
+    artifacts = []
+    for artifact in doc.pop("artifacts"):
+        stored = fs.get(artifact["file_id"])
+        artifacts.append((artifact["name"], stored.read(), stored.metadata, stored._file.get("contentType"),
+                          stored.filename.replace(f"/{run_id}/", "/ID/")))
+    sources = [(name, fs.get(file_id).read()) for name, file_id in doc["experiment"].pop("sources")]
+    for key in ("_id", "start_time", "stop_time", "heartbeat"):
+        doc.pop(key)
+    doc["meta"].pop("options")
+    return {"doc": doc, "metrics": metrics, "refs": refs, "artifacts": artifacts, "sources": sources}
+
+
+def test_offline_run_synced_later_equals_the_run_recorded_online(client, tmp_path, spool):
+    online = run_experiment(training(tmp_path), observer(client, db_name="online"), config={"seed": 1})
+    offline = run_experiment(training(tmp_path), observer(client, db_name="synced", offline=True),
+                             config={"seed": 1})
+    assert str(offline._id).startswith("offline-") and client["synced"].runs.count_documents({}) == 0
+
+    [result] = sync_spool(spool, client=client)
+    assert result.outcome == "synced" and result.run_id == 1
+    assert comparable(client["online"], online._id) == comparable(client["synced"], 1)
+    assert journals(spool) == []  # a synced, finished run leaves no journal behind
+    assert sync_spool(spool, client=client) == []  # a second sync finds nothing to do
+    assert client["synced"].metrics.count_documents({}) == 2
+
+
+def test_offline_mode_from_the_environment(client, monkeypatch, spool):
+    monkeypatch.setenv("SACRED_GPU_OFFLINE", "1")
+    run = run_experiment(lambda: 3, observer(client))
+    assert str(run._id).startswith("offline-") and client["sacred"].runs.count_documents({}) == 0
+    assert cli.main(["sync", str(spool), "-m", "localhost:27017:elsewhere"]) == 1  # no server there: exit 1
+    [journal] = journals(spool)
+    assert journal.pending()
+    [result] = sync_spool(spool, client=client, db_name="elsewhere")
+    assert client["elsewhere"].runs.find_one({"_id": result.run_id})["result"] == 3
+
+
+def test_outage_mid_run_loses_and_duplicates_nothing(db, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    faulty = FaultyClient(db.client)
+
+    def hook(step):
+        if step == 5:
+            faulty.outage(AutoReconnect)
+        if step == 25:
+            faulty.restore()
+
+    run = run_experiment(training(tmp_path, steps=40, pause=0.02, hook=hook), observer(faulty))
+    assert faulty.failures > 0
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and doc["result"] == 0.5
+    loss = db.metrics.find_one({"run_id": run._id, "name": "loss"})
+    assert loss["steps"] == list(range(40)) and len(loss["values"]) == 40
+
+
+def test_outage_that_outlasts_the_run_ends_in_bounded_time_and_sync_completes_it(db, tmp_path, spool, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    faulty = FaultyClient(db.client)
+    ended = {}
+
+    def hook(step):
+        if step == 10:
+            faulty.outage(ServerSelectionTimeoutError)
+
+    def timed(_run):
+        result = training(tmp_path, steps=20, pause=0.01, hook=hook)(_run)
+        ended["at"] = time.monotonic()
+        return result
+
+    run = run_experiment(timed, observer(faulty, flush_timeout=1.0))
+    assert time.monotonic() - ended["at"] < 4  # flush_timeout plus one retry interval at most
+    stored = db.runs.find_one({"_id": run._id})
+    assert stored["status"] == "RUNNING"  # what reached MongoDB before the outage
+    kept = [r.getMessage() for r in caplog.records if "sacred-gpu sync" in r.getMessage()]
+    assert len(kept) == 1 and str(spool) in kept[0]
+
+    faulty.restore()
+    [result] = sync_spool(spool, client=faulty)
+    assert result.outcome == "synced" and result.run_id == run._id
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and [a["name"] for a in doc["artifacts"]] == ["weights.bin"]
+    assert db.metrics.find_one({"run_id": run._id, "name": "loss"})["steps"] == list(range(20))
+    assert journals(spool) == []
+
+
+def test_sync_is_safe_to_interrupt_and_to_run_again(client, tmp_path, spool):
+    run_experiment(training(tmp_path, steps=50), observer(client, offline=True))
+    faulty = FaultyClient(client)
+    budget = {"calls": 0}
+    original = faulty.check
+
+    def fail_midway():
+        budget["calls"] += 1
+        if budget["calls"] > 12:
+            raise NetworkTimeout("injected: connection lost during sync")
+        original()
+
+    faulty.check = fail_midway
+    [first] = sync_spool(spool, client=faulty, timeout=0.5)
+    assert first.outcome == "unreachable" and journals(spool)
+    [second] = sync_spool(spool, client=client)
+    assert second.outcome == "synced" and second.run_id == first.run_id  # the id was kept in the journal
+    db = client["sacred"]
+    assert db.runs.count_documents({}) == 1 and db.runs.find_one()["status"] == "COMPLETED"
+    loss = db.metrics.find_one({"name": "loss"})
+    assert loss["steps"] == list(range(50))
+
+
+def test_replayed_records_are_applied_once(db, tmp_path):
+    writer = MongoWriter(db)
+    journal = Journal.create(tmp_path / "spool", {})
+    stamp = __import__("datetime").datetime(2026, 1, 1)
+    metric = record("metric", metric_id=__import__("bson").ObjectId(), name="loss", seq=1, steps=[0, 1],
+                    values=[1.0, 0.5], timestamps=[stamp, stamp])
+    samples = record("samples", samples=[{"t": stamp, "values": {"sys/cpu/util_pct": 5.0}}])
+    (tmp_path / "a.txt").write_text("artifact")
+    artifact = record("file", kind="artifact", file_id=__import__("bson").ObjectId(),
+                      spooled=journal.spool_file(tmp_path / "a.txt"), name="a.txt")
+    for retry in (False, True, True):
+        for rec in (metric, samples, artifact):
+            writer.apply(7, rec, journal.files, {}, retry=retry)
+    assert db.metrics.find_one()["steps"] == [0, 1]
+    assert db.system_samples.count_documents({}) == 1
+    assert db.fs.files.count_documents({}) == 1 and gridfs.GridFS(db).find_one({}).read() == b"artifact"
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from sacred import Experiment
+    from sacred_gpu import GpuMongoObserver
+    ex = Experiment("killed", save_git_info=False)
+
+    @ex.main
+    def main(_run):
+        step = 0
+        while True:
+            _run.log_scalar("loss", float(step), step)
+            step += 1
+            if step == 50:
+                print("fifty", flush=True)
+            time.sleep(0.01)
+
+    ex.observers.append(GpuMongoObserver(sampling=False))
+    ex.run(options={"--beat-interval": 0.1, "--capture": "sys"})
+""")
+
+
+def test_journal_of_a_process_killed_with_sigkill_syncs(client, spool, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = dict(os.environ, SACRED_GPU_OFFLINE="1", SACRED_GPU_SPOOL=str(spool))
+    child = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "fifty"
+        time.sleep(0.5)  # a few heartbeats journal the points
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    [result] = sync_spool(spool, client=client)  # the dead process's journal is not "running"
+    assert result.outcome == "synced"
+    doc = client["sacred"].runs.find_one({"_id": result.run_id})
+    assert doc["status"] == "RUNNING" and doc["experiment"]["name"] == "killed"
+    steps = client["sacred"].metrics.find_one({"name": "loss"})["steps"]
+    assert len(steps) >= 50 and steps == list(range(len(steps)))
+    assert journals(spool)  # kept: the run never finished, later records could not come, but it is not lost
