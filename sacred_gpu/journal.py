@@ -114,6 +114,12 @@ class Journal:
         shutil.copyfile(source, self.files / name)
         return name
 
+    def spool_text(self, text: str, suffix: str = ".txt") -> str:
+        """Keep a text for upload as a file; returns its spooled name."""
+        name = f"{uuid.uuid4().hex}{suffix}"
+        (self.files / name).write_text(text, encoding="utf-8")
+        return name
+
     # -- reading --------------------------------------------------------------------------------------------------
     def segments(self) -> list[int]:
         return sorted(int(p.stem) for p in self.folder.glob("[0-9]*.bson"))

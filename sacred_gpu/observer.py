@@ -11,7 +11,6 @@ from typing import Any, Callable, TypeVar
 
 from pathlib import Path
 
-from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from sacred.commandline_options import cli_option
 from sacred.dependencies import get_digest
@@ -21,14 +20,18 @@ from sacred.utils import ObserverError
 from sacred_gpu import connection, schema
 from sacred_gpu.journal import default_spool
 from sacred_gpu.recorder import DEFAULT_FLUSH_TIMEOUT, Recorder, offline_from_environment, open_recorder
+from sacred_gpu.sampling.catalog import PREFIX as SYSTEM_PREFIX
 from sacred_gpu.sampling.gpu import gpu_inventory
 from sacred_gpu.sampling.monitor import SystemMonitor, Window
+from sacred_gpu.series import MetricSeries
 from sacred_gpu.writer import MongoWriter, record
 
 logger = logging.getLogger(__name__)
 
 #: Sacred's default priority for its MongoObserver.
 DEFAULT_PRIORITY = 30
+#: Seconds the end of a run waits for a heartbeat still being recorded.
+HEARTBEAT_WAIT = 60.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +61,7 @@ class GpuMongoObserver(RunObserver):
     ``offline``: record to the journal only, for ``sacred-gpu sync`` (default ``$SACRED_GPU_OFFLINE``);
     ``flush_timeout``: seconds the end of a run waits for MongoDB before leaving the rest to ``sacred-gpu sync``;
     ``output_cap``: characters of captured output kept in the run document (head and tail);
+    ``output_artifact``: also store the whole captured output as the artifact ``captured_out.txt`` at the end;
     ``nvml``: a pynvml-compatible module to read GPUs through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml``
     simulates GPUs). Other keyword arguments go to ``pymongo.MongoClient``.
     """
@@ -77,6 +81,7 @@ class GpuMongoObserver(RunObserver):
         offline: bool | None = None,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
         output_cap: int = schema.OUTPUT_CAP,
+        output_artifact: bool = False,
         nvml: Any = None,
         **client_kwargs: Any,
     ) -> None:
@@ -86,7 +91,7 @@ class GpuMongoObserver(RunObserver):
         self.priority = priority
         self.sampling, self.sample_interval, self.slow_sample_interval = sampling, sample_interval, slow_sample_interval
         self.offline = offline_from_environment() if offline is None else offline
-        self.flush_timeout, self.output_cap = flush_timeout, output_cap
+        self.flush_timeout, self.output_cap, self.output_artifact = flush_timeout, output_cap, output_artifact
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool()
         self.where = connection.describe(url if client is None else type(client).__name__, db_name)
         self.target = {"url": url, "db_name": db_name, "prefix": collection_prefix}
@@ -94,6 +99,7 @@ class GpuMongoObserver(RunObserver):
         self.writer = MongoWriter(self._client[db_name], schema.Collections(collection_prefix))
         self._nvml = nvml
         self._lock = threading.Lock()
+        self._beat_thread: threading.Thread | None = None  # Sacred's heartbeat thread, seen in log_metrics
         self._reported: set[str] = set()
         self._reset()
 
@@ -106,8 +112,10 @@ class GpuMongoObserver(RunObserver):
         self.recorder: Recorder | None = None
         self.monitor: SystemMonitor | None = None
         self._info: dict[str, Any] | None = None
+        self._output = ""
+        self._beat_thread = None
         self._inventory: list[dict[str, Any]] = []
-        self._metric_ids: dict[str, ObjectId] = {}
+        self._series: dict[str, MetricSeries] = {}
         self._seq = 0
         self._artifacts: list[dict[str, Any]] = []
         self._resources: list[list[str]] = []
@@ -233,7 +241,7 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def heartbeat_event(self, info, captured_out, beat_time, result):  # noqa: ANN001
         """Record info, the captured output so far (capped), the beat time, the intermediate result, system metrics."""
-        self._info = info
+        self._info, self._output = info, captured_out
         fields = self._record_window(self.monitor.window() if self.monitor else None, info)
         fields.update(
             {
@@ -248,6 +256,7 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def log_metrics(self, metrics_by_name, info):  # noqa: ANN001
         """Record the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
+        self._beat_thread = threading.current_thread()
         for name, series in metrics_by_name.items():
             points = [
                 (step, value, stamp)
@@ -264,14 +273,21 @@ class GpuMongoObserver(RunObserver):
 
     def _append_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any]) -> None:
         """Append to the run's series ``name``; a new series is referenced in ``info["metrics"]`` as Sacred does."""
-        metric_id = self._metric_ids.get(name)
-        if metric_id is None:
-            metric_id = self._metric_ids[name] = schema.new_object_id()
-            info.setdefault("metrics", []).append({"name": name, "id": str(metric_id)})
+        series = self._series.get(name)
+        if series is None:
+            # system series are already bounded by their window thinning; user series are capped here
+            series = self._series[name] = MetricSeries(name, schema.new_object_id(),
+                                                       capped=not name.startswith(SYSTEM_PREFIX))
+            info.setdefault("metrics", []).append({"name": name, "id": str(series.metric_id)})
         with self._lock:
-            self._seq += 1
-            seq = self._seq
-        self._submit("metric", metric_id=metric_id, name=name, seq=seq, steps=steps, values=values, timestamps=stamps)
+            records = series.records(steps, values, stamps, self._next_seq)
+        for rec in records:
+            assert self.recorder is not None
+            self.recorder.submit(rec)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     @_never_raises
     def resource_event(self, filename):  # noqa: ANN001
@@ -293,18 +309,35 @@ class GpuMongoObserver(RunObserver):
         if content_type is None:
             content_type = mimetypes.guess_type(os.fspath(filename))[0]
         assert self.recorder is not None
+        self._record_artifact(name, self.recorder.spool(filename), content_type, schema.bson_safe(metadata))
+
+    def _record_artifact(self, name: str, spooled: str, content_type: str | None, metadata: Any) -> None:
         file_id = schema.new_object_id()
-        spooled = self.recorder.spool(filename)
         with self._lock:
             self._submit("file", kind="artifact", file_id=file_id, spooled=spooled, name=name,
-                         content_type=content_type, metadata=schema.bson_safe(metadata))
+                         content_type=content_type, metadata=metadata)
             self._artifacts.append({"name": name, "file_id": file_id})
             self._submit("update_run", fields={"artifacts": list(self._artifacts)})
 
     # -- end ------------------------------------------------------------------------------------------------------
     def _finish(self, fields: dict[str, Any]) -> None:
+        # Sacred has stopped its heartbeat thread but waits only 2 s for its last beat; a long one (a huge backlog
+        # of points) must be recorded before the run is closed
+        beat = self._beat_thread
+        if beat is not None and beat is not threading.current_thread():
+            beat.join(HEARTBEAT_WAIT)
+            if beat.is_alive():
+                logger.warning("sacred-gpu: the last heartbeat of run %s did not end within %.0f s", self.run_id,
+                               HEARTBEAT_WAIT)
         final = self._final_fields()
         final.update(fields)
+        with self._lock:
+            closing = [rec for series in self._series.values() for rec in series.closing_records(self._next_seq)]
+        for rec in closing:
+            self.recorder.submit(rec)  # type: ignore[union-attr]
+        if self.output_artifact and self._output:
+            spooled = self.recorder.journal.spool_text(self._output)  # type: ignore[union-attr]
+            self._record_artifact("captured_out.txt", spooled, "text/plain", None)
         self._submit("update_run", fields=final)
         self._close()
 

@@ -63,6 +63,11 @@ class Collections:
         return COUNTERS
 
     @property
+    def chunks(self) -> str:
+        """Full-resolution points of metric series that passed :data:`METRIC_CAP`."""
+        return f"{self._lead}metric_chunks"
+
+    @property
     def samples(self) -> str:
         """Full-resolution system samples (tier 2): one document per sample."""
         return f"{self._lead}system_samples"
@@ -81,6 +86,15 @@ def cap_output(text: str, cap: int = OUTPUT_CAP) -> str:
     head = cap // 5
     tail = cap - head
     return text[:head] + OUTPUT_MARKER.format(cut=len(text) - head - tail, cap=cap) + text[-tail:]
+
+
+#: Points a Sacred-format metric document holds at full resolution. Past them, the document keeps a decimated
+#: view of the series (every 2nd, then 4th, ... point; at most twice this many points, well under 16 MB) and
+#: ``full_points`` says how many of its leading points are complete; every later point is kept in
+#: ``metric_chunks`` documents ({metric_id, run_id, name, seq, steps, values, timestamps}).
+METRIC_CAP = 100_000
+#: Points per chunk document (and per journal record), about 1.5 MB of BSON.
+CHUNK_POINTS = 50_000
 
 
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
@@ -108,6 +122,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("runs", [("experiment.name", 1)]),
     ("runs", [("heartbeat", -1)]),
     ("samples", [(SAMPLE_RUN, 1), (SAMPLE_TIME, 1)]),
+    ("chunks", [("metric_id", 1), ("seq", 1)]),
 )
 
 #: Index on GridFS files for content-hash deduplication of sources and resources.

@@ -28,10 +28,11 @@ logger = logging.getLogger(__name__)
 MAX_ID_ATTEMPTS = 100
 
 #: Record operations and their fields (``op`` says which):
-#: ``insert_run`` {doc}; ``update_run`` {fields}; ``metric`` {metric_id, name, seq, steps, values, timestamps};
-#: ``samples`` {samples: [{t, values}]}; ``file`` {kind: source|resource|artifact, file_id, spooled, path, name, md5,
+#: ``insert_run`` {doc}; ``update_run`` {fields}; ``metric`` {metric_id, name, seq, steps, values, timestamps,
+#: full_points?}; ``chunk`` {chunk_id, metric_id, name, seq, steps, values, timestamps}; ``samples``
+#: {samples: [{t, values}]}; ``file`` {kind: source|resource|artifact, file_id, spooled, path, name, md5,
 #: content_type, metadata}.
-OPS = ("insert_run", "update_run", "metric", "samples", "file")
+OPS = ("insert_run", "update_run", "metric", "chunk", "samples", "file")
 
 
 def record(op: str, **fields: Any) -> dict[str, Any]:
@@ -58,6 +59,7 @@ class MongoWriter:
         self.metrics = database[self.collections.metrics]
         self.counters = database[self.collections.counters]
         self.samples = database[self.collections.samples]
+        self.chunks = database[self.collections.chunks]
         self._indexed = False
 
     @functools.cached_property
@@ -182,6 +184,8 @@ class MongoWriter:
             self.update_run(run_id, rec["fields"])
         elif op == "metric":
             self._append_metric(run_id, rec)
+        elif op == "chunk":
+            self._insert_chunk(run_id, rec)
         elif op == "samples":
             self._insert_samples(run_id, rec["samples"], retry)
         elif op == "file":
@@ -194,16 +198,25 @@ class MongoWriter:
     def _append_metric(self, run_id: Any, rec: dict[str, Any]) -> None:
         """Sacred's ``$push`` of new points, applied once: the document remembers the last record's ``seq``."""
         points = {"steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
+        marks = {"seq": rec["seq"], **({"full_points": rec["full_points"]} if "full_points" in rec else {})}
         appended = self.metrics.update_one(
             {"_id": rec["metric_id"], "seq": {"$lt": rec["seq"]}},
-            {"$set": {"seq": rec["seq"]}, "$push": {key: {"$each": value} for key, value in points.items()}},
+            {"$set": marks, "$push": {key: {"$each": value} for key, value in points.items()}},
         )
         if appended.matched_count == 0:  # a new series, or this record was applied before (then this is a no-op)
             self.metrics.update_one(
                 {"_id": rec["metric_id"]},
-                {"$setOnInsert": {"run_id": run_id, "name": rec["name"], **points, "seq": rec["seq"]}},
+                {"$setOnInsert": {"run_id": run_id, "name": rec["name"], **points, **marks}},
                 upsert=True,
             )
+
+    def _insert_chunk(self, run_id: Any, rec: dict[str, Any]) -> None:
+        doc = {"_id": rec["chunk_id"], "metric_id": rec["metric_id"], "run_id": run_id, "name": rec["name"],
+               "seq": rec["seq"], "steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
+        try:
+            self.chunks.insert_one(doc)
+        except DuplicateKeyError:  # applied before
+            pass
 
     def _insert_samples(self, run_id: Any, samples: list[dict[str, Any]], retry: bool) -> None:
         times = [sample["t"] for sample in samples]

@@ -51,8 +51,10 @@ class SeriesThinner:
     the run :meth:`flush` emits the windows still waiting to be merged, so the series reaches the run's end.
     """
 
-    def __init__(self, cap: int = SERIES_CAP) -> None:
+    def __init__(self, cap: int = SERIES_CAP, rule: str | None = None) -> None:
+        """``rule``: how merged windows combine (default: each metric's catalog rule; "last" keeps real points)."""
         self.cap = cap
+        self.rule = rule
         self._state: dict[str, dict[str, Any]] = {}
 
     def add(self, name: str, step: int, value: float, time: Any) -> tuple[int, float, Any] | None:
@@ -63,7 +65,7 @@ class SeriesThinner:
         state["last"] = (step, time)
         if len(state["pending"]) < state["stride"]:
             return None
-        point = (step, combine(_rule(name), state["pending"]), time)
+        point = (step, combine(self.rule or _rule(name), state["pending"]), time)
         state["pending"] = []
         state["count"] += 1
         if state["count"] >= state["next"]:
@@ -78,7 +80,7 @@ class SeriesThinner:
         for name, state in self._state.items():
             if state["pending"]:
                 step, time = state["last"]
-                points[name] = (step, combine(_rule(name), state["pending"]), time)
+                points[name] = (step, combine(self.rule or _rule(name), state["pending"]), time)
                 state["pending"] = []
         return points
 
