@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import signal
@@ -11,13 +12,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import bson
 import gridfs
-import pytest
 from pymongo.errors import AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
 
 from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.journal import Journal, journals
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 from sacred_gpu.sync import sync_spool
 from sacred_gpu.writer import MongoWriter, record
 
@@ -167,12 +168,12 @@ def test_sync_is_safe_to_interrupt_and_to_run_again(client, tmp_path, spool):
 def test_replayed_records_are_applied_once(db, tmp_path):
     writer = MongoWriter(db)
     journal = Journal.create(tmp_path / "spool", {})
-    stamp = __import__("datetime").datetime(2026, 1, 1)
-    metric = record("metric", metric_id=__import__("bson").ObjectId(), name="loss", seq=1, steps=[0, 1],
+    stamp = datetime.datetime(2026, 1, 1)
+    metric = record("metric", metric_id=bson.ObjectId(), name="loss", seq=1, steps=[0, 1],
                     values=[1.0, 0.5], timestamps=[stamp, stamp])
     samples = record("samples", samples=[{"t": stamp, "values": {"sys/cpu/util_pct": 5.0}}])
     (tmp_path / "a.txt").write_text("artifact")
-    artifact = record("file", kind="artifact", file_id=__import__("bson").ObjectId(),
+    artifact = record("file", kind="artifact", file_id=bson.ObjectId(),
                       spooled=journal.spool_file(tmp_path / "a.txt"), name="a.txt")
     for retry in (False, True, True):
         for rec in (metric, samples, artifact):
@@ -221,3 +222,86 @@ def test_journal_of_a_process_killed_with_sigkill_syncs(client, spool, tmp_path)
     steps = client["sacred"].metrics.find_one({"name": "loss"})["steps"]
     assert len(steps) >= 50 and steps == list(range(len(steps)))
     assert journals(spool)  # kept: the run never finished, later records could not come, but it is not lost
+
+
+OUTAGE_SECONDS = 60.0
+
+
+def test_sixty_second_outage_at_100_points_per_second_with_sampling_loses_and_duplicates_nothing(db):
+    """The issue's scenario in real time: 100 points/s and 1 Hz sampling through a 60 s outage mid-run."""
+    faulty = FaultyClient(db.client)
+    obs = GpuMongoObserver(client=faulty, nvml=FakeNvml(two_gpus()), sample_interval=1.0, slow_sample_interval=10.0)
+    total = OUTAGE_SECONDS + 10
+
+    def main(_run):
+        start, step, phase = time.monotonic(), 0, "before"
+        while time.monotonic() - start < total:
+            elapsed = time.monotonic() - start
+            if phase == "before" and elapsed >= 5:
+                faulty.outage(AutoReconnect)
+                phase = "outage"
+            elif phase == "outage" and elapsed >= 5 + OUTAGE_SECONDS:
+                faulty.restore()
+                phase = "after"
+            _run.log_scalar("loss", 1.0 / (step + 1), step)
+            step += 1
+            time.sleep(max(0.0, start + step / 100 - time.monotonic()))
+        return step
+
+    run = run_experiment(main, obs, options={"--beat-interval": 1.0})
+    logged = run.result
+    assert faulty.failures > 0 and logged >= 100 * total * 0.95
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED"
+    loss = db.metrics.find_one({"run_id": run._id, "name": "loss"})
+    assert loss["steps"] == list(range(logged))  # every point once, in order
+    samples = [s["t"] for s in db.system_samples.find({"run_id": run._id})]
+    assert len(samples) == len(set(samples)) == doc["system"]["samples"] >= total - 3  # no sample lost or doubled
+    util = db.metrics.find_one({"run_id": run._id, "name": "sys/gpu0/util_pct"})
+    assert util["steps"] == sorted(set(util["steps"])) and len(util["steps"]) >= total - 5
+
+
+def test_write_error_mid_batch_is_retried_without_duplicates(db, monkeypatch):
+    faulty = FaultyClient(db.client)
+    obs = GpuMongoObserver(client=faulty, nvml=FakeNvml(two_gpus()), sample_interval=0.02, slow_sample_interval=0.1)
+
+    def main():
+        time.sleep(0.15)
+        faulty.fail_next_batch_after(3)  # the next bulk insert stores 3 samples, then fails
+        time.sleep(0.4)
+
+    run = run_experiment(main, obs, options={"--beat-interval": 0.1})
+    assert faulty._batch_failure is None  # the injected failure happened
+    times = [s["t"] for s in db.system_samples.find({"run_id": run._id})]
+    assert len(times) == len(set(times)) == db.runs.find_one({"_id": run._id})["system"]["samples"]
+
+
+def test_network_timeouts_are_retried(db, tmp_path):
+    faulty = FaultyClient(db.client)
+
+    def hook(step):
+        if step == 3:
+            faulty.outage(NetworkTimeout, seconds=0.3)
+
+    run = run_experiment(training(tmp_path, steps=30, pause=0.02, hook=hook), observer(faulty))
+    assert faulty.failures > 0
+    assert db.metrics.find_one({"run_id": run._id, "name": "acc"})["steps"] == list(range(30))
+
+
+def test_journal_is_trimmed_as_mongodb_acknowledges_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("sacred_gpu.journal.SEGMENT_BYTES", 2000)
+    journal = Journal.create(tmp_path, {"run_id": 1})
+    for index in range(100):
+        journal.append({"op": "update_run", "fields": {"i": index, "pad": "x" * 100}})
+    before = journal.segments()
+    assert len(before) > 5
+    records = list(journal.read(journal.acked(), max_records=60))
+    assert [r["fields"]["i"] for r, _ in records] == list(range(60))
+    journal.ack(records[-1][1])
+    after = journal.segments()
+    assert after == [s for s in before if s >= records[-1][1][0]] and len(after) < len(before) - 2
+    assert [r["fields"]["i"] for r, _ in journal.read(journal.acked())] == list(
+        range(60, 100))
+    with open(journal.folder / f"{journal.segments()[-1]:06d}.bson", "ab") as handle:
+        handle.write(b"\x40\x00\x00\x00torn")  # a record cut short by power loss
+    assert len(list(journal.read(journal.acked()))) == 40
