@@ -34,6 +34,8 @@ DEFAULT_FLUSH_TIMEOUT = 10.0
 
 #: Records read from the journal per batch.
 BATCH = 2000
+#: Record ops handed to the writer many at a time.
+BULK = ("metric", "chunk")
 #: Attempts at a record that fails for a reason other than connectivity before it is set aside.
 MAX_ATTEMPTS = 5
 #: Seconds the writer thread waits between attempts while MongoDB is unreachable (doubling up to the maximum).
@@ -52,38 +54,51 @@ class Replayer:
         self._attempts = 0
 
     def step(self) -> bool:
-        """Apply one batch. True when nothing is pending. Raises ``ConnectionFailure`` when MongoDB is away."""
+        """Apply one batch. True when nothing is pending. Raises ``ConnectionFailure`` when MongoDB is away.
+
+        Consecutive ``chunk`` records go to MongoDB in one bulk insert, samples in one per record.
+        """
         start = self.journal.acked()
+        records = list(self.journal.read(start, BATCH))
+        if not records:
+            return True
         done = start
         try:
-            for rec, end in self.journal.read(start, BATCH):
-                retry = self._tried is not None and done < self._tried
-                try:
-                    self.writer.apply(self.run_id, rec, self.journal.files, self.remap, retry=retry)
-                    self._attempts = 0
-                except ConnectionFailure:
-                    raise
-                except (PyMongoError, OSError) as exc:
-                    self._attempts += 1
-                    if self._attempts < MAX_ATTEMPTS:
-                        raise
-                    self._set_aside(rec, exc)
-                    self._attempts = 0
-                done = end
+            index = 0
+            while index < len(records):
+                group = [records[index]]
+                while (group[0][0]["op"] in BULK and index + len(group) < len(records)
+                       and records[index + len(group)][0]["op"] == group[0][0]["op"]):
+                    group.append(records[index + len(group)])
+                self._apply([rec for rec, _ in group], retry=self._tried is not None and done < self._tried)
+                done = group[-1][1]
+                index += len(group)
         except BaseException:
-            self._tried = max(self._tried or done, self.journal_end(done))
+            self._tried = max(self._tried or done, records[-1][1])
             if done != start:
                 self.journal.ack(done)
             raise
-        if done == start:
-            return True
         self.journal.ack(done)
         return False
 
-    def journal_end(self, position: Position) -> Position:
-        """The position after the record being applied when a failure struck (it may be partly written)."""
-        following = next(iter(self.journal.read(position, 1)), None)
-        return position if following is None else following[1]
+    def _apply(self, recs: list[dict[str, Any]], retry: bool) -> None:
+        try:
+            if recs[0]["op"] == "metric":
+                self.writer.append_metrics(self.run_id, recs)
+            elif recs[0]["op"] == "chunk":
+                self.writer.insert_chunks(self.run_id, recs)
+            else:
+                self.writer.apply(self.run_id, recs[0], self.journal.files, self.remap, retry=retry)
+            self._attempts = 0
+        except ConnectionFailure:
+            raise
+        except (PyMongoError, OSError) as exc:
+            self._attempts += 1
+            if self._attempts < MAX_ATTEMPTS:
+                raise
+            for rec in recs:
+                self._set_aside(rec, exc)
+            self._attempts = 0
 
     def _set_aside(self, rec: dict[str, Any], exc: BaseException) -> None:
         logger.error("sacred-gpu: a %s record of run %s failed %d times (%s); set aside in %s",
