@@ -105,8 +105,9 @@ class Journal:
     def sync(self) -> None:
         """Force journaled records to the disk itself (survives power loss, not just a killed process)."""
         with self._lock:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            if not self._handle.closed:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
 
     def spool_file(self, source: str | os.PathLike[str]) -> str:
         """Copy a file into the journal (it may be gone when the upload happens); returns the copy's name."""
@@ -138,7 +139,8 @@ class Journal:
     def read(self, start: Position, max_records: int = 10_000) -> Iterator[tuple[dict[str, Any], Position]]:
         """Records from ``start`` on, each with the position just after it; stops at a torn or missing tail."""
         with self._lock:
-            self._handle.flush()
+            if not self._handle.closed:
+                self._handle.flush()
         count = 0
         for segment in (s for s in self.segments() if s >= start[0]):
             offset = start[1] if segment == start[0] else 0

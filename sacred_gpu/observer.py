@@ -258,18 +258,16 @@ class GpuMongoObserver(RunObserver):
         """Record the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
         self._beat_thread = threading.current_thread()
         for name, series in metrics_by_name.items():
-            points = [
-                (step, value, stamp)
-                for step, value, stamp in zip(series["steps"], map(schema.metric_value, series["values"]),
-                                              series["timestamps"])
-                if value is not None
-            ]
-            if len(points) < len(series["values"]) and f"values of {name}" not in self._reported:
-                self._reported.add(f"values of {name}")
-                logger.warning("sacred-gpu: metric %r got values that are not numbers; they are dropped", name)
-            if points:
-                steps, values, stamps = (list(column) for column in zip(*points))
-                self._append_series(name, steps, values, stamps, info)
+            values = [schema.metric_value(value) for value in series["values"]]
+            steps, stamps = series["steps"], series["timestamps"]
+            if None in values:
+                if f"values of {name}" not in self._reported:
+                    self._reported.add(f"values of {name}")
+                    logger.warning("sacred-gpu: metric %r got values that are not numbers; they are dropped", name)
+                kept = [i for i, value in enumerate(values) if value is not None]
+                steps, values, stamps = [steps[i] for i in kept], [values[i] for i in kept], [stamps[i] for i in kept]
+            if values:
+                self._append_series(name, list(steps), values, list(stamps), info)
 
     def _append_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any]) -> None:
         """Append to the run's series ``name``; a new series is referenced in ``info["metrics"]`` as Sacred does."""

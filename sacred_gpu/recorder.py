@@ -34,8 +34,6 @@ DEFAULT_FLUSH_TIMEOUT = 10.0
 
 #: Records read from the journal per batch.
 BATCH = 2000
-#: Record ops handed to the writer many at a time.
-BULK = ("metric", "chunk")
 #: Attempts at a record that fails for a reason other than connectivity before it is set aside.
 MAX_ATTEMPTS = 5
 #: Seconds the writer thread waits between attempts while MongoDB is unreachable (doubling up to the maximum).
@@ -56,39 +54,29 @@ class Replayer:
     def step(self) -> bool:
         """Apply one batch. True when nothing is pending. Raises ``ConnectionFailure`` when MongoDB is away.
 
-        Consecutive ``chunk`` records go to MongoDB in one bulk insert, samples in one per record.
+        Records are read from disk one at a time as they are applied, so a failing attempt reads only what it
+        tried (during an outage each retry costs one record's decoding, not a batch's).
         """
         start = self.journal.acked()
-        records = list(self.journal.read(start, BATCH))
-        if not records:
-            return True
         done = start
         try:
-            index = 0
-            while index < len(records):
-                group = [records[index]]
-                while (group[0][0]["op"] in BULK and index + len(group) < len(records)
-                       and records[index + len(group)][0]["op"] == group[0][0]["op"]):
-                    group.append(records[index + len(group)])
-                self._apply([rec for rec, _ in group], retry=self._tried is not None and done < self._tried)
-                done = group[-1][1]
-                index += len(group)
+            for rec, end in self.journal.read(start, BATCH):
+                self._apply(rec, retry=self._tried is not None and done < self._tried)
+                done = end
         except BaseException:
-            self._tried = max(self._tried or done, records[-1][1])
+            following = next(iter(self.journal.read(done, 1)), None)  # the record that failed may be partly in
+            self._tried = max(self._tried or done, following[1] if following else done)
             if done != start:
                 self.journal.ack(done)
             raise
+        if done == start:
+            return True
         self.journal.ack(done)
         return False
 
-    def _apply(self, recs: list[dict[str, Any]], retry: bool) -> None:
+    def _apply(self, rec: dict[str, Any], retry: bool) -> None:
         try:
-            if recs[0]["op"] == "metric":
-                self.writer.append_metrics(self.run_id, recs)
-            elif recs[0]["op"] == "chunk":
-                self.writer.insert_chunks(self.run_id, recs)
-            else:
-                self.writer.apply(self.run_id, recs[0], self.journal.files, self.remap, retry=retry)
+            self.writer.apply(self.run_id, rec, self.journal.files, self.remap, retry=retry)
             self._attempts = 0
         except ConnectionFailure:
             raise
@@ -96,8 +84,7 @@ class Replayer:
             self._attempts += 1
             if self._attempts < MAX_ATTEMPTS:
                 raise
-            for rec in recs:
-                self._set_aside(rec, exc)
+            self._set_aside(rec, exc)
             self._attempts = 0
 
     def _set_aside(self, rec: dict[str, Any], exc: BaseException) -> None:
@@ -175,6 +162,8 @@ class Recorder:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._outage_reported = False
+        self._final_lock = threading.Lock()
+        self._finalized: bool | None = None
 
     @property
     def offline(self) -> bool:
@@ -197,7 +186,7 @@ class Recorder:
     def _run(self) -> None:
         assert self.replayer is not None
         delay = BACKOFF
-        while True:
+        while not (self._closing.is_set() and self._deadline_passed()):
             closing = self._closing.is_set()
             try:
                 caught_up = self.replayer.step()
@@ -206,7 +195,7 @@ class Recorder:
                     self._outage_reported = False
                     logger.warning("sacred-gpu: MongoDB is reachable again; writing the journaled records")
                 if caught_up and closing:
-                    return
+                    break
                 if caught_up:
                     self._wake.wait(self.flush_interval)
                     self._wake.clear()
@@ -215,12 +204,14 @@ class Recorder:
                     self._outage_reported = True
                     logger.warning("sacred-gpu: MongoDB write failed (%s); records wait in %s and are retried",
                                    short_error(exc), self.journal.folder)
-                if self._closing.wait(delay) and self._deadline_passed():
-                    return
+                self._closing.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
             except Exception:  # noqa: BLE001 - the thread never dies while the run goes on
                 logger.exception("sacred-gpu: writer thread error; retrying")
-                time.sleep(delay)
+                self._closing.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+        if self._closing.is_set():
+            self._finalize()
 
     _deadline: float | None = None
 
@@ -233,16 +224,23 @@ class Recorder:
         Whatever is left stays in the journal, which ``sacred-gpu sync`` completes.
         """
         self.journal.update_state(finished=True)
-        if self._thread is not None:
-            self._deadline = time.monotonic() + timeout
-            self._closing.set()
-            self._wake.set()
-            self._thread.join(timeout)
-        done = not self.offline and not (self._thread is not None and self._thread.is_alive()) \
-            and not self.journal.pending()
-        if done:
-            self.journal.remove()
-        else:
-            self.journal.sync()
-            self.journal.close()
-        return done
+        if self._thread is None:
+            return self._finalize()
+        self._deadline = time.monotonic() + timeout
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout + 1.0)  # the thread stops at the deadline, or after the attempt it is in
+        return self._finalize() if not self._thread.is_alive() else False
+
+    def _finalize(self) -> bool:
+        """Remove the journal if everything is in MongoDB, else make it durable for ``sacred-gpu sync``."""
+        with self._final_lock:
+            if self._finalized is None:
+                done = not self.offline and not self.journal.pending()
+                if done:
+                    self.journal.remove()
+                else:
+                    self.journal.sync()
+                    self.journal.close()
+                self._finalized = done
+            return self._finalized

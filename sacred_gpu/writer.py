@@ -17,7 +17,7 @@ from typing import Any
 
 import pymongo
 from bson import ObjectId
-from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from sacred_gpu import schema
 from sacred_gpu.connection import is_mongomock
@@ -183,9 +183,9 @@ class MongoWriter:
         if op == "update_run":
             self.update_run(run_id, rec["fields"])
         elif op == "metric":
-            self.append_metrics(run_id, [rec])
+            self.append_metric(run_id, rec)
         elif op == "chunk":
-            self.insert_chunks(run_id, [rec])
+            self.insert_chunk(run_id, rec)
         elif op == "samples":
             self._insert_samples(run_id, rec["samples"], retry)
         elif op == "file":
@@ -195,36 +195,33 @@ class MongoWriter:
         else:
             raise ValueError(f"unknown record op {op!r}")
 
-    def append_metrics(self, run_id: Any, recs: list[dict[str, Any]]) -> None:
-        """Sacred's ``$push`` of new points for ``metric`` records, each applied once.
+    def append_metric(self, run_id: Any, rec: dict[str, Any]) -> None:
+        """Sacred's ``$push`` of a ``metric`` record's points, applied once.
 
-        Per record: push where the document's ``seq`` is older than the record's; if nothing matched, create the
-        document unless it exists. A record applied before matches neither, so applying it again changes nothing.
+        Push where the document's ``seq`` is older than the record's; if nothing matched, create the document unless
+        it exists. A record applied before matches neither, so applying it again changes nothing.
         """
-        for rec in recs:
-            points = {"steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
-            marks = {"seq": rec["seq"], **({"full_points": rec["full_points"]} if "full_points" in rec else {})}
-            appended = self.metrics.update_one(
-                {"_id": rec["metric_id"], "seq": {"$lt": rec["seq"]}},
-                {"$set": marks, "$push": {key: {"$each": value} for key, value in points.items()}},
+        points = {"steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
+        marks = {"seq": rec["seq"], **({"full_points": rec["full_points"]} if "full_points" in rec else {})}
+        appended = self.metrics.update_one(
+            {"_id": rec["metric_id"], "seq": {"$lt": rec["seq"]}},
+            {"$set": marks, "$push": {key: {"$each": value} for key, value in points.items()}},
+        )
+        if appended.matched_count == 0:
+            self.metrics.update_one(
+                {"_id": rec["metric_id"]},
+                {"$setOnInsert": {"run_id": run_id, "name": rec["name"], **points, **marks}},
+                upsert=True,
             )
-            if appended.matched_count == 0:
-                self.metrics.update_one(
-                    {"_id": rec["metric_id"]},
-                    {"$setOnInsert": {"run_id": run_id, "name": rec["name"], **points, **marks}},
-                    upsert=True,
-                )
 
-    def insert_chunks(self, run_id: Any, recs: list[dict[str, Any]]) -> None:
-        """Store full-resolution chunks (``chunk`` records) in one bulk insert; chunks stored before are skipped."""
-        docs = [{"_id": rec["chunk_id"], "metric_id": rec["metric_id"], "run_id": run_id, "name": rec["name"],
-                 "seq": rec["seq"], "steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
-                for rec in recs]
+    def insert_chunk(self, run_id: Any, rec: dict[str, Any]) -> None:
+        """Store a full-resolution chunk (``chunk`` record); a chunk stored before is left as it is."""
+        doc = {"_id": rec["chunk_id"], "metric_id": rec["metric_id"], "run_id": run_id, "name": rec["name"],
+               "seq": rec["seq"], "steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
         try:
-            self.chunks.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
-                raise  # anything but "stored before"
+            self.chunks.insert_one(doc)
+        except DuplicateKeyError:
+            pass
 
     def _insert_samples(self, run_id: Any, samples: list[dict[str, Any]], retry: bool) -> None:
         times = [sample["t"] for sample in samples]
