@@ -7,8 +7,9 @@
    1 s: ten times Sacred's default) while the database is down from 2 s after the start to 2 s before the end
    (pymongo's AutoReconnect from a fault-injecting client in front of mongomock). The same loop runs without an
    observer for the noise floor of this machine (its own garbage collections, the VM's scheduling), alternating
-   with the observed trials. Printed per trial: the median and longest step and the steps over 20 ms; the target
-   is judged on the median over trials of the longest step.
+   with the observed trials. Printed per trial: the median and longest step, the steps over 20 ms and the longest
+   pause of CPython's garbage collector (which stops every thread); the target is judged on the median over trials
+   of the longest step.
 2. Sustained rate (target: 100,000 points/s with no growing backlog). The loop logs 100,000 points/s through
    Sacred's ``log_scalar`` (heartbeat every 1 s); every 2 s the points stored in MongoDB (mongomock, in this
    process) and the journal's unacknowledged bytes are read. Printed: the rate of points persisted and the
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import statistics
 import sys
@@ -35,6 +37,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sacred_gpu import GpuMongoObserver, connection  # noqa: E402
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus  # noqa: E402
 from tests.faults import FaultyClient  # noqa: E402
+
+
+class GcPauses:
+    """The longest pause of CPython's garbage collector while active (s): the usual cause of the longest steps."""
+
+    def __init__(self) -> None:
+        self.longest, self._started = 0.0, 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 def stall_trial(observed: bool, seconds: float) -> list[float]:
@@ -148,12 +170,14 @@ def main() -> int:
     longest: dict[bool, list[float]] = {False: [], True: []}
     for pair in range(args.pairs):
         for observed in (False, True) if pair % 2 == 0 else (True, False):
-            steps = stall_trial(observed, args.seconds)
+            with GcPauses() as pauses:
+                steps = stall_trial(observed, args.seconds)
             median, slowest = statistics.median(steps), max(steps)
             longest[observed].append(slowest)
             label = "observer, database down" if observed else "no observer"
             print(f"  {label:<24} steps {len(steps):>7}  median {median * 1e3:5.2f} ms  longest "
-                  f"{slowest * 1e3:6.1f} ms  steps over 20 ms: {sum(d > 0.02 for d in steps)}")
+                  f"{slowest * 1e3:6.1f} ms  steps over 20 ms: {sum(d > 0.02 for d in steps):>3}  "
+                  f"longest GC pause {pauses.longest * 1e3:5.1f} ms")
     base, stall = statistics.median(longest[False]), statistics.median(longest[True])
     print(f"  median longest step: no observer {base * 1e3:.1f} ms, observer with the database down "
           f"{stall * 1e3:.1f} ms")
