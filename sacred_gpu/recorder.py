@@ -3,8 +3,8 @@
 :meth:`Recorder.submit` appends to the journal and returns: nothing on the caller's thread waits for MongoDB.
 The writer thread reads what is not acknowledged yet from the journal (so memory stays bounded whatever the outage
 length), applies it in order through :class:`~sacred_gpu.writer.MongoWriter`, and acknowledges it. While MongoDB
-is unreachable, records wait on disk and the thread retries with backoff; :func:`replay` does the same work for
-``sacred-gpu sync``.
+is unreachable, records wait on disk and the thread retries with backoff; :class:`Replayer` does that work, for the
+writer thread and for ``sacred-gpu sync``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class Replayer:
     def __init__(self, journal: Journal, writer: MongoWriter, run_id: Any, *, resumed: bool = False) -> None:
         """``resumed``: the journal was written by another process, which may have applied part of it."""
         self.journal, self.writer, self.run_id = journal, writer, run_id
-        self.remap: dict[ObjectId, ObjectId] = {}
+        # source files found already stored: their ids replace ours (kept in the journal across syncs)
+        self.remap = {ObjectId(ours): ObjectId(theirs) for ours, theirs in journal.state().get("remap", {}).items()}
         #: records before this position were attempted once (their writes may be in)
         self._tried: Position | None = (1 << 62, 0) if resumed else None
         self._attempts = 0
@@ -76,7 +77,10 @@ class Replayer:
 
     def _apply(self, rec: dict[str, Any], retry: bool) -> None:
         try:
+            known = len(self.remap)
             self.writer.apply(self.run_id, rec, self.journal.files, self.remap, retry=retry)
+            if len(self.remap) != known:
+                self.journal.update_state(remap={str(k): str(v) for k, v in self.remap.items()})
             self._attempts = 0
         except ConnectionFailure:
             raise
@@ -150,7 +154,8 @@ class Recorder:
     """Journals the records of one run and writes them to MongoDB from a background thread.
 
     ``writer`` is ``None`` for an offline run: records stay in the journal for ``sacred-gpu sync``.
-    ``flush_interval`` (s): how long the thread lets records gather before writing them in one batch.
+    ``flush_interval`` (s): the longest the idle writer thread sleeps between looks at the journal (a submitted
+    record wakes it at once).
     """
 
     def __init__(self, journal: Journal, writer: MongoWriter | None, run_id: Any, *, flush_interval: float = 0.5):
@@ -180,7 +185,7 @@ class Recorder:
         self._wake.set()
 
     def spool(self, path: str | os.PathLike[str]) -> str:
-        """Keep a copy of a file for upload (hard link where possible, else a copy); returns its spooled name."""
+        """Keep a copy of a file for upload (the original may change or vanish); returns its spooled name."""
         return self.journal.spool_file(path)
 
     def _run(self) -> None:

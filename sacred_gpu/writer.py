@@ -256,12 +256,13 @@ class MongoWriter:
             doc["experiment"] = experiment
         try:
             self.runs.insert_one(doc)
-        except DuplicateKeyError:
+        except DuplicateKeyError:  # inserted by an earlier attempt, or the id is another run's
             stored = self.runs.find_one({"_id": run_id}, {"start_time": 1, "experiment.name": 1, "host.hostname": 1})
-            same = stored is not None and all(
-                stored.get(key) == doc.get(key) for key in ("start_time",)
-            ) and stored.get("experiment", {}).get("name") == doc.get("experiment", {}).get("name")
-            if not same:
+
+            def identity(run: dict[str, Any]) -> tuple:
+                return run.get("start_time"), run.get("experiment", {}).get("name"), run.get("host", {}).get("hostname")
+
+            if stored is None or identity(stored) != identity(doc):
                 raise RunIdTaken(f"run id {run_id} belongs to another run") from None
 
     # -- GridFS ---------------------------------------------------------------------------------------------------
