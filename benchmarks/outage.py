@@ -8,8 +8,9 @@
    (pymongo's AutoReconnect from a fault-injecting client in front of mongomock). The same loop runs without an
    observer for the noise floor of this machine (its own garbage collections, the VM's scheduling), alternating
    with the observed trials. Printed per trial: the median and longest step, the steps over 20 ms and the longest
-   pause of CPython's garbage collector (which stops every thread); the target is judged on the median over trials
-   of the longest step.
+   pause of CPython's garbage collector (which stops every thread, observer or not), and the longest step once the
+   time spent in collections is taken out. The target is judged on the median over trials of the longest step,
+   and printed again for the stall outside garbage collections.
 2. Sustained rate (target: 100,000 points/s with no growing backlog). The loop logs 100,000 points/s through
    Sacred's ``log_scalar`` (heartbeat every 1 s); every 2 s the points stored in MongoDB (mongomock, in this
    process) and the journal's unacknowledged bytes are read. Printed: the rate of points persisted and the
@@ -40,16 +41,29 @@ from tests.faults import FaultyClient  # noqa: E402
 
 
 class GcPauses:
-    """The longest pause of CPython's garbage collector while active (s): the usual cause of the longest steps."""
+    """The pauses of CPython's garbage collector while active, as (start, end) in ``perf_counter`` seconds.
+
+    A collection stops every thread of the process, with or without an observer: it is the usual longest step.
+    """
 
     def __init__(self) -> None:
-        self.longest, self._started = 0.0, 0.0
+        self.pauses: list[tuple[float, float]] = []
+        self._started = 0.0
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.longest = max(self.longest, time.perf_counter() - self._started)
+            self.pauses.append((self._started, time.perf_counter()))
+
+    @property
+    def longest(self) -> float:
+        return max((end - start for start, end in self.pauses), default=0.0)
+
+    def outside(self, start: float, end: float) -> float:
+        """Seconds of ``[start, end]`` not spent in a collection."""
+        inside = sum(max(0.0, min(end, b) - max(start, a)) for a, b in self.pauses if b > start and a < end)
+        return end - start - inside
 
     def __enter__(self) -> GcPauses:
         gc.callbacks.append(self)
@@ -59,14 +73,15 @@ class GcPauses:
         gc.callbacks.remove(self)
 
 
-def stall_trial(observed: bool, seconds: float) -> list[float]:
-    """Step durations (s) of the training loop, with the database down for all but 2 s at each end."""
+def stall_trial(observed: bool, seconds: float) -> list[tuple[float, float]]:
+    """(start, end) of each step of the training loop, with the database down for all but 2 s at each end."""
     ex = Experiment("stall", save_git_info=False)
     faulty = FaultyClient(connection.open_client(client=mongomock.MongoClient()))
     folder = Path(tempfile.mkdtemp())
     checkpoint = folder / "checkpoint.bin"
     checkpoint.write_bytes(np.random.default_rng(0).bytes(1024 * 1024))
-    durations: list[float] = []
+    starts: list[float] = []  # floats only: tuples would be objects the garbage collector has to walk
+    ends: list[float] = []
 
     @ex.main
     def train(_run):
@@ -86,13 +101,14 @@ def stall_trial(observed: bool, seconds: float) -> list[float]:
                 _run.add_artifact(str(checkpoint), "checkpoint.bin")
                 last_artifact = now
             step += 1
-            durations.append(time.perf_counter() - now)
+            starts.append(now)
+            ends.append(time.perf_counter())
 
     if observed:
         ex.observers.append(GpuMongoObserver(client=faulty, nvml=FakeNvml(two_gpus()), spool_dir=folder / "spool",
                                              flush_timeout=2.0))
     ex.run(options={"--beat-interval": 1.0, "--capture": "no", "--loglevel": "ERROR"})
-    return durations
+    return list(zip(starts, ends))
 
 
 def rate_trial(seconds: float, rate: int = 100_000) -> None:
@@ -168,20 +184,27 @@ def main() -> int:
 
     print("1. training-thread stall through an outage")
     longest: dict[bool, list[float]] = {False: [], True: []}
+    beyond_gc: dict[bool, list[float]] = {False: [], True: []}
     for pair in range(args.pairs):
         for observed in (False, True) if pair % 2 == 0 else (True, False):
-            with GcPauses() as pauses:
-                steps = stall_trial(observed, args.seconds)
+            with GcPauses() as gc_pauses:
+                spans = stall_trial(observed, args.seconds)
+            steps = [end - start for start, end in spans]
             median, slowest = statistics.median(steps), max(steps)
+            outside_gc = max(gc_pauses.outside(start, end) for start, end in spans)
             longest[observed].append(slowest)
+            beyond_gc[observed].append(outside_gc)
             label = "observer, database down" if observed else "no observer"
-            print(f"  {label:<24} steps {len(steps):>7}  median {median * 1e3:5.2f} ms  longest "
-                  f"{slowest * 1e3:6.1f} ms  steps over 20 ms: {sum(d > 0.02 for d in steps):>3}  "
-                  f"longest GC pause {pauses.longest * 1e3:5.1f} ms")
+            print(f"  {label:<24} steps {len(steps):>7}  median {median * 1e3:4.2f} ms  longest {slowest * 1e3:5.1f} ms"
+                  f"  over 20 ms: {sum(d > 0.02 for d in steps):>3}  longest GC pause {gc_pauses.longest * 1e3:5.1f} ms"
+                  f"  longest step outside GC {outside_gc * 1e3:5.1f} ms")
     base, stall = statistics.median(longest[False]), statistics.median(longest[True])
-    print(f"  median longest step: no observer {base * 1e3:.1f} ms, observer with the database down "
-          f"{stall * 1e3:.1f} ms")
-    print(f"  target: longest stall under 50 ms -> {'MET' if stall < 0.05 else 'NOT MET'} ({stall * 1e3:.1f} ms)")
+    base_gc, stall_gc = statistics.median(beyond_gc[False]), statistics.median(beyond_gc[True])
+    print(f"  median longest step: no observer {base * 1e3:.1f} ms, observer with the database down {stall * 1e3:.1f} ms"
+          f"; outside garbage collections: {base_gc * 1e3:.1f} ms and {stall_gc * 1e3:.1f} ms")
+    print(f"  target: longest stall under 50 ms -> {'MET' if stall < 0.05 else 'NOT MET'} ({stall * 1e3:.1f} ms); "
+          f"outside CPython's garbage collections, which the loop suffers without an observer too: "
+          f"{'MET' if stall_gc < 0.05 else 'NOT MET'} ({stall_gc * 1e3:.1f} ms)")
     print("2. sustained write rate")
     rate_trial(args.rate_seconds)
     return 0
