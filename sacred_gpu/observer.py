@@ -245,6 +245,7 @@ class GpuMongoObserver(RunObserver):
         fields = self._record_window(self.monitor.window() if self.monitor else None, info)
         fields.update(
             {
+                **self._metric_rollups(),
                 "info": schema.flatten(info),
                 "captured_out": schema.cap_output(captured_out, self.output_cap),
                 "heartbeat": beat_time,
@@ -282,6 +283,13 @@ class GpuMongoObserver(RunObserver):
         for rec in records:
             assert self.recorder is not None
             self.recorder.submit(rec)
+
+    def _metric_rollups(self) -> dict[str, Any]:
+        """The run fields holding every series' roll-ups (min, max, mean, first, last and their steps)."""
+        with self._lock:
+            rollups = {schema.bson_key(name): dict(series.rollup) for name, series in self._series.items()
+                       if series.rollup}
+        return {schema.METRIC_ROLLUPS_FIELD: rollups} if rollups else {}
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -328,6 +336,7 @@ class GpuMongoObserver(RunObserver):
                 logger.warning("sacred-gpu: the last heartbeat of run %s did not end within %.0f s", self.run_id,
                                HEARTBEAT_WAIT)
         final = self._final_fields()
+        final.update(self._metric_rollups())
         final.update(fields)
         with self._lock:
             closing = [rec for series in self._series.values() for rec in series.closing_records(self._next_seq)]

@@ -97,6 +97,11 @@ METRIC_CAP = 100_000
 CHUNK_POINTS = 50_000
 
 
+#: Field of the run document holding each metric's roll-ups, kept current at every heartbeat so a runs table reads
+#: no series: ``{<metric name, bson_key'd>: {count, sum, mean, first, first_step, last, last_step, min, min_step,
+#: max, max_step}}``.
+METRIC_ROLLUPS_FIELD = "metric_rollups"
+
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
 SYSTEM_FIELD = "system"
 

@@ -46,18 +46,22 @@ def _kept(start: int, stop: int, cap: int) -> list[int]:
 class MetricSeries:
     """One metric of one run: turns batches of points into ``metric`` and ``chunk`` records."""
 
-    def __init__(self, name: str, metric_id: ObjectId, *, capped: bool = True, cap: int = schema.METRIC_CAP,
-                 chunk_points: int = schema.CHUNK_POINTS) -> None:
+    def __init__(self, name: str, metric_id: ObjectId, *, capped: bool = True, cap: int | None = None,
+                 chunk_points: int | None = None) -> None:
+        """``cap`` and ``chunk_points`` default to :data:`schema.METRIC_CAP` and :data:`schema.CHUNK_POINTS`."""
         self.name, self.metric_id, self.capped = name, metric_id, capped
-        self.cap, self.chunk_points = cap, chunk_points
+        self.cap = cap or schema.METRIC_CAP
+        self.chunk_points = chunk_points or schema.CHUNK_POINTS
         self.count = 0  #: points received so far
         self._last: tuple[Any, Any, Any] | None = None  # the last point, if Sacred's document does not have it
+        self.rollup: dict[str, Any] = {}  #: run-level summary, see :meth:`update_rollup`
 
     def records(self, steps: Sequence, values: Sequence, stamps: Sequence,
                 next_seq: Callable[[], int]) -> list[dict[str, Any]]:
         """The records that store this batch; ``next_seq`` numbers them (increasing within the run)."""
         start, stop = self.count, self.count + len(steps)
         self.count = stop
+        self.update_rollup(steps, values)
         records = []
         if not self.capped or stop <= self.cap:
             keep = range(len(steps))
@@ -75,6 +79,25 @@ class MetricSeries:
             records.append(self._metric_record(next_seq(), [steps[i] for i in chosen], [values[i] for i in chosen],
                                                [stamps[i] for i in chosen]))
         return records
+
+    def update_rollup(self, steps: Sequence, values: Sequence) -> None:
+        """Keep count, first, last, min, max (with their steps) and mean of every point so far (NaN is skipped)."""
+        numbers = [(v, s) for v, s in zip(values, steps) if v == v]  # v != v only for NaN
+        if not numbers:
+            return
+        low, high = min(numbers, key=lambda p: p[0]), max(numbers, key=lambda p: p[0])
+        roll = self.rollup
+        if not roll:
+            roll.update(count=0, sum=0.0, first=numbers[0][0], first_step=numbers[0][1], min=low[0], min_step=low[1],
+                        max=high[0], max_step=high[1])
+        if low[0] < roll["min"]:
+            roll["min"], roll["min_step"] = low
+        if high[0] > roll["max"]:
+            roll["max"], roll["max_step"] = high
+        roll["count"] += len(numbers)
+        roll["sum"] += float(sum(v for v, _ in numbers))
+        roll["last"], roll["last_step"] = numbers[-1]
+        roll["mean"] = roll["sum"] / roll["count"]
 
     def closing_records(self, next_seq: Callable[[], int]) -> list[dict[str, Any]]:
         """At the end of the run: the series' last point for Sacred's document, if decimation skipped it."""

@@ -265,6 +265,38 @@ class MongoWriter:
             if stored is None or identity(stored) != identity(doc):
                 raise RunIdTaken(f"run id {run_id} belongs to another run") from None
 
+    # -- what readers edit (the store calls these; the observer never does) ----------------------------------------
+    def set_omniboard(self, run_id: Any, field: str, value: Any) -> bool:
+        """Set ``omniboard.<field>`` (``tags`` or ``notes``) the way Omniboard does; False if the run does not exist."""
+        if field not in ("tags", "notes"):
+            raise ValueError(f"omniboard field must be 'tags' or 'notes', not {field!r}")
+        return self.runs.update_one({"_id": run_id}, {"$set": {f"omniboard.{field}": value}}).matched_count == 1
+
+    def delete_runs(self, run_ids: list[Any]) -> int:
+        """Delete runs with their metrics, chunks, samples and artifacts, and the sources and resources no other run
+        uses. Returns how many runs were deleted."""
+        runs = list(self.runs.find({"_id": {"$in": run_ids}}, {"artifacts": 1, "experiment.sources": 1,
+                                                                "resources": 1}))
+        ids = [run["_id"] for run in runs]
+        if not ids:
+            return 0
+        files = self.database[f"{schema.GRIDFS_BUCKET}.files"]
+        doomed = [a["file_id"] for run in runs for a in run.get("artifacts", [])]
+        for run in runs:
+            for _, file_id in run.get("experiment", {}).get("sources", []):
+                if not self.runs.find_one({"_id": {"$nin": ids}, "experiment.sources": {"$elemMatch": {"$in": [file_id]}}},
+                                          {"_id": 1}):
+                    doomed.append(file_id)
+            for path, md5 in run.get("resources", []):
+                if not self.runs.find_one({"_id": {"$nin": ids}, "resources": [path, md5]}, {"_id": 1}):
+                    doomed += [f["_id"] for f in files.find({"filename": path, "md5": md5}, {"_id": 1})]
+        for file_id in doomed:
+            self.fs.delete(file_id)
+        self.metrics.delete_many({"run_id": {"$in": ids}})
+        self.chunks.delete_many({"run_id": {"$in": ids}})
+        self.samples.delete_many({schema.SAMPLE_RUN: {"$in": ids}})
+        return self.runs.delete_many({"_id": {"$in": ids}}).deleted_count
+
     # -- GridFS ---------------------------------------------------------------------------------------------------
     def put_file(
         self,

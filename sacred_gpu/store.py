@@ -1,0 +1,309 @@
+"""The read API: ``connect()`` returns a :class:`RunStore`, the one place that reads runs for notebooks and the board.
+
+Every read goes through here; edits readers make (tags, notes, deleting runs) are handed to the writer. Works on
+databases written by Sacred's stock observer (roll-ups computed by aggregation in the database) and by ours (stored
+roll-ups used: the runs table reads no metric series).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gridfs
+import pandas as pd
+
+from sacred_gpu import connection, schema
+from sacred_gpu.query import MetricCondition, Query, compile_filter
+from sacred_gpu.writer import MongoWriter
+
+logger = logging.getLogger(__name__)
+
+#: Roll-ups a metric column can show.
+ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
+#: Seconds without a heartbeat after which a RUNNING run is shown as PROBABLY_DEAD (Omniboard's threshold).
+DEAD_AFTER = 120.0
+PROBABLY_DEAD = "PROBABLY_DEAD"
+
+#: Names of the runs table's columns and sort keys, as document paths.
+FIELDS = {
+    "id": "_id", "experiment": "experiment.name", "status": "status", "start": "start_time", "stop": "stop_time",
+    "heartbeat": "heartbeat", "host": "host.hostname", "result": "result", "command": "command",
+    "tags": "omniboard.tags", "notes": "omniboard.notes", "comment": "meta.comment",
+}
+_TABLE_PROJECTION = ["experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname", "result",
+                     "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
+
+
+def connect(url: str | None = None, db_name: str = connection.DEFAULT_DB, *, client: Any = None,
+            collection_prefix: str = "", dead_after: float = DEAD_AFTER, **client_kwargs: Any) -> RunStore:
+    """A :class:`RunStore` on ``url`` (a URI or ``host:port``) or on ``client`` (pymongo or mongomock)."""
+    mongo = connection.open_client(url, client, **client_kwargs)
+    return RunStore(mongo[db_name], schema.Collections(collection_prefix), dead_after=dead_after)
+
+
+def _rollup_request(metrics: Mapping[str, str | Iterable[str]] | None) -> list[tuple[str, str]]:
+    pairs = []
+    for name, wanted in (metrics or {}).items():
+        for rollup in [wanted] if isinstance(wanted, str) else list(wanted):
+            if rollup not in ROLLUPS:
+                raise ValueError(f"unknown roll-up {rollup!r} for metric {name!r}; choose from {', '.join(ROLLUPS)}")
+            pairs.append((name, rollup))
+    return pairs
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value and not any(key.startswith("py/") for key in value):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}", item, out)
+    else:
+        out[prefix] = value
+
+
+class RunStore:
+    """Reads runs, metric series, system samples and files of one database (``database``: pymongo or mongomock)."""
+
+    def __init__(self, database: Any, collections: schema.Collections | None = None, *,
+                 dead_after: float = DEAD_AFTER) -> None:
+        self.database = database
+        self.collections = collections or schema.Collections()
+        self.dead_after = dead_after
+        self._runs = database[self.collections.runs]
+        self._metrics = database[self.collections.metrics]
+        self._chunks = database[self.collections.chunks]
+        self._samples = database[self.collections.samples]
+        self._writer = MongoWriter(database, self.collections)
+
+    # -- the runs table -------------------------------------------------------------------------------------------
+    def runs(self, filter: str | dict | None = None, sort: str | None = None, limit: int | None = None,
+             metrics: Mapping[str, str | Iterable[str]] | None = None, columns: Iterable[str] | None = None,
+             skip: int = 0) -> pd.DataFrame:
+        """Runs as a DataFrame indexed by run id.
+
+        ``filter``: the query language (``status == COMPLETED and config.lr < 0.01 and val_loss.min < 0.3``) or a
+        MongoDB filter limited to safe operators. ``sort``: a column (``start``, ``config.lr``, ``val_loss.min``),
+        ``-`` first for descending; default newest first. ``metrics``: ``{"val_loss": "min", "acc": ["last",
+        "max_step"]}``, shown as columns ``val_loss.min`` ...; ``columns``: extra dotted paths to show.
+        """
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        query = compile_filter(filter, now=now, dead_after=self.dead_after)
+        mongo_filter = self._with_metric_conditions(query)
+        wanted = _rollup_request(metrics)
+        projection = dict.fromkeys(_TABLE_PROJECTION, 1)
+        projection.update({f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(name)}": 1 for name, _ in wanted})
+        projection.update(dict.fromkeys(columns or [], 1))
+        key, direction = self._sort_key(sort)
+        cursor = self._runs.find(mongo_filter, projection).sort([(key, direction), ("_id", direction)]).skip(skip)
+        docs = list(cursor.limit(limit) if limit else cursor)
+        stock = self._stock_rollups([d["_id"] for d in docs if schema.METRIC_ROLLUPS_FIELD not in d], wanted)
+        rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns or []) for doc in docs]
+        frame = pd.DataFrame(rows)
+        return frame.set_index("id") if not frame.empty else pd.DataFrame(columns=["experiment", "status"]).rename_axis("id")
+
+    def count(self, filter: str | dict | None = None) -> int:
+        """How many runs match ``filter``."""
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        return self._runs.count_documents(self._with_metric_conditions(compile_filter(filter, now=now,
+                                                                                      dead_after=self.dead_after)))
+
+    def _sort_key(self, sort: str | None) -> tuple[str, int]:
+        if not sort:
+            return "start_time", -1
+        direction = -1 if sort.startswith("-") else 1
+        name = sort.lstrip("-+")
+        if name in FIELDS:
+            return FIELDS[name], direction
+        metric, _, rollup = name.rpartition(".")
+        if rollup in ROLLUPS and metric and metric.split(".")[0] not in ("config", "info", "meta", "host",
+                                                                         "experiment", "system"):
+            return f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(metric)}.{rollup}", direction
+        if "$" in name:
+            raise ValueError(f"invalid sort column {name!r}")
+        return name, direction
+
+    def _with_metric_conditions(self, query: Query) -> dict:
+        """The runs filter, with each metric condition on the stored roll-up or, for runs written by Sacred's own
+        observer, on a roll-up aggregated in the database."""
+        parts = [query.runs] if query.runs else []
+        for condition in query.metrics:
+            stored = f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(condition.name)}.{condition.rollup}"
+            parts.append({"$or": [{stored: {condition.op: condition.value}},
+                                  {schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
+                                   "_id": {"$in": self._stock_matches(condition)}}]})
+        return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
+
+    def _stock_matches(self, condition: MetricCondition) -> list[Any]:
+        if condition.rollup.endswith("_step"):
+            return []
+        expression = {"min": {"$min": "$values"}, "max": {"$max": "$values"}, "mean": {"$avg": "$values"},
+                      "first": {"$arrayElemAt": ["$values", 0]}, "last": {"$arrayElemAt": ["$values", -1]}}
+        pipeline = [{"$match": {"name": condition.name}},
+                    {"$project": {"run_id": 1, "value": expression[condition.rollup]}},
+                    {"$match": {"value": {condition.op: condition.value}}}]
+        return [doc["run_id"] for doc in self._metrics.aggregate(pipeline)]
+
+    def _stock_rollups(self, run_ids: list[Any], wanted: list[tuple[str, str]]) -> dict[Any, dict[str, dict]]:
+        """Roll-ups of runs that have none stored (written by Sacred's observer), aggregated in the database."""
+        if not run_ids or not wanted:
+            return {}
+        names = sorted({name for name, _ in wanted})
+        pipeline = [{"$match": {"run_id": {"$in": run_ids}, "name": {"$in": names}}},
+                    {"$project": {"run_id": 1, "name": 1, "min": {"$min": "$values"}, "max": {"$max": "$values"},
+                                  "mean": {"$avg": "$values"}, "first": {"$arrayElemAt": ["$values", 0]},
+                                  "last": {"$arrayElemAt": ["$values", -1]}}}]
+        found: dict[Any, dict[str, dict]] = {}
+        for doc in self._metrics.aggregate(pipeline):
+            found.setdefault(doc["run_id"], {})[doc["name"]] = doc
+        if any(rollup.endswith("_step") for _, rollup in wanted):  # which step held the extreme: read those series
+            for doc in self._metrics.find({"run_id": {"$in": run_ids}, "name": {"$in": names}},
+                                          {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
+                values, steps = doc.get("values") or [], doc.get("steps") or []
+                if values:
+                    roll = found[doc["run_id"]][doc["name"]]
+                    roll["min_step"] = steps[values.index(min(values))]
+                    roll["max_step"] = steps[values.index(max(values))]
+        return found
+
+    def _status(self, doc: dict, now: dt.datetime) -> str:
+        status = doc.get("status")
+        if status == schema.RUNNING:
+            seen = doc.get("heartbeat") or doc.get("start_time")
+            if seen is not None and (now - seen).total_seconds() > self.dead_after:
+                return PROBABLY_DEAD
+        return status
+
+    def _row(self, doc: dict, now: dt.datetime, wanted: list[tuple[str, str]], stock: dict[str, dict],
+             columns: Iterable[str]) -> dict[str, Any]:
+        start, end = doc.get("start_time"), doc.get("stop_time") or doc.get("heartbeat")
+        omniboard = doc.get("omniboard") or {}
+        system = doc.get(schema.SYSTEM_FIELD) or {}
+        row: dict[str, Any] = {
+            "id": doc["_id"],
+            "experiment": (doc.get("experiment") or {}).get("name"),
+            "status": self._status(doc, now),
+            "start": start,
+            "duration": (end - start).total_seconds() if start and end else None,
+            "host": (doc.get("host") or {}).get("hostname"),
+            "gpu": f"{system['gpu_count']}x {system['gpu_model']}" if system.get("gpu_model") else None,
+            "gpu_mem_peak_mib": system.get("gpu_mem_peak_mib"),
+            "gpu_util_mean_pct": system.get("gpu_util_mean_pct"),
+            "gpu_energy_wh": system.get("gpu_energy_wh"),
+            "tags": list(omniboard.get("tags") or []),
+            "notes": omniboard.get("notes") if omniboard.get("notes") is not None else
+            (doc.get("meta") or {}).get("comment"),
+            "result": doc.get("result"),
+        }
+        config: dict[str, Any] = {}
+        _flatten("config", doc.get("config") or {}, config)
+        row.update(config)
+        stored = doc.get(schema.METRIC_ROLLUPS_FIELD)
+        for name, rollup in wanted:
+            source = (stored or {}).get(schema.bson_key(name)) if stored is not None else stock.get(name)
+            row[f"{name}.{rollup}"] = (source or {}).get(rollup)
+        for path in columns:
+            value: Any = doc
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            row[path] = value
+        return row
+
+    # -- one run --------------------------------------------------------------------------------------------------
+    def run(self, run_id: Any) -> dict[str, Any]:
+        """The whole run document. Raises ``KeyError`` if there is no such run."""
+        doc = self._runs.find_one({"_id": run_id})
+        if doc is None:
+            raise KeyError(f"no run {run_id!r}")
+        return doc
+
+    def metrics(self, run_id: Any, names: Iterable[str] | None = None) -> pd.DataFrame:
+        """The run's metric series at full resolution: columns ``name``, ``step``, ``timestamp``, ``value``."""
+        query: dict[str, Any] = {"run_id": run_id}
+        if names is not None:
+            query["name"] = {"$in": list(names)}
+        frames = []
+        for doc in self._metrics.find(query):
+            full = doc.get("full_points")
+            steps, values, stamps = doc.get("steps", []), doc.get("values", []), doc.get("timestamps", [])
+            if full is not None:  # past the cap: the complete head here, the rest in chunks
+                steps, values, stamps = steps[:full], values[:full], stamps[:full]
+                for chunk in self._chunks.find({"metric_id": doc["_id"]}).sort("seq", 1):
+                    steps, values, stamps = steps + chunk["steps"], values + chunk["values"], stamps + chunk["timestamps"]
+            frames.append(pd.DataFrame({"name": doc["name"], "step": steps, "timestamp": stamps, "value": values}))
+        if not frames:
+            return pd.DataFrame(columns=["name", "step", "timestamp", "value"])
+        return pd.concat(frames, ignore_index=True).sort_values(["name", "step"], kind="stable", ignore_index=True)
+
+    def system(self, run_id: Any, start: dt.datetime | None = None, end: dt.datetime | None = None,
+               max_points: int | None = None) -> pd.DataFrame:
+        """GPU and host samples (columns ``sys/...``) with a DatetimeIndex; averaged into at most ``max_points``
+        time buckets in the database when given."""
+        match: dict[str, Any] = {schema.SAMPLE_RUN: run_id}
+        when = {key: value for key, value in (("$gte", start), ("$lte", end)) if value is not None}
+        if when:
+            match[schema.SAMPLE_TIME] = when
+        total = self._samples.count_documents(match)
+        if max_points and total > max_points:
+            docs = self._bucketed(run_id, match, max_points)
+        else:
+            docs = list(self._samples.find(match, {"_id": 0, schema.SAMPLE_RUN: 0}).sort(schema.SAMPLE_TIME, 1))
+        if not docs:
+            return pd.DataFrame(index=pd.DatetimeIndex([], name="time"))
+        frame = pd.DataFrame(docs).set_index(schema.SAMPLE_TIME).rename_axis("time")
+        frame.index = pd.DatetimeIndex(frame.index)
+        return frame.rename(columns=lambda name: f"sys/{name}").sort_index(axis=1)
+
+    def _bucketed(self, run_id: Any, match: dict, max_points: int) -> list[dict]:
+        first = self._samples.find_one(match, sort=[(schema.SAMPLE_TIME, 1)])[schema.SAMPLE_TIME]
+        last = self._samples.find_one(match, sort=[(schema.SAMPLE_TIME, -1)])[schema.SAMPLE_TIME]
+        width = max(1, int(((last - first).total_seconds() * 1000) // max_points) + 1)  # ms per bucket
+        fields = self._sample_fields(run_id)
+        offset = {"$subtract": [f"${schema.SAMPLE_TIME}", first]}
+        group: dict[str, Any] = {"_id": {"$subtract": [offset, {"$mod": [offset, width]}]},
+                                 schema.SAMPLE_TIME: {"$min": f"${schema.SAMPLE_TIME}"}}
+        group.update({field: {"$avg": f"${field}"} for field in fields})
+        docs = list(self._samples.aggregate([{"$match": match}, {"$group": group},
+                                             {"$sort": {schema.SAMPLE_TIME: 1}}]))
+        for doc in docs:
+            doc.pop("_id", None)
+            for field in fields:
+                if doc.get(field) is None:
+                    doc.pop(field, None)
+        return docs
+
+    def _sample_fields(self, run_id: Any) -> list[str]:
+        """Sample fields of a run: the names of its ``sys/`` series, without the prefix."""
+        doc = self._runs.find_one({"_id": run_id}, {"info.metrics": 1}) or {}
+        return sorted({m["name"].removeprefix("sys/") for m in (doc.get("info") or {}).get("metrics", [])
+                       if m["name"].startswith("sys/")})
+
+    def artifact(self, run_id: Any, name: str) -> bytes:
+        """The content of the run's (last) artifact ``name``. Raises ``KeyError`` if it has none by that name."""
+        found = [a for a in self.run(run_id).get("artifacts", []) if a["name"] == name]
+        if not found:
+            raise KeyError(f"run {run_id!r} has no artifact {name!r}")
+        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[-1]["file_id"]).read()
+
+    def source(self, run_id: Any, path: str) -> bytes:
+        """The content of one of the run's source files, by the name Sacred lists it under."""
+        found = [file_id for name, file_id in self.run(run_id).get("experiment", {}).get("sources", []) if name == path]
+        if not found:
+            raise KeyError(f"run {run_id!r} has no source {path!r}")
+        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[0]).read()
+
+    # -- edits, handed to the writer ------------------------------------------------------------------------------
+    def set_tags(self, run_id: Any, tags: Iterable[str]) -> None:
+        """Replace the run's tags (Omniboard's ``omniboard.tags``)."""
+        tags = [str(tag) for tag in tags]
+        if not self._writer.set_omniboard(run_id, "tags", tags):
+            raise KeyError(f"no run {run_id!r}")
+
+    def set_notes(self, run_id: Any, notes: str) -> None:
+        """Replace the run's notes (Omniboard's ``omniboard.notes``)."""
+        if not self._writer.set_omniboard(run_id, "notes", str(notes)):
+            raise KeyError(f"no run {run_id!r}")
+
+    def delete(self, run_ids: Iterable[Any]) -> int:
+        """Delete runs with their metrics, samples and artifacts, and sources no other run uses; returns the count."""
+        return self._writer.delete_runs(list(run_ids))

@@ -1,0 +1,160 @@
+"""RunStore reads databases written by both observers: runs table, roll-ups, filters, series, samples, files, edits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import gridfs
+import pandas as pd
+import pytest
+from sacred.observers import MongoObserver
+
+import sacred_gpu
+from sacred_gpu import GpuMongoObserver, schema
+from sacred_gpu.query import QueryError
+from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+
+from .conftest import run_experiment
+
+LOSSES = {0.1: [0.9, 0.5, 0.7, 0.2], 0.01: [0.8, 0.6, 0.4, 0.3], 0.001: [0.95, 0.9, 0.85, 0.99]}
+
+
+def trainer(tmp_path):
+    def main(_run, lr):
+        for step, loss in enumerate(LOSSES[lr]):
+            _run.log_scalar("val_loss", loss, step * 10)
+            _run.log_scalar("train.acc", 1 - loss, step * 10)
+        (tmp_path / "model.txt").write_text(f"lr={lr}")
+        _run.add_artifact(str(tmp_path / "model.txt"))
+        time.sleep(0.4)  # a few system samples
+        return 1 - min(LOSSES[lr])
+
+    return main
+
+
+@pytest.fixture
+def store(client, tmp_path):
+    """Runs 1-3 by our observer (with simulated GPUs), 4 by Sacred's stock observer, 5 a run that died."""
+    for lr in (0.1, 0.01):
+        run_experiment(trainer(tmp_path), GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()),
+                                                           sample_interval=0.05, slow_sample_interval=0.1),
+                       config={"lr": lr, "optim": {"name": "adam"}})
+    run_experiment(trainer(tmp_path), GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False),
+                   config={"lr": 0.001, "optim": {"name": "sgd"}})
+    db = client["sacred"]
+    stock = MongoObserver.create_from(db.runs, gridfs.GridFS(db), metrics_collection=db.metrics)
+    run_experiment(trainer(tmp_path), stock, config={"lr": 0.01, "optim": {"name": "sgd"}})  # "max + 1": id 4
+    long_ago = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=1)
+    db.runs.insert_one({"_id": 5, "status": "RUNNING", "start_time": long_ago, "heartbeat": long_ago,
+                        "experiment": {"name": "killed"}, "config": {"lr": 0.5}})
+    db.runs.update_one({"_id": 2}, {"$set": {"omniboard.tags": ["baseline"], "omniboard.notes": "good"}})
+    return sacred_gpu.connect(client=client)
+
+
+def test_runs_table(store):
+    table = store.runs(metrics={"val_loss": ["min", "min_step", "last"], "train.acc": "max"})
+    assert list(table.index) == [4, 3, 2, 1, 5]  # newest first (5 started an hour ago)
+    assert table.loc[5, "status"] == "PROBABLY_DEAD" and table.loc[1, "status"] == "COMPLETED"
+    assert table.loc[2, "tags"] == ["baseline"] and table.loc[2, "notes"] == "good"
+    assert table.loc[1, "config.lr"] == 0.1 and table.loc[3, "config.optim.name"] == "sgd"
+    assert table.loc[1, "duration"] > 0 and table.loc[1, "experiment"] == "test_experiment"
+    assert table.loc[1, "gpu"] == "2x NVIDIA H100 80GB HBM3" and table.loc[1, "gpu_util_mean_pct"] == 0
+    assert pd.isna(table.loc[4, "gpu"])  # the stock observer records no GPUs
+    for run_id, lr in ((1, 0.1), (2, 0.01), (3, 0.001), (4, 0.01)):  # stored roll-ups and aggregated ones agree
+        losses = LOSSES[lr]
+        assert table.loc[run_id, "val_loss.min"] == min(losses)
+        assert table.loc[run_id, "val_loss.min_step"] == 10 * losses.index(min(losses))
+        assert table.loc[run_id, "val_loss.last"] == losses[-1]
+        assert table.loc[run_id, "train.acc.max"] == pytest.approx(1 - min(losses))
+
+
+def test_filters_in_both_forms(store):
+    assert list(store.runs("status == COMPLETED and config.lr < 0.05").index) == [4, 3, 2]
+    assert list(store.runs('tags contains "baseline"').index) == [2]
+    assert list(store.runs("val_loss.min < 0.35").index) == [4, 2, 1]  # stored and aggregated roll-ups
+    assert list(store.runs("val_loss.last > 0.5 and config.optim.name == sgd").index) == [3]
+    assert list(store.runs("status == PROBABLY_DEAD").index) == [5]
+    assert list(store.runs({"config.lr": {"$in": [0.1, 0.5]}}).index) == [1, 5]
+    assert store.count("experiment == test_experiment") == 4
+    with pytest.raises(QueryError, match=r"\$where"):
+        store.runs({"$and": [{"config.lr": 1}, {"$where": "sleep(1000)"}]})
+    with pytest.raises(QueryError):
+        store.runs("config.lr <")
+
+
+def test_sort_limit_and_columns(store):
+    assert list(store.runs(sort="config.lr", limit=3).index) == [3, 2, 4]  # ties by id
+    assert list(store.runs(sort="-val_loss.min", metrics={"val_loss": "min"}, filter="id < 4").index) == [3, 2, 1]
+    page = store.runs(sort="id", limit=2, skip=2, columns=["host.os", "meta.command"])
+    assert list(page.index) == [3, 4] and page.loc[3, "meta.command"] == "main"
+    with pytest.raises(ValueError):
+        store.runs(metrics={"val_loss": "median"})
+
+
+def test_metric_series_of_both_observers(store):
+    ours, stock = store.metrics(1), store.metrics(4, names=["val_loss"])
+    loss = ours[ours["name"] == "val_loss"]
+    assert loss["step"].tolist() == [0, 10, 20, 30] and loss["value"].tolist() == LOSSES[0.1]
+    assert set(ours["name"]) >= {"val_loss", "train.acc", "sys/gpu0/util_pct"}
+    assert stock["value"].tolist() == LOSSES[0.01] and set(stock["name"]) == {"val_loss"}
+    assert isinstance(ours["timestamp"].iloc[0], (dt.datetime, pd.Timestamp))
+
+
+def test_long_series_is_read_whole_from_chunks(client, monkeypatch):
+    monkeypatch.setattr(schema, "METRIC_CAP", 50)
+    monkeypatch.setattr(schema, "CHUNK_POINTS", 20)
+
+    def main(_run):
+        for step in range(333):
+            _run.log_scalar("loss", float(step), step)
+            if step % 100 == 0:
+                time.sleep(0.06)  # several heartbeats, several batches
+
+    run = run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False))
+    series = sacred_gpu.connect(client=client).metrics(run._id)
+    assert series["step"].tolist() == list(range(333)) and series["value"].tolist() == [float(s) for s in range(333)]
+    assert client["sacred"].metric_chunks.count_documents({}) > 0
+
+
+def test_system_samples_and_database_side_downsampling(store):
+    samples = store.system(1)
+    assert isinstance(samples.index, pd.DatetimeIndex) and len(samples) >= 5
+    assert "sys/gpu0/mem_used_mib" in samples.columns and "sys/cpu/util_pct" in samples.columns
+    assert samples.index.is_monotonic_increasing
+    few = store.system(1, max_points=3)
+    assert 1 <= len(few) <= 4 and few["sys/gpu1/util_pct"].eq(0).all()
+    assert few["sys/proc/rss_mib"].mean() == pytest.approx(samples["sys/proc/rss_mib"].mean(), rel=0.2)
+    middle = samples.index[len(samples) // 2]
+    assert store.system(1, start=middle).index.min() >= middle
+    assert store.system(3).empty  # sampling was off
+
+
+def test_files_and_documents(store):
+    assert store.artifact(2, "model.txt") == b"lr=0.01" and store.artifact(4, "model.txt") == b"lr=0.01"
+    doc = store.run(1)
+    assert "conftest.py" in dict(doc["experiment"]["sources"])
+    assert store.source(1, "conftest.py").startswith(b'"""') and store.source(4, "conftest.py") == store.source(
+        1, "conftest.py")
+    with pytest.raises(KeyError):
+        store.run(99)
+    with pytest.raises(KeyError):
+        store.artifact(1, "missing.txt")
+
+
+def test_tags_notes_and_delete(store, client):
+    store.set_tags(1, ["ablation", "<script>alert(1)</script>"])
+    store.set_notes(1, "needs a rerun")
+    assert store.run(1)["omniboard"] == {"tags": ["ablation", "<script>alert(1)</script>"], "notes": "needs a rerun"}
+    with pytest.raises(KeyError):
+        store.set_tags(99, ["x"])
+    db = client["sacred"]
+    artifact = store.run(1)["artifacts"][0]["file_id"]
+    source = store.run(1)["experiment"]["sources"][0][1]
+    assert store.delete([1, 99]) == 1
+    assert db.runs.find_one({"_id": 1}) is None and db.metrics.count_documents({"run_id": 1}) == 0
+    assert db.system_samples.count_documents({"run_id": 1}) == 0
+    assert db.fs.files.find_one({"_id": artifact}) is None
+    assert db.fs.files.find_one({"_id": source}) is not None  # still used by the other runs
+    assert store.delete([2, 3, 4]) == 3
+    assert db.fs.files.find_one({"_id": source}) is None  # no run uses it any more
