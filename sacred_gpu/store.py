@@ -16,7 +16,7 @@ import gridfs
 import pandas as pd
 
 from sacred_gpu import connection, schema
-from sacred_gpu.query import MetricCondition, Query, compile_filter
+from sacred_gpu.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
 from sacred_gpu.writer import MongoWriter
 
 logger = logging.getLogger(__name__)
@@ -27,12 +27,6 @@ ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
 DEAD_AFTER = 120.0
 PROBABLY_DEAD = "PROBABLY_DEAD"
 
-#: Names of the runs table's columns and sort keys, as document paths.
-FIELDS = {
-    "id": "_id", "experiment": "experiment.name", "status": "status", "start": "start_time", "stop": "stop_time",
-    "heartbeat": "heartbeat", "host": "host.hostname", "result": "result", "command": "command",
-    "tags": "omniboard.tags", "notes": "omniboard.notes", "comment": "meta.comment",
-}
 _TABLE_PROJECTION = ["experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname", "result",
                      "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
 
@@ -100,7 +94,9 @@ class RunStore:
         stock = self._stock_rollups([d["_id"] for d in docs if schema.METRIC_ROLLUPS_FIELD not in d], wanted)
         rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns or []) for doc in docs]
         frame = pd.DataFrame(rows)
-        return frame.set_index("id") if not frame.empty else pd.DataFrame(columns=["experiment", "status"]).rename_axis("id")
+        if frame.empty:
+            return pd.DataFrame(columns=["experiment", "status"]).rename_axis("id")
+        return frame.set_index("id")
 
     def count(self, filter: str | dict | None = None) -> int:
         """How many runs match ``filter``."""
@@ -116,8 +112,7 @@ class RunStore:
         if name in FIELDS:
             return FIELDS[name], direction
         metric, _, rollup = name.rpartition(".")
-        if rollup in ROLLUPS and metric and metric.split(".")[0] not in ("config", "info", "meta", "host",
-                                                                         "experiment", "system"):
+        if rollup in ROLLUPS and metric and metric.split(".")[0] not in PREFIXES:
             return f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(metric)}.{rollup}", direction
         if "$" in name:
             raise ValueError(f"invalid sort column {name!r}")

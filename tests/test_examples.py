@@ -39,3 +39,15 @@ def test_demo_command_records_and_summarises_the_examples(capsys):
     summary = out[out.index("Recorded in an in-memory MongoDB"):].splitlines()
     assert len([line for line in summary if "COMPLETED" in line]) == 3
     assert all("val_acc (3)" in line for line in summary if "COMPLETED" in line)
+
+
+def test_notebook_example_runs_end_to_end():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "examples" / "query_runs.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "val_loss.min_step" in done.stdout and "recorded by examples/query_runs.py" in done.stdout
+    assert "sys/proc/rss_mib" in done.stdout  # the runs were long enough to be sampled
