@@ -72,31 +72,39 @@ class MetricSeries:
                 records.append(record("chunk", chunk_id=schema.new_object_id(), metric_id=self.metric_id,
                                       name=self.name, seq=next_seq(), steps=list(steps[part]),
                                       values=list(values[part]), timestamps=list(stamps[part])))
-        keep = list(keep)
-        self._last = None if (keep and keep[-1] == len(steps) - 1) else (steps[-1], values[-1], stamps[-1])
-        for part in range(0, len(keep), self.chunk_points):
-            chosen = keep[part:part + self.chunk_points]
-            records.append(self._metric_record(next_seq(), [steps[i] for i in chosen], [values[i] for i in chosen],
-                                               [stamps[i] for i in chosen]))
+        if isinstance(keep, range):  # every point: slices, no per-point work
+            kept_steps, kept_values, kept_stamps = list(steps), list(values), list(stamps)
+        else:
+            kept_steps, kept_values, kept_stamps = ([column[i] for i in keep] for column in (steps, values, stamps))
+        self._last = None if len(keep) and keep[-1] == len(steps) - 1 else (steps[-1], values[-1], stamps[-1])
+        for part in range(0, len(kept_steps), self.chunk_points):
+            chosen = slice(part, part + self.chunk_points)
+            records.append(self._metric_record(next_seq(), kept_steps[chosen], kept_values[chosen],
+                                               kept_stamps[chosen]))
         return records
 
     def update_rollup(self, steps: Sequence, values: Sequence) -> None:
-        """Keep count, first, last, min, max (with their steps) and mean of every point so far (NaN is skipped)."""
-        numbers = [(v, s) for v, s in zip(values, steps) if v == v]  # v != v only for NaN
-        if not numbers:
+        """Keep count, first, last, min, max (with their steps) and mean of every point so far (NaN is skipped).
+
+        Uses C-level ``min``/``max``/``index``/``sum`` over the batch: no object is made per point.
+        """
+        if any(v != v for v in values):  # only NaN differs from itself
+            kept = [i for i, v in enumerate(values) if v == v]
+            steps, values = [steps[i] for i in kept], [values[i] for i in kept]
+        if not values:
             return
-        low, high = min(numbers, key=lambda p: p[0]), max(numbers, key=lambda p: p[0])
+        low, high = min(values), max(values)
         roll = self.rollup
         if not roll:
-            roll.update(count=0, sum=0.0, first=numbers[0][0], first_step=numbers[0][1], min=low[0], min_step=low[1],
-                        max=high[0], max_step=high[1])
-        if low[0] < roll["min"]:
-            roll["min"], roll["min_step"] = low
-        if high[0] > roll["max"]:
-            roll["max"], roll["max_step"] = high
-        roll["count"] += len(numbers)
-        roll["sum"] += float(sum(v for v, _ in numbers))
-        roll["last"], roll["last_step"] = numbers[-1]
+            roll.update(count=0, sum=0.0, first=values[0], first_step=steps[0], min=low,
+                        min_step=steps[values.index(low)], max=high, max_step=steps[values.index(high)])
+        if low < roll["min"]:
+            roll["min"], roll["min_step"] = low, steps[values.index(low)]
+        if high > roll["max"]:
+            roll["max"], roll["max_step"] = high, steps[values.index(high)]
+        roll["count"] += len(values)
+        roll["sum"] += float(sum(values))
+        roll["last"], roll["last_step"] = values[-1], steps[-1]
         roll["mean"] = roll["sum"] / roll["count"]
 
     def closing_records(self, next_seq: Callable[[], int]) -> list[dict[str, Any]]:

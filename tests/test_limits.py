@@ -76,3 +76,12 @@ def test_hundred_megabytes_of_output_store_capped_with_the_full_output_as_an_art
     [artifact] = doc["artifacts"]
     stored = gridfs.GridFS(db).get(artifact["file_id"])
     assert artifact["name"] == "captured_out.txt" and stored.length == len("FIRST LINE\n") + 100_000_000 + 10
+
+
+def test_rollups_follow_every_point_and_skip_nan():
+    series = MetricSeries("loss", schema.new_object_id(), cap=4, chunk_points=3)
+    seq = iter(range(1, 100)).__next__
+    series.records([0, 1, 2], [0.5, float("nan"), 0.25], [None] * 3, seq)
+    series.records([3, 4, 5, 6], [0.75, 0.1, float("nan"), 0.3], [None] * 4, seq)
+    assert series.rollup == {"count": 5, "sum": 1.9, "mean": 1.9 / 5, "first": 0.5, "first_step": 0, "min": 0.1,
+                             "min_step": 4, "max": 0.75, "max_step": 3, "last": 0.3, "last_step": 6}
