@@ -32,6 +32,15 @@ FOREIGN_FIELDS = ("omniboard",)
 #: Name of the collection holding our atomic run-id counters, one document per runs collection.
 COUNTERS = "sacred_gpu.counters"
 
+#: Omniboard's per-database column settings, shared with sacred-board: metric columns {name, metric_name, extrema}
+#: and custom columns {name, config_path}. Omniboard does not prefix them, so neither do we.
+OMNIBOARD_METRIC_COLUMNS = "omniboard.metric.columns"
+OMNIBOARD_CUSTOM_COLUMNS = "omniboard.custom.columns"
+#: Omniboard's ``extrema`` for the roll-ups it shares with us; other roll-ups are kept in :data:`BOARD_SETTINGS`.
+OMNIBOARD_EXTREMA = {"min": "min", "max": "max", "last": "last", "mean": "average"}
+#: sacred-board's own settings, one document ``{_id: key, value}`` per setting (column layout, extra metric columns).
+BOARD_SETTINGS = "sacred_gpu.board"
+
 #: The GridFS bucket. Sacred always uses the default bucket, whatever the collection prefix.
 GRIDFS_BUCKET = "fs"
 

@@ -272,6 +272,16 @@ class MongoWriter:
             raise ValueError(f"omniboard field must be 'tags' or 'notes', not {field!r}")
         return self.runs.update_one({"_id": run_id}, {"$set": {f"omniboard.{field}": value}}).matched_count == 1
 
+    def replace_documents(self, collection: str, docs: list[dict[str, Any]]) -> None:
+        """Replace the whole content of a small settings collection (Omniboard's column settings) with ``docs``."""
+        self.database[collection].delete_many({})
+        if docs:
+            self.database[collection].insert_many([dict(doc) for doc in docs])
+
+    def set_board_setting(self, key: str, value: Any) -> None:
+        """Store one of sacred-board's settings (``value``: any BSON-able value)."""
+        self.database[schema.BOARD_SETTINGS].update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
+
     def delete_runs(self, run_ids: list[Any]) -> int:
         """Delete runs with their metrics, chunks, samples and artifacts, and the sources and resources no other run
         uses. Returns how many runs were deleted."""

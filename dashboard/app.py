@@ -1,0 +1,74 @@
+"""``create_app(board)``: the Dash app of sacred-board. No database work happens at import."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+from typing import Any
+
+import dash
+from dash import Input, Output, dcc, html
+from flask import Response, request
+from pymongo.errors import PyMongoError
+
+from dashboard.board import Board
+from dashboard.pages import run as run_page
+from dashboard.pages import runs as runs_page
+from sacred_gpu.connection import short_error
+
+logger = logging.getLogger(__name__)
+
+URL = "board-url"
+PAGE = "board-page"
+
+
+def create_app(board: Board, *, auth: tuple[str, str] | None = None) -> dash.Dash:
+    """The board's Dash app on ``board``; ``auth`` = (user, password) asks every request for HTTP basic auth."""
+    app = dash.Dash(__name__, title=board.title, suppress_callback_exceptions=True, update_title=None)
+    app.layout = html.Div([
+        dcc.Location(id=URL),
+        html.Header([dcc.Link(board.title, href="/", className="brand"),
+                     html.Span(_database_label(board), className="database"),
+                     html.Span("read-only", className="badge") if board.read_only else None]),
+        html.Main(id=PAGE),
+    ])
+
+    @app.callback(Output(PAGE, "children"), Input(URL, "pathname"))
+    def _route(pathname: str | None) -> Any:
+        return route(board, pathname or "/")
+
+    runs_page.register(app, board)
+    if auth:
+        _require_basic_auth(app.server, *auth)
+    return app
+
+
+def route(board: Board, pathname: str) -> Any:
+    """The layout of the page at ``pathname``; a message, not a traceback, when MongoDB cannot be read."""
+    try:
+        if pathname in ("/", ""):
+            return runs_page.layout(board)
+        if pathname.startswith("/run/"):
+            return run_page.layout(board, pathname.removeprefix("/run/").strip("/"))
+    except PyMongoError as error:
+        logger.warning("page %s: MongoDB unreachable: %s", pathname, short_error(error))
+        return html.Div([html.H2("MongoDB is unreachable"), html.P(short_error(error)),
+                         html.P("Reload the page to try again.")], className="error")
+    return html.Div([html.H2("Not found"), dcc.Link("All runs", href="/")])
+
+
+def _database_label(board: Board) -> str:
+    return f"database {board.store.database.name}"
+
+
+def _require_basic_auth(server: Any, user: str, password: str) -> None:
+    expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    @server.before_request
+    def _check() -> Response | None:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic ") and hmac.compare_digest(header[6:].strip(), expected):
+            return None
+        return Response("sacred-board: authentication required\n", 401,
+                        {"WWW-Authenticate": 'Basic realm="sacred-board"'})

@@ -1,0 +1,20 @@
+"""What every page of the board shares: the store it reads through and the board's options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sacred_gpu.store import RunStore
+
+#: Seconds between refreshes of the runs table (new runs, running rows).
+DEFAULT_REFRESH = 10.0
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board: ``store`` for every read and edit; ``read_only`` refuses every edit; ``refresh`` in seconds."""
+
+    store: RunStore
+    read_only: bool = False
+    refresh: float = DEFAULT_REFRESH
+    title: str = "sacred-board"

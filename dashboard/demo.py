@@ -1,0 +1,24 @@
+"""``sacred-board --demo``: an in-memory database filled by running the ``examples/`` through the real observer."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import mongomock
+
+from sacred_gpu import connection
+from sacred_gpu.demo import populate
+from sacred_gpu.store import DEAD_AFTER, RunStore, connect
+
+logger = logging.getLogger(__name__)
+
+
+def demo_store(*, epochs: int | None = None, dead_after: float = DEAD_AFTER) -> RunStore:
+    """A store on a fresh mongomock database holding the demo runs (takes some seconds: real training)."""
+    client = connection.open_client(client=mongomock.MongoClient())
+    started = time.monotonic()
+    logger.info("demo: training the example experiments into an in-memory database (no MongoDB needed) ...")
+    run_ids = populate(client, "sacred", epochs=epochs)
+    logger.info("demo: recorded runs %s in %.0f s", run_ids, time.monotonic() - started)
+    return connect(client=client, db_name="sacred", dead_after=dead_after)

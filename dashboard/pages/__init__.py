@@ -1,0 +1,1 @@
+"""One module per route: ``runs`` (/), ``run`` (/run/<id>)."""
