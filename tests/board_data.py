@@ -1,0 +1,46 @@
+"""Runs recorded by real Sacred experiments through GpuMongoObserver, for the board's tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sacred_gpu import GpuMongoObserver
+from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.store import RunStore, connect
+from tests.conftest import run_experiment
+
+HOSTILE = '<img src=x onerror="window.__xss=1">'
+SCRIPT = "<script>window.__xss=1</script>"
+
+
+def record_runs(client: Any, specs: list[dict[str, Any]]) -> RunStore:
+    """Record one run per spec: ``{"lr", "losses", "name", "fail"}``; returns a store on the database."""
+    for spec in specs:
+        def main(_run: Any, lr: float) -> float:
+            for step, loss in enumerate(spec["losses"]):
+                _run.log_scalar("loss", loss, step)
+                _run.log_scalar("acc", 1.0 - loss, step)
+            if spec.get("fail"):
+                raise RuntimeError("diverged")
+            return spec["losses"][-1]
+
+        observer = GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False)
+        config = {"lr": spec["lr"], "note": spec.get("note", "plain")}
+        if spec.get("fail"):
+            with pytest.raises(RuntimeError):
+                run_experiment(main, observer, config=config, name=spec.get("name", "mnist"))
+        else:
+            run_experiment(main, observer, config=config, name=spec.get("name", "mnist"))
+    return connect(client=client)
+
+
+#: Five runs: two experiments, one failed, a hostile experiment name and config value.
+RUNS = [
+    {"lr": 0.1, "losses": [0.9, 0.5, 0.4]},
+    {"lr": 0.01, "losses": [0.8, 0.3, 0.2]},
+    {"lr": 0.001, "losses": [0.95, 0.7, 0.6], "name": "cifar"},
+    {"lr": 0.5, "losses": [0.9, 2.0], "fail": True},
+    {"lr": 0.05, "losses": [0.7, 0.35, 0.25], "name": HOSTILE, "note": SCRIPT},
+]

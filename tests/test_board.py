@@ -1,0 +1,216 @@
+"""sacred-board's runs table as plain functions: columns, rows requests, edits, deletes, CSV, settings, CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+
+import pytest
+from dash import no_update
+from pymongo.errors import ServerSelectionTimeoutError
+
+from dashboard import cli
+from dashboard import columns as cols
+from dashboard.app import create_app, route
+from dashboard.board import Board
+from dashboard.pages import runs
+from sacred_gpu import schema
+from sacred_gpu.store import BoardSettings, CustomColumn, MetricColumn, connect
+from tests.board_data import HOSTILE, RUNS, record_runs
+from tests.faults import FaultyClient
+
+
+@pytest.fixture
+def store(client):
+    return record_runs(client, RUNS)
+
+
+@pytest.fixture
+def board(store):
+    return Board(store)
+
+
+def request(start=0, end=100, sort=None):
+    return {"startRow": start, "endRow": end, "sortModel": sort or [], "filterModel": {}}
+
+
+def spec(*metrics):
+    return cols.spec(BoardSettings(tuple(MetricColumn(m, r) for m, r in metrics)))
+
+
+def test_rows_come_newest_first_with_the_total(board):
+    response = runs.page_rows(board, request(), "", spec())
+    assert [row["id"] for row in response["rowData"]] == [5, 4, 3, 2, 1]
+    assert response["rowCount"] == 5
+    failed = response["rowData"][1]
+    assert failed["status"] == "FAILED" and failed["config.lr"] == 0.5 and failed["experiment"] == "mnist"
+    assert isinstance(failed["start"], str) and failed["start"].startswith("20")
+
+
+def test_blocks_page_through_the_database_and_count_matches(board):
+    first = runs.page_rows(board, request(0, 2), "", spec())
+    second = runs.page_rows(board, request(2, 4), "", spec())
+    last = runs.page_rows(board, request(4, 6), "", spec())
+    assert [r["id"] for r in first["rowData"] + second["rowData"] + last["rowData"]] == [5, 4, 3, 2, 1]
+    assert first["rowCount"] == 5 and last["rowCount"] == 5  # counted, and known from the short last block
+
+
+def test_sort_by_config_and_by_metric_rollup(board):
+    by_lr = runs.page_rows(board, request(sort=[{"colId": "config.lr", "sort": "asc"}]), "", spec())
+    assert [r["config.lr"] for r in by_lr["rowData"]] == [0.001, 0.01, 0.05, 0.1, 0.5]
+    by_loss = runs.page_rows(board, request(sort=[{"colId": "loss.min", "sort": "desc"}]), "",
+                             spec(("loss", "min")))
+    assert [r["loss.min"] for r in by_loss["rowData"]] == [0.9, 0.6, 0.4, 0.25, 0.2]
+    by_gpu = cols.sort_argument([{"colId": "gpu_mem_peak_mib", "sort": "desc"}])
+    assert by_gpu == "-system.gpu_mem_peak_mib"
+    assert cols.sort_argument([{"colId": "duration", "sort": "asc"}]) is None  # not sortable: the default order
+    assert not next(c for c in cols.column_defs([], BoardSettings(), read_only=False)
+                    if c["colId"] == "duration")["sortable"]
+
+
+def test_filters_by_status_config_and_metric_rollup(board):
+    text, error = runs.check_filter("COMPLETED", "config.lr < 0.06 and loss.min < 0.3")
+    assert error == ""
+    response = runs.page_rows(board, request(), text, spec(("loss", "min")))
+    assert sorted(r["id"] for r in response["rowData"]) == [2, 5]
+    failed, _ = runs.check_filter("FAILED", "")
+    assert [r["id"] for r in runs.page_rows(board, request(), failed, spec())["rowData"]] == [4]
+
+
+def test_malformed_and_hostile_filters_say_where_and_run_nothing(board):
+    text, error = runs.check_filter("", "config.lr <")
+    assert text is no_update and "position" in error
+    text, error = runs.check_filter("", 'experiment == "x" or $where == 1')
+    assert text is no_update and error
+    text, error = runs.check_filter("", 'tags contains "<script>alert(1)</script>"')
+    assert error == "" and runs.page_rows(Board(board.store), request(), text, spec())["rowData"] == []
+
+
+def test_metric_and_custom_columns_are_saved_where_omniboard_reads_them(board, db):
+    runs.change_columns(board, runs.ADD_METRIC, "loss", "min", None, None, None, [])
+    runs.change_columns(board, runs.ADD_METRIC, "acc", "max_step", None, None, None, [])
+    settings, message = runs.change_columns(board, runs.ADD_CUSTOM, None, None, "host.hostname", None, None, [])
+    assert message == "added column host.hostname"
+    assert [c.key for c in settings.metric_columns] == ["loss.min", "acc.max_step"]
+    assert list(db[schema.OMNIBOARD_METRIC_COLUMNS].find({}, {"_id": 0})) == [
+        {"name": "loss.min", "metric_name": "loss", "extrema": "min"}]  # Omniboard has no max_step
+    assert list(db[schema.OMNIBOARD_CUSTOM_COLUMNS].find({}, {"_id": 0})) == [
+        {"name": "host.hostname", "config_path": "host.hostname"}]
+    row = runs.page_rows(board, request(), "", cols.spec(settings))["rowData"][-1]
+    assert row["loss.min"] == 0.4 and row["acc.max_step"] == 2 and row["host.hostname"] == row["host"]
+    keep = [f"m:loss\x1fmin", "c:host.hostname"]
+    settings, _ = runs.change_columns(board, runs.EXTRA, None, None, None, keep, None, [])
+    assert [c.key for c in settings.metric_columns] == ["loss.min"] and len(settings.custom_columns) == 1
+
+
+def test_columns_omniboard_defined_are_shown(board, db):
+    db[schema.OMNIBOARD_METRIC_COLUMNS].insert_one({"name": "best acc", "metric_name": "acc", "extrema": "max"})
+    db[schema.OMNIBOARD_CUSTOM_COLUMNS].insert_one({"name": "LR", "config_path": "lr"})
+    settings = board.store.board_settings()
+    assert settings.metric_columns == (MetricColumn("acc", "max", "best acc"),)
+    assert settings.custom_columns == (CustomColumn("config.lr", "LR"),)
+    defs = cols.column_defs(board.store.config_keys(), settings, read_only=False)
+    assert {"acc.max", "config.lr"} <= {d["colId"] for d in defs}
+    assert next(d for d in defs if d["colId"] == "acc.max")["headerName"] == "best acc"
+
+
+def test_layout_is_saved_and_applied_to_every_new_page(board):
+    state = [{"colId": "ag-Grid-SelectionColumn", "width": 50}, {"colId": "status", "width": 222},
+             {"colId": "id", "width": 80}, {"colId": "host", "hide": True}]
+    board.store.save_layout(cols.layout_from_state(state))
+    defs = cols.column_defs(board.store.config_keys(), board.store.board_settings(), read_only=False)
+    assert [d["colId"] for d in defs][:3] == ["status", "id", "host"]
+    assert defs[0]["width"] == 222 and defs[2]["hide"] is True
+    settings, _ = runs.change_columns(board, runs.VISIBLE, None, None, None, None, ["id", "status"], defs)
+    hidden = {item["colId"] for item in settings.layout if item["hide"]}
+    assert "experiment" in hidden and "status" not in hidden
+
+
+def test_tags_and_notes_edits_are_saved_for_omniboard(board, db):
+    message = runs.save_edits(board, [
+        {"colId": "tags", "newValue": "baseline, best ,baseline", "data": {"id": 2}},
+        {"colId": "notes", "newValue": HOSTILE, "data": {"id": 2}},
+        {"colId": "status", "newValue": "COMPLETED", "data": {"id": 2}},  # not editable: ignored
+    ])
+    assert message == "saved tags of run 2, notes of run 2"
+    assert db.runs.find_one({"_id": 2})["omniboard"] == {"tags": ["baseline", "best"], "notes": HOSTILE}
+    assert cols.parse_tags(["a", " b", "a", ""]) == ["a", "b"]
+
+
+def test_read_only_refuses_every_edit(store, db):
+    board = Board(store, read_only=True)
+    assert runs.save_edits(board, [{"colId": "tags", "newValue": "x", "data": {"id": 1}}]).startswith("read-only")
+    assert runs.delete_selected(board, [{"id": 1}]).startswith("read-only")
+    assert "omniboard" not in db.runs.find_one({"_id": 1}) and db.runs.count_documents({}) == 5
+    defs = cols.column_defs([], BoardSettings(), read_only=True)
+    assert not any(d.get("editable") for d in defs)
+
+
+def test_delete_selected_removes_runs_and_their_metrics(board, db):
+    assert runs.delete_selected(board, []) == "select runs to delete first"
+    assert runs.delete_selected(board, [{"id": 1}, {"id": 3}]) == "deleted 2 runs: 1, 3"
+    assert sorted(doc["_id"] for doc in db.runs.find()) == [2, 4, 5]
+    assert db.metrics.count_documents({"run_id": {"$in": [1, 3]}}) == 0
+
+
+def test_csv_export_is_the_current_view(board):
+    settings = BoardSettings((MetricColumn("loss", "min"),))
+    defs = cols.column_defs(board.store.config_keys(), settings, read_only=False)
+    state = [{"colId": "id"}, {"colId": "loss.min"}, {"colId": "config.lr"}, {"colId": "status", "hide": True}]
+    text = runs.csv_export(board, "status == COMPLETED", [{"colId": "config.lr", "sort": "asc"}],
+                           cols.spec(settings), state, defs)
+    table = list(csv.reader(io.StringIO(text)))
+    assert table[0] == ["id", "loss.min", "config.lr"]
+    assert table[1:] == [["3", "0.6", "0.001"], ["2", "0.2", "0.01"], ["5", "0.25", "0.05"], ["1", "0.4", "0.1"]]
+
+
+def test_pages_route_and_show_a_message_when_mongodb_is_down(board, client):
+    assert "runs-grid" in str(route(board, "/"))
+    page = str(route(board, "/run/2"))
+    assert "Run 2" in page and "COMPLETED" in page and '"lr": 0.01' in page
+    assert "No such run" in str(route(board, "/run/999"))
+    assert "Not found" in str(route(board, "/nowhere"))
+    down = FaultyClient(client)
+    down.outage(ServerSelectionTimeoutError)
+    page = str(route(Board(connect(client=down)), "/"))
+    assert "MongoDB is unreachable" in page and "ServerSelectionTimeoutError" in page
+
+
+def test_basic_auth_guards_every_request(board):
+    server = create_app(board, auth=("ada", "s3cret:x")).server.test_client()
+    assert server.get("/").status_code == 401
+    assert server.get("/", headers={"Authorization": "Basic YWRhOndyb25n"}).status_code == 401
+    import base64
+    good = base64.b64encode(b"ada:s3cret:x").decode()
+    assert server.get("/", headers={"Authorization": f"Basic {good}"}).status_code == 200
+
+
+def test_cli_arguments_and_database_waiting(caplog, client):
+    assert cli.target("db.lab:27018:vision", None) == cli.Target("db.lab:27018", "vision")
+    assert cli.target(None, "mongodb://u:p@db/exp") == cli.Target("mongodb://u:p@db/exp", "exp")
+    assert cli.target(None, None) == cli.Target(None, "sacred")
+    with pytest.raises(ValueError):
+        cli.target("not a spec!", None)
+    assert cli.parse_auth("ada:pw:with:colons") == ("ada", "pw:with:colons")
+    with pytest.raises(ValueError):
+        cli.parse_auth("nopassword")
+    args = cli.build_parser().parse_args([])
+    assert (args.host, args.port, args.read_only, args.demo) == ("127.0.0.1", 9000, False, False)
+    with pytest.raises(SystemExit):
+        cli.main(["-m", "bad spec!"])
+    down = FaultyClient(client)
+    down.outage(ServerSelectionTimeoutError)
+    with caplog.at_level(logging.ERROR):
+        assert not cli.wait_for_database(connect(client=down), "db.lab:27017", retry_every=0.01, attempts=3)
+    assert sum("cannot reach MongoDB at db.lab:27017" in r.message for r in caplog.records) == 3
+    assert "retrying" in caplog.records[0].message and "Traceback" not in caplog.text
+    assert cli.wait_for_database(connect(client=client), "here", retry_every=0.01, attempts=1)
+
+
+def test_wsgi_app_is_configured_from_the_environment(monkeypatch):
+    from dashboard.wsgi import app_from_environment
+
+    app = app_from_environment({"SACRED_BOARD_MU": "mongodb://127.0.0.1:1/lab", "SACRED_BOARD_READ_ONLY": "1",
+                                "SACRED_BOARD_AUTH": "ada:pw"})
+    assert app.server.test_client().get("/").status_code == 401  # auth on, and nothing connected at import
