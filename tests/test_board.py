@@ -129,9 +129,9 @@ def test_layout_is_saved_and_applied_to_every_new_page(board):
 
 def test_tags_and_notes_edits_are_saved_for_omniboard(board, db):
     message = runs.save_edits(board, [
-        {"colId": "tags", "newValue": "baseline, best ,baseline", "data": {"id": 2}},
-        {"colId": "notes", "newValue": HOSTILE, "data": {"id": 2}},
-        {"colId": "status", "newValue": "COMPLETED", "data": {"id": 2}},  # not editable: ignored
+        {"colId": "tags", "value": "baseline, best ,baseline", "oldValue": [], "data": {"id": 2}},
+        {"colId": "notes", "newValue": HOSTILE, "data": {"id": 2}},  # the key dash-ag-grid < 33 used
+        {"colId": "status", "value": "COMPLETED", "data": {"id": 2}},  # not editable: ignored
     ])
     assert message == "saved tags of run 2, notes of run 2"
     assert db.runs.find_one({"_id": 2})["omniboard"] == {"tags": ["baseline", "best"], "notes": HOSTILE}

@@ -54,13 +54,13 @@ def layout(board: Board) -> html.Div:
     settings = board.store.board_settings()
     defs = cols.column_defs(board.store.config_keys(), settings, read_only=board.read_only)
     grid = dag.AgGrid(
-        id=GRID, rowModelType="infinite", columnDefs=defs, getRowId="String(params.data.id)",
+        id=GRID, rowModelType="infinite", columnDefs=defs, getRowId="params.data.id.toString()",
         defaultColDef={"resizable": True, "sortable": True, "filter": False, "suppressHeaderMenuButton": True},
         dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 50, "infiniteInitialRowCount": 1,
                          "rowSelection": {"mode": "multiRow", "headerCheckbox": False},
                          "selectionColumnDef": {"pinned": "left", "width": 50}, "suppressFieldDotNotation": True,
                          "tooltipShowDelay": 300, "maintainColumnOrder": True, "enableCellTextSelection": True,
-                         "stopEditingWhenCellsLoseFocus": True},
+                         "stopEditingWhenCellsLoseFocus": True, "suppressColumnVirtualisation": True},
         style={"height": "calc(100vh - 190px)", "width": "100%"}, className="ag-theme-quartz",
     )
     toolbar = html.Div(className="toolbar", children=[
@@ -155,10 +155,11 @@ def save_edits(board: Board, changes: Sequence[Mapping[str, Any]]) -> str:
     saved = []
     for change in changes:
         run_id, column = (change.get("data") or {}).get("id"), change.get("colId")
+        value = change.get("value", change.get("newValue"))  # dash-ag-grid >= 33 says "value"
         if column == "tags":
-            board.store.set_tags(run_id, cols.parse_tags(change.get("newValue")))
+            board.store.set_tags(run_id, cols.parse_tags(value))
         elif column == "notes":
-            board.store.set_notes(run_id, str(change.get("newValue") or ""))
+            board.store.set_notes(run_id, str(value or ""))
         else:
             continue
         saved.append(f"{column} of run {run_id}")

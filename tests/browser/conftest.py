@@ -7,6 +7,7 @@ never used. Without Chromium these tests are skipped with the reason, unless ``S
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -24,6 +25,7 @@ from dashboard.board import Board
 from sacred_gpu import connection
 from sacred_gpu.store import RunStore, connect
 
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

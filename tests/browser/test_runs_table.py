@@ -1,0 +1,172 @@
+"""A person's path through the runs table, in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+import pytest
+
+from sacred_gpu import GpuMongoObserver
+from sacred_gpu.sampling.fake_nvml import FakeNvml
+from tests.board_data import HOSTILE, RUNS, SCRIPT, record_runs
+from tests.conftest import run_experiment
+
+pytestmark = pytest.mark.browser
+
+
+def shown_ids(page: Any) -> list[int]:
+    """Run ids in the grid's display order."""
+    cells = page.eval_on_selector_all(
+        ".ag-pinned-left-cols-container .ag-row",
+        "rows => rows.map(r => [Number(r.getAttribute('row-index')), r.querySelector('[col-id=id]')?.innerText])")
+    return [int(text) for _, text in sorted(cells) if text]
+
+
+def wait_for_ids(page: Any, expected: list[int], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while shown_ids(page) != expected:
+        if time.monotonic() > deadline:
+            assert shown_ids(page) == expected
+        time.sleep(0.1)
+
+
+def cell(page: Any, run_id: int, column: str) -> Any:
+    return page.locator(f'.ag-row[row-id="{run_id}"] [col-id="{column}"]').first
+
+
+def open_board(page: Any, served: Any) -> None:
+    page.goto(served.url)
+    page.wait_for_selector(".ag-pinned-left-cols-container .ag-row [col-id=id] a")
+
+
+def filter_by(page: Any, text: str) -> None:
+    query = page.locator("#runs-query")
+    query.fill(text)
+    query.press("Enter")
+
+
+@pytest.fixture
+def served(client: Any, serve: Any) -> Any:
+    return serve(record_runs(client, RUNS), refresh=1.0)
+
+
+def test_open_sort_and_filter_by_config_and_metric_rollup(page, served):
+    open_board(page, served)
+    wait_for_ids(page, [5, 4, 3, 2, 1])
+    assert page.inner_text("#runs-count") == "5 runs"
+    assert "FAILED" in cell(page, 4, "status").inner_text()
+    page.click('.ag-header-cell[col-id="config.lr"] .ag-header-cell-label')
+    wait_for_ids(page, [3, 2, 5, 1, 4])  # lr 0.001, 0.01, 0.05, 0.1, 0.5
+    filter_by(page, "config.lr >= 0.01 and config.lr < 0.5")
+    wait_for_ids(page, [2, 5, 1])
+    assert page.inner_text("#runs-count") == "3 runs"
+    # a metric roll-up column, added from the columns panel, then filtered on
+    page.click(".columns-panel summary")
+    page.click("#runs-metric-name")
+    page.keyboard.type("loss")
+    page.keyboard.press("Enter")
+    page.click("#runs-add-metric")
+    page.wait_for_selector('.ag-header-cell[col-id="loss.min"]')
+    assert cell(page, 2, "loss.min").inner_text() == "0.2"
+    filter_by(page, "loss.min < 0.3")
+    wait_for_ids(page, [2, 5])  # the sort by lr still holds
+    page.click('#runs-status input[value="FAILED"]')
+    filter_by(page, "")
+    wait_for_ids(page, [4])
+    filter_by(page, "config.lr <")
+    page.wait_for_selector("#runs-query-error:has-text('position')")
+    assert page.js_errors == []
+
+
+def test_tag_is_saved_and_kept_after_reload_and_layout_is_shared(page, browser, served):
+    open_board(page, served)
+    cell(page, 2, "tags").dblclick()
+    editor = page.locator(".ag-cell-inline-editing input, .ag-popup-editor textarea").first
+    editor.fill("baseline, sweep")
+    editor.press("Enter")
+    page.wait_for_selector("#runs-message:has-text('saved tags of run 2')")
+    assert served.store.run(2)["omniboard"]["tags"] == ["baseline", "sweep"]
+    # hide a column from the panel: every browser sees the layout, after a reload too
+    page.click(".columns-panel summary")
+    page.locator(".visible-columns label", has_text="Host").locator("input").uncheck()
+    page.wait_for_selector('.ag-header-cell[col-id="host"]', state="detached")
+    other = browser.new_page()
+    other.goto(served.url)
+    other.wait_for_selector(".ag-row[row-id='2'] [col-id=tags]")
+    assert other.locator('.ag-row[row-id="2"] [col-id="tags"]').first.inner_text() == "baseline, sweep"
+    assert other.locator('.ag-header-cell[col-id="host"]').count() == 0
+    assert other.locator('.ag-header-cell[col-id="status"]').count() == 1
+    other.close()
+
+
+def test_delete_a_run_with_confirmation(page, served):
+    open_board(page, served)
+    page.locator('.ag-row[row-id="3"] .ag-selection-checkbox input, '
+                 '.ag-row[row-id="3"] .ag-checkbox-input').first.check()
+    dialogs: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.click("#runs-delete")
+    page.wait_for_selector("#runs-message:has-text('deleted 1 run: 3')")
+    wait_for_ids(page, [5, 4, 2, 1])
+    assert "Delete 1 run(s) (3)" in dialogs[0]
+    with pytest.raises(KeyError):
+        served.store.run(3)
+
+
+def test_export_csv_of_the_current_view(page, served):
+    open_board(page, served)
+    filter_by(page, "status == COMPLETED and config.lr < 0.06")
+    wait_for_ids(page, [5, 3, 2])
+    with page.expect_download() as download:
+        page.click("#runs-export")
+    text = open(download.value.path(), encoding="utf-8").read()
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert [row["id"] for row in table] == ["5", "3", "2"]
+    assert {"status", "config.lr", "experiment"} <= set(table[0])
+    assert table[0]["experiment"] == HOSTILE  # data, exported as it is
+
+
+def test_new_runs_appear_live_and_running_rows_update(page, client, served):
+    open_board(page, served)
+    page.click('.ag-header-cell[col-id="config.lr"] .ag-header-cell-label')
+    wait_for_ids(page, [3, 2, 5, 1, 4])
+
+    def main(_run: Any, lr: float) -> None:
+        _run.log_scalar("loss", 0.1, 0)
+
+    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False),
+                   config={"lr": 0.02, "note": "new"})
+    wait_for_ids(page, [3, 2, 6, 5, 1, 4])  # the refresh kept the sort by lr
+
+
+def test_hostile_strings_render_as_text(page, served):
+    served.store.set_tags(1, [HOSTILE, SCRIPT])
+    served.store.set_notes(1, SCRIPT + HOSTILE)
+    open_board(page, served)
+    assert cell(page, 5, "experiment").inner_text() == HOSTILE
+    assert cell(page, 5, "config.note").inner_text() == SCRIPT
+    assert cell(page, 1, "tags").inner_text() == f"{HOSTILE}, {SCRIPT}"
+    assert cell(page, 1, "notes").inner_text() == SCRIPT + HOSTILE
+    assert page.locator(".ag-root img").count() == 0
+    page.goto(served.url + "/run/5")
+    page.wait_for_selector("#run-config")
+    assert SCRIPT in page.inner_text("#run-config")
+    assert page.evaluate("window.__xss") is None
+    assert page.js_errors == []
+
+
+def test_read_only_board_offers_no_edits(page, client, serve):
+    served = serve(record_runs(client, RUNS[:2]), read_only=True)
+    open_board(page, served)
+    assert page.locator("#runs-delete").is_disabled()
+    cell(page, 1, "tags").dblclick()
+    assert page.locator(".ag-cell-inline-editing").count() == 0
+    assert page.locator("header .badge").inner_text() == "read-only"
