@@ -1,0 +1,84 @@
+"""sacred-board served for real: under gunicorn (configured by the environment), and the CLI's messages."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get(url: str, auth: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited: {process.stdout.read() if process.stdout else ''}")
+        try:
+            get(url)
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail("server did not start")
+
+
+def test_gunicorn_serves_the_board_with_auth_from_the_environment():
+    port = free_port()
+    env = dict(os.environ, SACRED_BOARD_MU="mongodb://127.0.0.1:1/lab", SACRED_BOARD_AUTH="ada:pw")
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+                                "dashboard.wsgi:server"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_serving(url, process)
+        assert get(url)[0] == 401
+        status, body = get(url, "ada:pw")
+        assert status == 200 and "sacred-board" in body
+        assert get(url, "ada:wrong")[0] == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_cli_reports_an_unreachable_database_and_keeps_retrying():
+    process = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "-m", "127.0.0.1:1:lab", "--port",
+                                str(free_port())], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        time.sleep(0.5)
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("cannot reach MongoDB" in line for line in lines):
+            lines.append(process.stdout.readline())
+        assert process.poll() is None  # still retrying
+    finally:
+        process.terminate()
+        out = process.communicate(timeout=20)[0]
+    text = "".join(lines) + out
+    assert "ERROR dashboard: cannot reach MongoDB at 127.0.0.1:1 (database 'lab')" in text
+    assert "retrying in 5 s" in text and "Traceback" not in text
