@@ -93,12 +93,26 @@ def test_tag_is_saved_and_kept_after_reload_and_layout_is_shared(page, browser, 
     page.click(".columns-panel summary")
     page.locator(".visible-columns label", has_text="Host").locator("input").uncheck()
     page.wait_for_selector('.ag-header-cell[col-id="host"]', state="detached")
+    # move a column (what dragging its header does) and widen one: saved for everyone
+    page.evaluate("dash_ag_grid.getApi('runs-grid').moveColumns(['result'], 2)")
+    page.evaluate("dash_ag_grid.getApi('runs-grid').setColumnWidths([{key: 'notes', newWidth: 333}])")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        layout = {item["colId"]: item for item in served.store.board_settings().layout}
+        order = [item["colId"] for item in served.store.board_settings().layout]
+        if layout.get("notes", {}).get("width") == 333 and order.index("result") < order.index("experiment"):
+            break
+        time.sleep(0.2)
+    assert layout["notes"]["width"] == 333 and order.index("result") < order.index("experiment")
     other = browser.new_page()
     other.goto(served.url)
     other.wait_for_selector(".ag-row[row-id='2'] [col-id=tags]")
     assert other.locator('.ag-row[row-id="2"] [col-id="tags"]').first.inner_text() == "baseline, sweep"
     assert other.locator('.ag-header-cell[col-id="host"]').count() == 0
     assert other.locator('.ag-header-cell[col-id="status"]').count() == 1
+    headers = other.eval_on_selector_all(".ag-header-cell[col-id]", "cells => cells.map(c => c.getAttribute('col-id'))")
+    assert headers.index("result") < headers.index("experiment")
+    assert other.locator('.ag-header-cell[col-id="notes"]').bounding_box()["width"] == 333
     other.close()
 
 
@@ -170,3 +184,13 @@ def test_read_only_board_offers_no_edits(page, client, serve):
     cell(page, 1, "tags").dblclick()
     assert page.locator(".ag-cell-inline-editing").count() == 0
     assert page.locator("header .badge").inner_text() == "read-only"
+
+
+def test_clicking_a_run_opens_its_page(page, served):
+    open_board(page, served)
+    page.click('.ag-row[row-id="4"] [col-id="id"] a')
+    page.wait_for_selector("#run-config")
+    assert page.url.endswith("/run/4")
+    assert "FAILED" in page.inner_text(".run-page h2") and '"lr": 0.5' in page.inner_text("#run-config")
+    page.click("text=All runs")
+    page.wait_for_selector(".ag-row [col-id=id] a")
