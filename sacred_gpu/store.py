@@ -328,9 +328,12 @@ class RunStore:
         return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[0]).read()
 
     # -- what the table can show ---------------------------------------------------------------------------------
-    def metric_names(self) -> list[str]:
-        """Names of every metric series in the database, sorted."""
-        return sorted(name for name in self._metrics.distinct("name") if isinstance(name, str))
+    def metric_names(self, sample: int = 500) -> list[str]:
+        """Names of the metric series of the ``sample`` newest runs (from their ``info.metrics``), sorted."""
+        names: set[str] = set()
+        for doc in self._runs.find({}, {"info.metrics.name": 1}).sort([("start_time", -1), ("_id", -1)]).limit(sample):
+            names.update(m.get("name") for m in (doc.get("info") or {}).get("metrics") or [] if isinstance(m, dict))
+        return sorted(name for name in names if isinstance(name, str))
 
     def config_keys(self, sample: int = 200) -> list[str]:
         """Flattened ``config.*`` keys of the ``sample`` newest runs, in first-seen order."""

@@ -214,3 +214,14 @@ def test_wsgi_app_is_configured_from_the_environment(monkeypatch):
     app = app_from_environment({"SACRED_BOARD_MU": "mongodb://127.0.0.1:1/lab", "SACRED_BOARD_READ_ONLY": "1",
                                 "SACRED_BOARD_AUTH": "ada:pw"})
     assert app.server.test_client().get("/").status_code == 401  # auth on, and nothing connected at import
+
+
+def test_store_offers_metric_names_config_keys_and_checks_columns(store):
+    assert store.metric_names() == ["acc", "loss"]
+    assert set(store.config_keys()) == {"config.lr", "config.note", "config.seed"}
+    with pytest.raises(ValueError, match="unknown roll-up"):
+        store.save_metric_columns([MetricColumn("loss", "median")])
+    for path in ("", "config.$where", ".config", "config..lr"):
+        with pytest.raises(ValueError, match="invalid column path"):
+            store.save_custom_columns([CustomColumn(path)])
+    assert store.board_settings() == BoardSettings()  # nothing half-saved
