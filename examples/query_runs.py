@@ -42,8 +42,8 @@ best = store.runs("status == COMPLETED and config.learning_rate >= 0.001 and val
                   sort="val_loss.min", metrics={"val_loss": "min"})
 print(best[["config.learning_rate", "config.hidden_units", "val_loss.min"]])
 
-# One run's metric series (long format: name, step, timestamp, value), pivoted for plotting.
-run_id = table.index[0]
+# One run's metric series (long format: name, step, timestamp, value), pivoted for plotting: the best one above.
+run_id = best.index[0]
 series = store.metrics(run_id).pivot_table(index="step", columns="name", values="value")
 print(series[["train_loss", "val_loss", "val_acc"]].tail())
 

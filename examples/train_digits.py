@@ -6,11 +6,13 @@ Record it into MongoDB with sacred-gpu's observer, attached from the command lin
     python examples/train_digits.py -g localhost:27017:sacred with epochs=50 learning_rate=0.003
 
 Logs ``train_loss``, ``val_loss`` and ``val_acc`` every epoch, prints progress, and saves the trained model as a
-``model.pkl`` artifact (a pickled scikit-learn ``MLPClassifier``).
+``model.pkl`` artifact (a pickled scikit-learn ``MLPClassifier``). A run whose training loss exceeds ``max_loss`` or
+is not finite stops with :class:`TrainingDiverged` (a learning rate far too high does that in the first epoch).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import tempfile
@@ -36,10 +38,12 @@ def config():
     epochs = 30
     val_fraction = 0.25
     checkpoint_every = 10  # epochs between checkpoint artifacts (0: only the final model)
+    max_loss = 10.0  # stop with an error when the training loss exceeds this or is not finite (divergence)
 
 
 @ex.main
-def train(_run, _seed, hidden_units, learning_rate, batch_size, epochs, val_fraction, checkpoint_every):
+def train(_run, _seed, hidden_units, learning_rate, batch_size, epochs, val_fraction, checkpoint_every,
+          max_loss):
     digits = load_digits()
     x_train, x_val, y_train, y_val = train_test_split(
         digits.data, digits.target, test_size=val_fraction, random_state=_seed, stratify=digits.target
@@ -68,9 +72,22 @@ def train(_run, _seed, hidden_units, learning_rate, batch_size, epochs, val_frac
         _run.log_scalar("val_loss", float(val_loss), epoch)
         _run.log_scalar("val_acc", float(val_acc), epoch)
         print(f"epoch {epoch:3d}/{epochs}  train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}")
+        check_divergence(train_loss, max_loss, epoch)
         if epoch == epochs or (checkpoint_every and epoch % checkpoint_every == 0):
             save_checkpoint(_run, {"model": model, "scaler": scaler, "epoch": epoch})
     return float(val_acc)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss blew up: continuing would only waste the machine."""
+
+
+def check_divergence(train_loss: float, max_loss: float | None, epoch: int) -> None:
+    """Raise :class:`TrainingDiverged` if ``train_loss`` is not finite or above ``max_loss`` (None: no limit)."""
+    if not math.isfinite(train_loss) or (max_loss is not None and train_loss > max_loss):
+        problem = "is not finite" if not math.isfinite(train_loss) else f"exceeds max_loss {max_loss}"
+        raise TrainingDiverged(f"train_loss {train_loss:.4g} at epoch {epoch} {problem}: the training diverged "
+                               f"(learning rate too high?)")
 
 
 def save_checkpoint(run, checkpoint: dict) -> None:

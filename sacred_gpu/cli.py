@@ -17,15 +17,27 @@ def _demo(args: argparse.Namespace) -> int:
 
     client = connection.open_client(client=mongomock.MongoClient())
     run_ids = populate(client, epochs=args.epochs)
-    runs = client["sacred"]["runs"]
-    lines = [f"{'id':>4}  {'status':<10} {'experiment':<14} {'result':>8}  metrics (points)  artifacts"]
+    database = client["sacred"]
+    lines = [f"{'id':>4}  {'status':<11} {'experiment':<14}  {'result':>8}  tags  metrics (points)  artifacts"]
     for run_id in run_ids:
-        doc = runs.find_one({"_id": run_id})
-        metrics = {m["name"]: len(m["values"]) for m in client["sacred"]["metrics"].find({"run_id": run_id})}
-        series = ", ".join(f"{name} ({count})" for name, count in sorted(metrics.items()))
-        artifacts = ", ".join(a["name"] for a in doc["artifacts"])
-        lines.append(f"{run_id:>4}  {doc['status']:<10} {doc['experiment']['name']:<14} {doc.get('result', 0):>8.4f}"
-                     f"  {series}  {artifacts}")
+        doc = database["runs"].find_one({"_id": run_id})
+        metrics = {m["name"]: len(m["values"]) for m in database["metrics"].find({"run_id": run_id})}
+        series = ", ".join(f"{name} ({count})" for name, count in sorted(metrics.items())
+                           if not name.startswith("sys/"))
+        system = sum(name.startswith("sys/") for name in metrics)
+        result = doc.get("result")
+        fields = [
+            f"{run_id:>4}  {doc['status']:<11} {doc['experiment']['name']:<14}",
+            f"{result:>8.4f}" if isinstance(result, (int, float)) else f"{'-':>8}",
+            f"[{', '.join((doc.get('omniboard') or {}).get('tags', []))}]",
+            series + (f" + {system} system series" if system else ""),
+            ", ".join(a["name"] for a in doc.get("artifacts", [])),
+        ]
+        if doc["status"] == "RUNNING" and doc.get("heartbeat"):
+            fields.append(f"(last heartbeat {doc['heartbeat']:%H:%M:%S} UTC)")
+        if doc.get("fail_trace"):
+            fields.append(f"({doc['fail_trace'][-1].strip()})")
+        lines.append("  ".join(field for field in fields if field))
     sys.stdout.write("Recorded in an in-memory MongoDB (mongomock):\n" + "\n".join(lines) + "\n")
     return 0
 

@@ -1,0 +1,133 @@
+"""The demo data: real runs of both examples, one for every status a board shows, recorded through the observer
+(and, for the runs ended by a signal, through a subprocess's journal and ``sacred_gpu.sync``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import mongomock
+import pytest
+
+from sacred_gpu import connect, connection, demo
+
+DB = "demo_db"
+
+
+@pytest.fixture(scope="module")
+def recorded() -> tuple[Any, list[int]]:
+    """One populate() with 3 epochs per run, shared by the tests of this module (its spool is its own)."""
+    client = connection.open_client(client=mongomock.MongoClient())
+    return client, demo.populate(client, DB, epochs=3, simulate_gpus=True)
+
+
+@pytest.fixture
+def runs(recorded: tuple[Any, list[int]]) -> dict[int, dict]:
+    client, run_ids = recorded
+    return {doc["_id"]: doc for doc in client[DB]["runs"].find({"_id": {"$in": run_ids}})}
+
+
+def by_status(runs: dict[int, dict], status: str) -> list[dict]:
+    return [doc for doc in runs.values() if doc["status"] == status]
+
+
+def test_every_status_is_recorded(recorded, runs):
+    client, run_ids = recorded
+    assert len(run_ids) == len(set(run_ids)) == len(runs) == len(demo.DEMO_RUNS) + len(demo.BACKGROUND_RUNS)
+    assert sorted(doc["status"] for doc in runs.values()) == sorted(
+        ["COMPLETED"] * 5 + ["FAILED", "QUEUED", "RUNNING", "INTERRUPTED"])
+    assert client[DB]["runs"].count_documents({}) == len(run_ids)  # nothing went elsewhere
+
+
+def test_completed_runs_of_two_experiments_trained_and_saved_models(recorded, runs):
+    client, _ = recorded
+    completed = by_status(runs, "COMPLETED")
+    names = sorted(doc["experiment"]["name"] for doc in completed)
+    assert names == ["train_diabetes"] * 2 + ["train_digits"] * 3
+    for doc in completed:
+        metric = "val_acc" if doc["experiment"]["name"] == "train_digits" else "val_r2"
+        series = client[DB]["metrics"].find_one({"run_id": doc["_id"], "name": metric})
+        assert series["steps"] == [1, 2, 3] and series["values"][-1] == doc["result"]
+        assert doc["config"]["epochs"] == 3 and [a["name"] for a in doc["artifacts"]][-1] == "model.pkl"
+        assert "epoch   3/3" in doc["captured_out"] or "epoch    3/3" in doc["captured_out"]
+    sweep = [doc for doc in completed if doc["experiment"]["name"] == "train_digits"]
+    assert sorted(doc["config"]["learning_rate"] for doc in sweep) == [0.0003, 0.001, 0.003]
+    assert max(doc["result"] for doc in sweep) > 0.5  # three epochs of a real model already beat chance (0.1)
+
+
+def test_failed_run_diverged_and_its_trace_says_why(recorded, runs):
+    client, _ = recorded
+    [failed] = by_status(runs, "FAILED")
+    assert failed["experiment"]["name"] == "train_digits" and failed["config"]["learning_rate"] == 10.0
+    assert "TrainingDiverged" in failed["fail_trace"][-1] and "exceeds max_loss 10.0" in failed["fail_trace"][-1]
+    assert failed["stop_time"] >= failed["start_time"]
+    loss = client[DB]["metrics"].find_one({"run_id": failed["_id"], "name": "train_loss"})
+    assert loss["steps"] == [1] and loss["values"][0] > failed["config"]["max_loss"]  # logged, then the guard
+
+
+def test_killed_run_stays_running_and_reads_as_probably_dead(recorded, runs):
+    client, _ = recorded
+    [killed] = by_status(runs, "RUNNING")
+    assert killed["experiment"]["name"] == "train_digits" and killed["config"]["epochs"] == 1000
+    assert killed.get("stop_time") is None and killed["heartbeat"] is not None
+    acc = client[DB]["metrics"].find_one({"run_id": killed["_id"], "name": "val_acc"})
+    assert 3 <= acc["steps"][-1] < 1000  # killed mid-training, after the epochs the demo waited for
+    assert max(acc["timestamps"]) <= killed["heartbeat"]  # its points came with beats; no beat came after them
+    assert "with SIGKILL after epoch" in killed["omniboard"]["notes"]
+    assert killed["meta"]["options"]["--gpu_mongo"] == DB  # recorded by the script's -g option, offline
+
+    query = f"id == {killed['_id']}"
+    fresh = connect(client=client, db_name=DB).runs(query)
+    assert fresh.loc[killed["_id"], "status"] == "RUNNING"  # its heartbeat is younger than 120 s
+    time.sleep(0.6)
+    store = connect(client=client, db_name=DB, dead_after=0.5)
+    assert store.runs(query).loc[killed["_id"], "status"] == "PROBABLY_DEAD"
+    assert store.count("status == PROBABLY_DEAD") == 1
+
+
+def test_interrupted_and_queued_runs(runs):
+    [interrupted] = by_status(runs, "INTERRUPTED")
+    assert interrupted["experiment"]["name"] == "train_diabetes" and interrupted["stop_time"] is not None
+    assert "Ctrl-C" in interrupted["omniboard"]["notes"]
+    [queued] = by_status(runs, "QUEUED")
+    assert queued.get("start_time") is None and queued["meta"]["comment"].startswith("queued with --queue")
+
+
+def test_tags_and_notes(recorded, runs):
+    client, _ = recorded
+    table = connect(client=client, db_name=DB).runs()
+    tagged = table[table["tags"].map(len) > 0]
+    assert len(tagged) >= 5
+    [best] = table[table["tags"].map(lambda tags: "best" in tags)].index
+    sweep = table[table["tags"].map(lambda tags: "lr-sweep" in tags)]
+    assert best in sweep.index and sweep.loc[best, "result"] == sweep["result"].max()
+    assert table.loc[best, "notes"].startswith("best val_acc of the learning-rate sweep")
+    [baseline] = table[table["tags"].map(lambda tags: "baseline" in tags)].index
+    assert table.loc[baseline, "notes"] == "regression baseline on the diabetes data"  # from --comment
+    assert "omniboard" not in runs[baseline] or "notes" not in runs[baseline]["omniboard"]
+
+
+def test_simulated_gpus_are_named_so(runs):
+    in_process = [doc for doc in runs.values() if doc["status"] in ("COMPLETED", "FAILED", "QUEUED")]
+    for doc in in_process:
+        names = [gpu["name"] for gpu in doc["host"]["gpu_inventory"]]
+        assert names == [demo.SIMULATED_GPU] * 2 and "(simulated)" in demo.SIMULATED_GPU
+
+
+def test_simulated_load_moves_the_readings_of_busy_gpus_only():
+    busy, idle = demo.simulated_gpus()
+    load = demo.SimulatedLoad([busy, idle], (0.9, 0.0), seed=1)
+    for _ in range(20):
+        load.step(busy, 0.9)
+        load.step(idle, 0.0)
+    assert 60 <= busy.util_pct <= 90 and busy.memory_used_bytes > 0.3 * busy.memory_total_bytes
+    assert busy.power_mw > 300_000 and busy.temp_c > 60 and busy.processes
+    assert idle.util_pct == 0 and idle.memory_used_bytes == 0 and idle.temp_c == 35 and not idle.processes
+
+
+def test_no_background_runs_where_signals_cannot_end_processes(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(demo, "signals_end_processes", lambda: False)
+    with caplog.at_level(logging.INFO, logger="sacred_gpu.demo"):
+        assert demo.start_background(tmp_path, DB, epochs=3) == []
+    assert "need POSIX signals" in caplog.text
