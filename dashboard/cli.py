@@ -19,6 +19,8 @@ logger = logging.getLogger("dashboard")
 AUTH_ENV = "SACRED_BOARD_AUTH"
 #: Seconds between attempts to reach a database that does not answer.
 RETRY_EVERY = 5.0
+#: The demo's PROBABLY_DEAD threshold in seconds: its SIGKILLed run stopped heart-beating seconds before serving.
+DEMO_DEAD_AFTER = 10.0
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"require HTTP basic auth (or set ${AUTH_ENV})")
     parser.add_argument("--refresh", type=float, default=DEFAULT_REFRESH, metavar="SECONDS",
                         help=f"seconds between table refreshes (default {DEFAULT_REFRESH:g})")
-    parser.add_argument("--dead-after", type=float, default=DEAD_AFTER, metavar="SECONDS",
-                        help=f"heartbeat age that marks a RUNNING run PROBABLY_DEAD (default {DEAD_AFTER:g})")
+    parser.add_argument("--dead-after", type=float, default=None, metavar="SECONDS",
+                        help=f"heartbeat age that marks a RUNNING run PROBABLY_DEAD (default {DEAD_AFTER:g}; "
+                             f"{DEMO_DEAD_AFTER:g} with --demo, whose killed run is seconds old)")
     parser.add_argument("--collection-prefix", default="", help="as the observer's collection_prefix")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser
@@ -94,11 +97,11 @@ def open_board(args: argparse.Namespace) -> Board:
     if args.demo:
         from dashboard.demo import demo_store
 
-        store = demo_store(dead_after=args.dead_after)
+        store = demo_store(dead_after=DEMO_DEAD_AFTER if args.dead_after is None else args.dead_after)
     else:
         place = target(args.mongo, args.mu)
         store = connect(place.url, place.db_name, collection_prefix=args.collection_prefix,
-                        dead_after=args.dead_after)
+                        dead_after=DEAD_AFTER if args.dead_after is None else args.dead_after)
         wait_for_database(store, connection.describe(place.url, place.db_name))
     return Board(store, read_only=args.read_only, refresh=args.refresh)
 

@@ -49,7 +49,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture()
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(accept_downloads=True, viewport={"width": 1600, "height": 900})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(30_000)  # generous: CI machines are shared
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
