@@ -1,0 +1,41 @@
+"""README's main command, ``sacred-board --demo``, for real: a subprocess that trains the examples and serves them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_board_serving import free_port, get, wait_until_serving
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def test_demo_board_serves_every_status(page):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "--demo", "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_serving(url, process, seconds=240)
+        assert get(url)[0] == 200
+        page.goto(url)
+        page.wait_for_selector(".ag-row [col-id=id] a")
+        page.wait_for_selector("#runs-count:has-text('9 runs')")
+        statuses = page.eval_on_selector_all(".ag-center-cols-container .ag-row [col-id=status]",
+                                             "cells => cells.map(c => c.innerText)")
+        assert {"COMPLETED", "FAILED", "QUEUED", "INTERRUPTED", "PROBABLY_DEAD"} <= set(statuses)
+        assert "(simulated)" in page.inner_text(".ag-center-cols-container") or os.path.exists("/dev/nvidia0")
+        page.click('#runs-status input[value="PROBABLY_DEAD"]')
+        page.wait_for_selector("#runs-count:has-text('1 run')")
+        time.sleep(0.5)
+        assert page.locator(".ag-center-cols-container .ag-row").count() == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
