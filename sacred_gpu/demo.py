@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -270,7 +271,7 @@ class Subprocess:
                         if rec.get("op") == "metric" and not rec["name"].startswith("sys/"):
                             self.epoch = max([self.epoch, *rec["steps"]])
                     if self.epoch >= self.min_epochs and time.monotonic() - run_started >= self.min_seconds:
-                        self._end(getattr(signal, self.spec.signal_name))
+                        self._end(getattr(signal, self.spec.signal_name), _ending(journal, position))
                         return
                 time.sleep(0.1)
             self.problem = f"had not recorded {self.min_epochs} epochs after {self.timeout:.0f} s"
@@ -283,12 +284,14 @@ class Subprocess:
             if journal is not None:
                 journal.close()
 
-    def _end(self, signum: int, patience: float = 30.0) -> None:
-        """Send ``signum`` every 0.5 s until the process exits, as a user presses Ctrl-C again (scikit-learn's
-        ``partial_fit`` swallows a KeyboardInterrupt that lands inside it); SIGKILL after ``patience`` s."""
+    def _end(self, signum: int, ending: Callable[[], bool] = lambda: False, patience: float = 30.0) -> None:
+        """Send ``signum`` every 0.5 s until the process exits or its run is ``ending`` (journaled its end status),
+        as a user presses Ctrl-C again (scikit-learn's ``partial_fit`` swallows a KeyboardInterrupt that lands inside
+        it); SIGKILL after ``patience`` s."""
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
-            self.process.send_signal(signum)
+            if not ending():
+                self.process.send_signal(signum)
             try:
                 self.process.wait(0.5)
                 return
@@ -319,6 +322,19 @@ class Subprocess:
             self.process.kill()
             self.process.wait()
         self._stderr.close()
+
+
+def _ending(journal: Journal, position: tuple[int, int]) -> Callable[[], bool]:
+    """Whether the journal has, past ``position``, recorded the run's end status."""
+    seen = False
+
+    def ended() -> bool:
+        nonlocal position, seen
+        for rec, position in journal.read(position):
+            seen = seen or (rec.get("op") == "update_run" and "status" in rec.get("fields", {}))
+        return seen
+
+    return ended
 
 
 def signals_end_processes() -> bool:

@@ -327,15 +327,15 @@ class GpuMongoObserver(RunObserver):
 
     # -- end ------------------------------------------------------------------------------------------------------
     def _finish(self, fields: dict[str, Any]) -> None:
-        # Sacred has stopped its heartbeat thread but waits only 2 s for its last beat; a long one (a huge backlog
-        # of points) must be recorded before the run is closed
-        beat = self._beat_thread
-        if beat is not None and beat is not threading.current_thread():
-            beat.join(HEARTBEAT_WAIT)
-            if beat.is_alive():
-                logger.warning("sacred-gpu: the last heartbeat of run %s did not end within %.0f s", self.run_id,
-                               HEARTBEAT_WAIT)
-        final = self._final_fields()
+        try:
+            self._await_last_beat()
+            final = self._final_fields()
+        except KeyboardInterrupt:  # Ctrl-C again while the run ends: record its end without waiting, then stop
+            logger.warning("sacred-gpu: interrupted while ending run %s; its end is journaled without the last "
+                           "points (`sacred-gpu sync %s` uploads what MongoDB did not get)", self.run_id,
+                           self.spool_dir)
+            self._submit("update_run", fields=fields)
+            raise
         final.update(self._metric_rollups())
         final.update(fields)
         with self._lock:
@@ -347,6 +347,16 @@ class GpuMongoObserver(RunObserver):
             self._record_artifact("captured_out.txt", spooled, "text/plain", None)
         self._submit("update_run", fields=final)
         self._close()
+
+    def _await_last_beat(self) -> None:
+        """Sacred has stopped its heartbeat thread but waits only 2 s for its last beat; a long one (a huge backlog
+        of points) must be recorded before the run is closed."""
+        beat = self._beat_thread
+        if beat is not None and beat is not threading.current_thread():
+            beat.join(HEARTBEAT_WAIT)
+            if beat.is_alive():
+                logger.warning("sacred-gpu: the last heartbeat of run %s did not end within %.0f s", self.run_id,
+                               HEARTBEAT_WAIT)
 
     def _close(self) -> None:
         """Write what is pending within ``flush_timeout``; what is left waits in the journal for ``sacred-gpu sync``."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bson
 import gridfs
+import pytest
 from pymongo.errors import AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
 
 from sacred_gpu import GpuMongoObserver, cli
@@ -328,3 +329,23 @@ def test_sources_stored_before_are_reused_by_a_sync_resumed_after_them(client, t
     doc = client["sacred"].runs.find_one({"_id": 99})
     first = client["sacred"].runs.find_one({"_id": 1})
     assert doc["experiment"]["sources"] == first["experiment"]["sources"]  # the stored copies, not dangling ids
+
+
+def test_ctrl_c_again_while_the_run_ends_still_journals_its_end(client, spool, monkeypatch):
+    """A user presses Ctrl-C twice: the second lands while the observer waits for the sampler to stop."""
+    watcher = GpuMongoObserver(client=client, nvml=FakeNvml([]), offline=True, sample_interval=0.05)
+
+    def main(_run):
+        _run.log_scalar("loss", 0.5, 0)
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    def second_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(watcher, "_final_fields", second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(main, watcher)
+    [result] = sync_spool(spool, client=client, force=True)
+    doc = client["sacred"].runs.find_one({"_id": result.run_id})
+    assert doc["status"] == "INTERRUPTED" and doc["stop_time"] is not None
