@@ -1,5 +1,5 @@
-"""sacred-board, the web app for runs recorded by sacred-gpu (runs table, run pages, comparison).
+"""sacred-board, the web app for runs recorded by sacred-gpu: ``sacred-board -m host:port:db`` (``dashboard.cli``),
+``dashboard.app.create_app(Board(store))`` to embed it, ``dashboard.wsgi:server`` for gunicorn.
 
-Not built yet: the runs table, CLI and demo come with the board's own issue. Every read it makes will go through
-``sacred_gpu``'s store, never straight to MongoDB.
+Every read and edit goes through ``sacred_gpu``'s store, never straight to MongoDB.
 """
