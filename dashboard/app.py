@@ -12,14 +12,14 @@ from dash import Input, Output, dcc, html
 from flask import Response, request
 from pymongo.errors import PyMongoError
 
-from dashboard.board import Board
+from dashboard.board import URL, Board
+from dashboard.pages import compare as compare_page
 from dashboard.pages import run as run_page
 from dashboard.pages import runs as runs_page
 from sacred_gpu.connection import short_error
 
 logger = logging.getLogger(__name__)
 
-URL = "board-url"
 PAGE = "board-page"
 
 
@@ -34,21 +34,26 @@ def create_app(board: Board, *, auth: tuple[str, str] | None = None) -> dash.Das
         html.Main(id=PAGE),
     ])
 
-    @app.callback(Output(PAGE, "children"), Input(URL, "pathname"))
-    def _route(pathname: str | None) -> Any:
-        return route(board, pathname or "/")
+    @app.callback(Output(PAGE, "children"), Input(URL, "pathname"), Input(URL, "search"))
+    def _route(pathname: str | None, search: str | None) -> Any:
+        return route(board, pathname or "/", search)
 
     runs_page.register(app, board)
+    compare_page.register(app, board)
+    run_page.register(app, board)
     if auth:
         _require_basic_auth(app.server, *auth)
     return app
 
 
-def route(board: Board, pathname: str) -> Any:
-    """The layout of the page at ``pathname``; a message, not a traceback, when MongoDB cannot be read."""
+def route(board: Board, pathname: str, search: str | None = None) -> Any:
+    """The layout of the page at ``pathname`` (``search``: the query string); a message, not a traceback, when
+    MongoDB cannot be read."""
     try:
         if pathname in ("/", ""):
             return runs_page.layout(board)
+        if pathname.rstrip("/") == "/compare":
+            return compare_page.layout(board, search)
         if pathname.startswith("/run/"):
             return run_page.layout(board, pathname.removeprefix("/run/").strip("/"))
     except PyMongoError as error:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from sacred_gpu.store import RunStore
 
+#: The app's ``dcc.Location``: pages navigate by setting its ``href``.
+URL = "board-url"
 #: Seconds between refreshes of the runs table (new runs, running rows).
 DEFAULT_REFRESH = 10.0
 

@@ -327,6 +327,37 @@ class RunStore:
             raise KeyError(f"run {run_id!r} has no source {path!r}")
         return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[0]).read()
 
+    def captured_out(self, run_id: Any) -> str:
+        """The run's captured output (as capped by the observer); ``""`` if none. Raises ``KeyError`` if no run."""
+        doc = self._runs.find_one({"_id": run_id}, {"captured_out": 1})
+        if doc is None:
+            raise KeyError(f"no run {run_id!r}")
+        return doc.get("captured_out") or ""
+
+    def artifact_files(self, run_id: Any) -> list[dict[str, Any]]:
+        """The run's artifacts, the last of each name, in order: ``name``, ``file_id``, ``length`` (bytes),
+        ``content_type`` (as stored, or None) and ``upload_date``, from GridFS without reading any content."""
+        latest = {a["name"]: a["file_id"] for a in self._artifacts(run_id) if "name" in a}
+        files = {doc["_id"]: doc for doc in self.database[f"{schema.GRIDFS_BUCKET}.files"].find(
+            {"_id": {"$in": list(latest.values())}}, {"length": 1, "contentType": 1, "uploadDate": 1})}
+        return [{"name": name, "file_id": file_id, "length": files.get(file_id, {}).get("length"),
+                 "content_type": files.get(file_id, {}).get("contentType"),
+                 "upload_date": files.get(file_id, {}).get("uploadDate")} for name, file_id in latest.items()]
+
+    def open_artifact(self, run_id: Any, name: str) -> Any:
+        """The run's (last) artifact ``name`` as a read-only file (``read(n)``, iterable by chunk) that reads from
+        GridFS as it goes: for previews of a file's head and streamed downloads. Raises ``KeyError`` if none."""
+        found = [a for a in self._artifacts(run_id) if a.get("name") == name]
+        if not found:
+            raise KeyError(f"run {run_id!r} has no artifact {name!r}")
+        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[-1]["file_id"])
+
+    def _artifacts(self, run_id: Any) -> list[dict[str, Any]]:
+        doc = self._runs.find_one({"_id": run_id}, {"artifacts": 1})
+        if doc is None:
+            raise KeyError(f"no run {run_id!r}")
+        return [a for a in doc.get("artifacts") or [] if isinstance(a, dict)]
+
     # -- what the table can show ---------------------------------------------------------------------------------
     def metric_names(self, sample: int = 500) -> list[str]:
         """Names of the metric series of the ``sample`` newest runs (from their ``info.metrics``), sorted."""

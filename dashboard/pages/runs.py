@@ -15,7 +15,8 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from pymongo.errors import PyMongoError
 
 from dashboard import columns as cols
-from dashboard.board import Board
+from dashboard.board import URL, Board
+from dashboard.pages.compare import MAX_RUNS, compare_url
 from sacred_gpu.connection import short_error
 from sacred_gpu.query import QueryError, compile_filter
 from sacred_gpu.store import ROLLUPS, BoardSettings, CustomColumn, MetricColumn
@@ -42,6 +43,7 @@ ADD_CUSTOM = "runs-add-custom"
 EXTRA = "runs-extra-columns"
 VISIBLE = "runs-visible-columns"
 DELETE = "runs-delete"
+COMPARE = "runs-compare"
 CONFIRM = "runs-confirm-delete"
 EXPORT = "runs-export"
 DOWNLOAD = "runs-download"
@@ -73,6 +75,7 @@ def layout(board: Board) -> html.Div:
     ])
     actions = html.Div(className="toolbar", children=[
         html.Span(id=COUNT, className="count"),
+        html.Button("Compare selected", id=COMPARE, title=f"open the selected runs (up to {MAX_RUNS}) side by side"),
         html.Button("Export CSV", id=EXPORT), dcc.Download(id=DOWNLOAD),
         html.Button("Delete selected", id=DELETE, disabled=board.read_only,
                     title="read-only board" if board.read_only else "delete the selected runs"),
@@ -282,6 +285,14 @@ def register(app: Any, board: Board) -> None:
             return delete_selected(board, selected), (reload or 0) + 1
         except PyMongoError as error:
             return f"not deleted: {short_error(error)}", no_update
+
+    @app.callback(Output(URL, "href"), Output(MESSAGE, "children", allow_duplicate=True),
+                  Input(COMPARE, "n_clicks"), State(GRID, "selectedRows"), prevent_initial_call=True)
+    def _compare(_clicks: int, selected: list | None) -> tuple[Any, str]:
+        run_ids = [row["id"] for row in selected or [] if "id" in row]
+        if len(run_ids) < 2:
+            return no_update, "select two or more runs to compare"
+        return compare_url(run_ids[:MAX_RUNS]), ""
 
     @app.callback(Output(DOWNLOAD, "data"), Input(EXPORT, "n_clicks"), State(FILTER, "data"),
                   State(GRID, "getRowsRequest"), State(SPEC, "data"), State(GRID, "columnState"),

@@ -1,0 +1,40 @@
+"""Comparing runs in headless Chromium: select runs in the table, open the comparison."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.board_data import RUNS, SCRIPT, record_runs
+from tests.browser.test_runs_table import open_board
+
+pytestmark = pytest.mark.browser
+
+
+def test_select_three_runs_and_compare_them(page, client, serve):
+    served = serve(record_runs(client, RUNS))
+    open_board(page, served)
+    for run_id in (1, 2, 5):
+        page.locator(f'.ag-row[row-id="{run_id}"] .ag-checkbox-input').first.check()
+    page.click("#runs-compare")
+    page.wait_for_selector(".compare-page h2:has-text('Compare 3 runs')")
+    assert sorted(page.url.split("/compare?runs=")[1].split(",")) == ["1", "2", "5"]
+    loss = page.locator("#\\{\\\"name\\\"\\:\\\"loss\\\"\\,\\\"type\\\"\\:\\\"compare-metric\\\"\\}")
+    loss.locator(".legendtext").first.wait_for()
+    legend = loss.locator(".legendtext").evaluate_all("texts => texts.map(t => t.textContent)")
+    assert sorted(legend) == ["#1 lr=0.1 note=plain", "#2 lr=0.01 note=plain", f"#5 lr=0.05 note={SCRIPT}"]
+    diff = page.inner_text("#compare-config-diff")
+    assert "lr" in diff and SCRIPT in diff  # text, not markup
+    page.wait_for_selector("#compare-parcoords .parcoords")
+    # the x axis switches to wall time for every panel
+    page.click("#compare-x input[value='wall']")
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot .xtitle')?.textContent.includes('wall')")
+    assert page.evaluate("window.__xss") is None
+    assert page.js_errors == []
+
+
+def test_compare_needs_two_runs(page, client, serve):
+    served = serve(record_runs(client, RUNS[:2]))
+    open_board(page, served)
+    page.locator('.ag-row[row-id="1"] .ag-checkbox-input').first.check()
+    page.click("#runs-compare")
+    page.wait_for_selector("#runs-message:has-text('select two or more runs')")

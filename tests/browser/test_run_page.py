@@ -1,0 +1,165 @@
+"""A person's path through a run's page, in headless Chromium: previews, downloads, hostile content, ANSI colours,
+output search, the live tail, the truncation marker, the fail trace, tags and notes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.board_data import HOSTILE, SCRIPT
+from tests.run_page_data import record_page_runs, tiny_png
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def served(client: Any, serve: Any, tmp_path: Any) -> Any:
+    return serve(record_page_runs(client, tmp_path), refresh=1.0)
+
+
+def open_run(page: Any, served: Any, run_id: int) -> None:
+    page.goto(f"{served.url}/run/{run_id}")
+    page.wait_for_selector("#run-output")
+
+
+def row(page: Any, name: str) -> Any:
+    """The row of a source or an artifact, by its name."""
+    return page.locator(".file-row", has=page.locator(f'.file-name:text-is("{name}")'))
+
+
+def test_image_preview_csv_grid_and_downloads(page, served):
+    open_run(page, served, 1)
+    image = row(page, "plot.png").locator("img.artifact-image")
+    image.wait_for(state="visible")
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.evaluate("document.querySelector('img.artifact-image').naturalWidth") == 3  # a decoded image
+    grid = row(page, "table.csv")
+    grid.locator(".ag-header-cell-text", has_text="loss").wait_for()
+    assert grid.locator(".ag-row").count() == 5
+    with page.expect_download() as download:
+        row(page, "conftest.py").locator("button.download").click()
+    assert download.value.suggested_filename == "conftest.py"
+    assert Path(download.value.path()).read_bytes() == served.store.source(1, "conftest.py")
+    with page.expect_download() as download:
+        row(page, "plot.png").locator("button.download").click()
+    assert Path(download.value.path()).read_bytes() == tiny_png()
+    with page.expect_download() as download:
+        page.click("#run-artifacts-zip")
+    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
+        assert len(archive.namelist()) == 6 and archive.read("plot.png") == tiny_png()
+    assert page.js_errors == []
+
+
+def test_a_large_artifact_downloads_through_the_streaming_route(page, served, monkeypatch):
+    monkeypatch.setattr("dashboard.run_artifacts.DOWNLOAD_BYTES", 500)  # weights.bin (1 KB) counts as large
+    open_run(page, served, 1)
+    with page.expect_download() as download:
+        row(page, "weights.bin").locator("a.download").click()
+    assert download.value.suggested_filename == "weights.bin"
+    assert Path(download.value.path()).read_bytes() == bytes(range(256)) * 4
+
+
+def test_previews_and_sources_open_and_close(page, served):
+    open_run(page, served, 1)
+    plot = row(page, "plot.png")
+    plot.locator("img").wait_for()
+    plot.locator("button.toggle").click()
+    plot.locator("img").wait_for(state="detached")
+    assert plot.locator("button.toggle").inner_text() == "View"
+    plot.locator("button.toggle").click()
+    plot.locator("img").wait_for(state="visible")
+    assert row(page, "conftest.py").locator("code.hljs .hljs-keyword").count() > 0  # highlighted, open at load
+    init = row(page, "__init__.py")
+    assert init.locator(".source-code").count() == 0
+    init.locator("button.toggle").click()
+    init.locator(".source-code").wait_for()
+    assert init.locator("button.toggle").inner_text() == "Hide"
+
+
+def test_hostile_html_artifact_and_output_run_no_script(page, served):
+    open_run(page, served, 1)
+    frame = row(page, "report.html").locator("iframe.artifact-html")
+    frame.wait_for()
+    assert frame.get_attribute("sandbox") == ""
+    assert SCRIPT in frame.get_attribute("srcdoc")
+    time.sleep(0.5)  # what the frame would run has had its chance
+    assert page.evaluate("window.__xss") is None
+    lines = page.locator("#run-output .out-line")
+    assert lines.nth(1).inner_text() == SCRIPT and lines.nth(2).inner_text() == HOSTILE
+    assert page.locator("#run-output img, #run-output script").count() == 0
+    assert SCRIPT in page.inner_text("#run-config")
+    assert page.evaluate("window.__xss") is None
+    assert page.js_errors == []
+
+
+def test_ansi_colours_and_output_search(page, served):
+    open_run(page, served, 1)
+    red = page.locator("#run-output .ansi-fg-1").first
+    assert red.inner_text() == "error-ish red text"
+    assert red.evaluate("e => getComputedStyle(e).color") == "rgb(255, 123, 114)"
+    assert "\x1b" not in page.inner_text("#run-output") and "[31m" not in page.inner_text("#run-output")
+    assert page.inner_text("#run-output-summary") == "6 lines"
+    page.fill("#run-output-search", "EPOCH")
+    page.wait_for_selector("#run-output-summary:has-text('3 of 6 lines match')")
+    assert page.locator("#run-output mark.out-match").all_inner_texts() == ["epoch"] * 3
+    assert page.locator("#run-output .out-line").count() == 3
+    page.fill("#run-output-search", "")
+    page.wait_for_selector("#run-output-summary:text-is('6 lines')")
+    assert page.locator("#run-output .out-line").count() == 6
+
+
+def test_truncation_marker_is_visible(page, served):
+    open_run(page, served, 3)
+    assert page.locator(".out-cut-note").is_visible()
+    assert "cut 3,400 characters" in page.inner_text(".out-cut-note")
+    marker = page.locator("#run-output .out-marker")
+    marker.scroll_into_view_if_needed()
+    assert marker.is_visible() and "characters of output cut here (output_cap=2000)" in marker.inner_text()
+    assert marker.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
+
+
+def test_fail_trace_of_a_failed_run(page, served):
+    open_run(page, served, 2)
+    assert page.inner_text("#run-status") == "FAILED"
+    trace = page.locator("#run-fail-trace")
+    assert trace.is_visible() and "RuntimeError: diverged at step 3" in trace.inner_text()
+
+
+def test_live_tail_while_running(page, served, db):
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": now}})
+    open_run(page, served, 1)
+    assert page.inner_text("#run-status") == "RUNNING" and "live" in page.inner_text("#run-live")
+    output = served.store.captured_out(1)
+    db.runs.update_one({"_id": 1}, {"$set": {"captured_out": output + "\x1b[32mepoch 3 loss 0.25\x1b[0m\n",
+                                             "heartbeat": now}})
+    page.wait_for_selector("#run-output .out-line .ansi-fg-2:text-is('epoch 3 loss 0.25')")
+    db.runs.update_one({"_id": 1}, {"$set": {"status": "COMPLETED"}})
+    page.wait_for_selector("#run-status:text-is('COMPLETED')")
+    assert "ended" in page.inner_text("#run-live")
+    assert page.evaluate("document.getElementById('run-status').className") == "status status-COMPLETED"
+
+
+def test_tags_and_notes_are_saved(page, served):
+    open_run(page, served, 1)
+    page.fill("#run-tags", "baseline, best")
+    page.fill("#run-notes", SCRIPT)
+    page.click("#run-save")
+    page.wait_for_selector("#run-saved:has-text('saved tags and notes')")
+    assert served.store.run(1)["omniboard"] == {"tags": ["baseline", "best"], "notes": SCRIPT}
+    page.reload()
+    page.wait_for_selector("#run-output")
+    assert page.input_value("#run-tags") == "baseline, best" and page.input_value("#run-notes") == SCRIPT
+
+
+def test_read_only_board_offers_no_edits_on_the_page(page, client, serve, tmp_path):
+    served = serve(record_page_runs(client, tmp_path), read_only=True)
+    open_run(page, served, 1)
+    assert page.locator("#run-tags").is_disabled() and page.locator("#run-notes").is_disabled()
+    assert page.locator("#run-save").is_disabled()
