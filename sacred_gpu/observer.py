@@ -331,6 +331,9 @@ class GpuMongoObserver(RunObserver):
             self._await_last_beat()
             final = self._final_fields()
         except KeyboardInterrupt:  # Ctrl-C again while the run ends: record its end without waiting, then stop
+            monitor, self.monitor = self.monitor, None
+            if monitor is not None:
+                monitor.stop_now()
             logger.warning("sacred-gpu: interrupted while ending run %s; its end is journaled without the last "
                            "points (`sacred-gpu sync %s` uploads what MongoDB did not get)", self.run_id,
                            self.spool_dir)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -349,3 +350,7 @@ def test_ctrl_c_again_while_the_run_ends_still_journals_its_end(client, spool, m
     [result] = sync_spool(spool, client=client, force=True)
     doc = client["sacred"].runs.find_one({"_id": result.run_id})
     assert doc["status"] == "INTERRUPTED" and doc["stop_time"] is not None
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("sacred-gpu") and "sampl" in t.name for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the sampler thread was left running"
+        time.sleep(0.05)

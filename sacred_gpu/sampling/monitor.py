@@ -61,6 +61,10 @@ class SystemMonitor:
             window.points.update(self.thinner.flush())
         return window
 
+    def stop_now(self) -> None:
+        """Stop sampling without waiting for the thread (it ends after its current tick); the last window is lost."""
+        self.sampler.stop(timeout=0)
+
     def window(self) -> Window:
         """Drain the samples taken since the last window and summarise them."""
         with self._lock:
