@@ -100,10 +100,51 @@ def cap_output(text: str, cap: int = OUTPUT_CAP) -> str:
 #: Points a Sacred-format metric document holds at full resolution. Past them, the document keeps a decimated
 #: view of the series (every 2nd, then 4th, ... point; at most twice this many points, well under 16 MB) and
 #: ``full_points`` says how many of its leading points are complete; every later point is kept in
-#: ``metric_chunks`` documents ({metric_id, run_id, name, seq, steps, values, timestamps}).
+#: ``metric_chunks`` documents ({metric_id, run_id, name, seq, steps, values, timestamps}, and since the run page
+#: the fields of :func:`chunk_summary`), one or more per batch of points the observer hands over.
 METRIC_CAP = 100_000
 #: Points per chunk document (and per journal record), about 1.5 MB of BSON.
 CHUNK_POINTS = 50_000
+#: Points per bucket of a chunk's ``preview``, which keeps each bucket's lowest and highest point (about 1,000 points
+#: of a full chunk): an overview of a long series reads the previews, not every point, and shows every peak.
+CHUNK_PREVIEW_BUCKET = 100
+
+
+def chunk_summary(steps: list, values: list, timestamps: list) -> dict[str, Any]:
+    """Fields a ``metric_chunks`` document carries beside its points, for range reads and overviews.
+
+    ``first_step``/``last_step``: the lowest and highest step of the chunk; ``first_time``/``last_time``: the earliest
+    and latest timestamp (left out unless every timestamp is a datetime); ``preview``: ``{steps, values,
+    timestamps}``, the chunk's first and last point and the lowest and highest of every :data:`CHUNK_PREVIEW_BUCKET`
+    points, in order (NaN skipped).
+    Chunks written before these fields existed have none of them: readers then read the whole chunk. Never raises.
+    """
+    summary: dict[str, Any] = {}
+    try:
+        low_step, high_step = (min(steps), max(steps)) if steps else (None, None)
+        if all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in (low_step, high_step)):
+            summary.update(first_step=low_step, last_step=high_step)
+        if timestamps and all(isinstance(t, _dt.datetime) for t in timestamps):
+            summary.update(first_time=min(timestamps), last_time=max(timestamps))
+        values = list(values)
+        has_nan = any(v != v for v in values)  # only NaN differs from itself
+        picks: list[int] = [0] if values else []
+        for start in range(0, len(values), CHUNK_PREVIEW_BUCKET):
+            part = values[start:start + CHUNK_PREVIEW_BUCKET]
+            if has_nan:
+                kept = [i for i, v in enumerate(part) if v == v]
+                if not kept:
+                    continue
+                low, high = min(kept, key=part.__getitem__), max(kept, key=part.__getitem__)
+            else:  # C-level min, max and index: no Python call per point
+                low, high = part.index(min(part)), part.index(max(part))
+            picks.extend(sorted({start + low, start + high}))
+        picks = sorted(set(picks + [len(values) - 1])) if values else []
+        summary["preview"] = {"steps": [steps[i] for i in picks], "values": [values[i] for i in picks],
+                              "timestamps": [timestamps[i] for i in picks]}
+    except Exception:  # noqa: BLE001 - odd points: the chunk is stored without a summary and read whole
+        return {}
+    return summary
 
 
 #: Field of the run document holding each metric's roll-ups, kept current at every heartbeat so a runs table reads
@@ -137,6 +178,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("runs", [("heartbeat", -1)]),
     ("samples", [(SAMPLE_RUN, 1), (SAMPLE_TIME, 1)]),
     ("chunks", [("metric_id", 1), ("seq", 1)]),
+    ("chunks", [("metric_id", 1), ("first_step", 1)]),  # range reads (RunStore.metric_range)
 )
 
 #: Index on GridFS files for content-hash deduplication of sources and resources.

@@ -29,7 +29,8 @@ MAX_ID_ATTEMPTS = 100
 
 #: Record operations and their fields (``op`` says which):
 #: ``insert_run`` {doc}; ``update_run`` {fields}; ``metric`` {metric_id, name, seq, steps, values, timestamps,
-#: full_points?}; ``chunk`` {chunk_id, metric_id, name, seq, steps, values, timestamps}; ``samples``
+#: full_points?}; ``chunk`` {chunk_id, metric_id, name, seq, steps, values, timestamps} (stored with the fields of
+#: :func:`schema.chunk_summary`); ``samples``
 #: {samples: [{t, values}]}; ``file`` {kind: source|resource|artifact, file_id, spooled, path, name, md5,
 #: content_type, metadata}.
 OPS = ("insert_run", "update_run", "metric", "chunk", "samples", "file")
@@ -218,6 +219,7 @@ class MongoWriter:
         """Store a full-resolution chunk (``chunk`` record); a chunk stored before is left as it is."""
         doc = {"_id": rec["chunk_id"], "metric_id": rec["metric_id"], "run_id": run_id, "name": rec["name"],
                "seq": rec["seq"], "steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
+        doc.update(schema.chunk_summary(rec["steps"], rec["values"], rec["timestamps"]))  # bounds and preview
         try:
             self.chunks.insert_one(doc)
         except DuplicateKeyError:
