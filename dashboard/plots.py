@@ -1,0 +1,326 @@
+"""The run page's metric and system plots: ``layout(board, run_id)`` builds them, ``register(app, board)`` their
+callbacks, whose work is done by :func:`metric_panel` and :func:`system_figures` (plain functions the tests call).
+
+Metrics: one panel per user metric, read as an overview (:meth:`RunStore.metric_overview`: never every point of a
+long series) and, when a panel is zoomed, at full resolution over the zoomed range (:meth:`RunStore.metric_range`).
+GPU and host: panels per quantity (one line per GPU), from every sample where the run has few enough, else from the
+heartbeat windows of Sacred's ``sys/...`` series, with every sample of a zoomed range; all system panels zoom
+together. The run's system roll-ups are shown in a table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+from pymongo.errors import PyMongoError
+
+from dashboard import figures
+from dashboard.board import Board
+from sacred_gpu import schema
+from sacred_gpu.connection import short_error
+
+logger = logging.getLogger(__name__)
+
+X_MODE = "run-plots-x"
+SMOOTHING = "run-plots-smoothing"
+LOG_Y = "run-plots-log"
+RUN = "run-plots-run"  # dcc.Store: what the callbacks need to know of the run
+METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
+SYSTEM = "run-plots-system"  # pattern id type: {"type": SYSTEM, "panel": <panel key>}
+#: Runs with at most this many system samples are plotted from every sample; so is a zoomed range expected to hold
+#: at most this many. Otherwise the heartbeat windows of the ``sys/...`` series are drawn.
+SAMPLE_READ_LIMIT = 20_000
+#: A zoomed range of a metric likely to hold at most this many points is read at full resolution; a wider one is
+#: drawn from the overview (Sacred's document and the chunks' previews), which holds enough points for it.
+RANGE_READ_LIMIT = 250_000
+GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": False}
+GRID = {"display": "grid", "gridTemplateColumns": "repeat(auto-fill, minmax(520px, 1fr))", "gap": "12px"}
+
+
+def run_key(run_id: str) -> Any:
+    """The run id as stored: an int where it is all digits (the route gives a string)."""
+    return int(run_id) if run_id.lstrip("-").isdigit() else run_id
+
+
+def layout(board: Board, run_id: str | int) -> html.Div:
+    """The metrics and system sections of run ``run_id``'s page."""
+    key = run_key(str(run_id))
+    try:
+        doc = board.store.run(key)
+    except KeyError:
+        return html.Div(f"There is no run {run_id!s} in this database.", className="run-plots")
+    names = [m["name"] for m in (doc.get("info") or {}).get("metrics") or []
+             if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    user = [name for name in dict.fromkeys(names) if not name.startswith("sys/")]
+    system_names = sorted({name for name in names if name.startswith("sys/")})
+    system = doc.get(schema.SYSTEM_FIELD) or {}
+    start = doc.get("start_time")
+    stop = doc.get("stop_time") or doc.get("heartbeat")
+    rollups = doc.get(schema.METRIC_ROLLUPS_FIELD) or {}
+    run = {"run_id": key, "start": start.isoformat() if start else None, "stop": stop.isoformat() if stop else None,
+           "samples": system.get("samples"), "system_names": system_names,
+           "rollups": {name: {field: value for field, value in (rollups.get(schema.bson_key(name)) or {}).items()
+                              if field in ("count", "first_step", "last_step")} for name in user}}
+    controls = html.Div(className="toolbar run-plots-controls", children=[
+        html.Label("x axis"),
+        dcc.RadioItems(id=X_MODE, value="step", inline=True,
+                       options=[{"label": "step", "value": "step"}, {"label": "wall time", "value": "wall"},
+                                {"label": "time since start", "value": "elapsed"}]),
+        html.Label("smoothing (EMA)"),
+        html.Div(dcc.Slider(id=SMOOTHING, min=0, max=0.99, step=0.01, value=0, updatemode="mouseup",
+                            marks={0: "0", 0.5: "0.5", 0.9: "0.9", 0.99: "0.99"},
+                            tooltip={"placement": "bottom"}), style={"width": "260px"}),
+        dcc.Checklist(id=LOG_Y, options=[{"label": "log y", "value": "log"}], value=[], inline=True),
+    ])
+    metric_panels = [_graph(name, {"type": METRIC, "name": name}) for name in user]
+    panels = figures.system_panels(system_names)
+    return html.Div(className="run-plots", children=[
+        dcc.Store(id=RUN, data=run),
+        html.H4("Metrics"), controls,
+        html.Div(metric_panels, style=GRID) if metric_panels else html.P("This run logged no metrics.",
+                                                                            className="note"),
+        html.H4("GPU and system"),
+        *_system_notes(system, panels),
+        _rollup_tables(system),
+        html.Div([_graph(panel.title, {"type": SYSTEM, "panel": panel.key}, panel.unit) for panel in panels],
+                 style=GRID),
+    ])
+
+
+def _graph(title: str, graph_id: dict, unit: str = "") -> html.Div:
+    return html.Div(className="run-plot", children=[
+        html.H5(f"{title} ({unit})" if unit else title),
+        dcc.Loading(dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style={"height": f"{figures.HEIGHT}px"}),
+                    type="dot", delay_show=300, overlay_style={"visibility": "visible", "opacity": 0.6}),
+    ])
+
+
+def _system_notes(system: Mapping[str, Any], panels: Sequence[figures.Panel]) -> list[html.P]:
+    if not panels and not system:
+        return [html.P("No system metrics were recorded for this run (sampling was off, or Sacred's own observer "
+                       "wrote it).", className="note run-plots-no-gpu")]
+    if not system.get("gpu_count") and not any(panel.key.startswith("gpu") for panel in panels):
+        return [html.P("No GPU data: this run saw no NVIDIA GPU (no driver, none visible through "
+                       "CUDA_VISIBLE_DEVICES, or GPU sampling failed). Host metrics are shown below.",
+                       className="note run-plots-no-gpu")]
+    return []
+
+
+_TOTALS = (("GPUs", None), ("peak GPU memory (MiB)", "gpu_mem_peak_mib"), ("mean GPU utilization (%)",
+           "gpu_util_mean_pct"), ("GPU energy (Wh)", "gpu_energy_wh"), ("mean GPU power (W)", "gpu_power_mean_w"),
+           ("peak RSS of the run's processes (MiB)", "proc_rss_peak_mib"), ("mean CPU of the run's processes "
+           "(% of a core)", "proc_cpu_mean_pct"), ("mean host CPU (%)", "cpu_util_mean_pct"),
+           ("peak host RAM used (MiB)", "mem_used_peak_mib"), ("samples", "samples"))
+_PER_GPU = (("GPU", "index"), ("name", "name"), ("peak memory (MiB)", "mem_peak_mib"),
+            ("mean utilization (%)", "util_mean_pct"), ("mean power (W)", "power_mean_w"),
+            ("energy (Wh)", "energy_wh"), ("max temperature (°C)", "temp_max_c"),
+            ("peak memory of the run (MiB)", "proc_mem_peak_mib"))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+def _rollup_tables(system: Mapping[str, Any]) -> html.Div:
+    """The run's system roll-ups (field ``system`` of the run document): totals, then one row per GPU."""
+    if not system:
+        return html.Div()
+    totals = []
+    for label, field in _TOTALS:
+        value = f"{system['gpu_count']}x {system['gpu_model']}" if field is None and system.get("gpu_model") \
+            else system.get(field) if field else None
+        if value is not None:
+            totals.append(html.Tr([html.Th(label), html.Td(_number(value))]))
+    gpus = [gpu for gpu in system.get("gpus") or [] if isinstance(gpu, dict)]
+    per_gpu = html.Table([html.Thead(html.Tr([html.Th(label) for label, _ in _PER_GPU])),
+                          html.Tbody([html.Tr([html.Td(_number(gpu.get(field))) for _, field in _PER_GPU])
+                                      for gpu in gpus])], className="run-plots-gpus") if gpus else None
+    return html.Div(className="run-plots-rollups", children=[html.Table(html.Tbody(totals)), per_gpu])
+
+
+# -- what the callbacks do, as plain functions ----------------------------------------------------------------------
+def parse_relayout(relayout: Mapping[str, Any] | None) -> tuple[Any, Any] | str | None:
+    """The x range a Plotly relayout event sets: ``(low, high)``, ``"reset"`` (autorange), or None (no x change)."""
+    if not relayout:
+        return None
+    if "xaxis.range[0]" in relayout and "xaxis.range[1]" in relayout:
+        return relayout["xaxis.range[0]"], relayout["xaxis.range[1]"]
+    if isinstance(relayout.get("xaxis.range"), (list, tuple)) and len(relayout["xaxis.range"]) == 2:
+        return tuple(relayout["xaxis.range"])
+    if relayout.get("xaxis.autorange"):
+        return "reset"
+    return None
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return pd.Timestamp(text).to_pydatetime() if text else None
+
+
+def _time_bounds(zoom: tuple[Any, Any], x_mode: str, start: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    """A zoomed x range of a time axis (wall-time strings, or seconds since ``start``) as naive UTC datetimes."""
+    if x_mode == "wall" or start is None:
+        low, high = (pd.Timestamp(value).to_pydatetime() for value in zoom)
+    else:
+        low, high = (start + dt.timedelta(seconds=float(value)) for value in zoom)
+    return min(low, high), max(low, high)
+
+
+def _expected_points(run: Mapping[str, Any], name: str, x_mode: str, low: Any, high: Any) -> float | None:
+    """About how many points of ``name`` lie in [low, high] (steps, or datetimes), were they spread evenly over
+    its steps (or over the run's time); None where the run document does not say."""
+    rollup = (run.get("rollups") or {}).get(name) or {}
+    count, first, last = rollup.get("count"), rollup.get("first_step"), rollup.get("last_step")
+    if count is None:
+        return None
+    if x_mode == "step" and isinstance(first, (int, float)) and isinstance(last, (int, float)):
+        span, width = last - first, high - low
+    else:
+        start, stop = _time(run.get("start")), _time(run.get("stop"))
+        if start is None or stop is None or x_mode == "step":
+            return None
+        span, width = (stop - start).total_seconds(), (high - low).total_seconds()
+    return count if span <= 0 else count * min(1.0, max(0.0, width / span))
+
+
+def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = "step", smoothing: float = 0.0,
+                 log_y: bool = False, zoom: tuple[Any, Any] | str | None = None) -> go.Figure:
+    """The figure of metric ``name``: its overview (:meth:`RunStore.metric_overview`) or, zoomed to ``zoom`` (in
+    x-mode units), every point of the range (:meth:`RunStore.metric_range`) unless the range likely holds more
+    than :data:`RANGE_READ_LIMIT` points, where the overview's points in the range are drawn."""
+    store, run_id, start = board.store, run["run_id"], _time(run.get("start"))
+    total = ((run.get("rollups") or {}).get(name) or {}).get("count")
+    x_range, every, frame = None, True, None
+    if isinstance(zoom, tuple):
+        x_range = zoom
+        low, high = sorted(float(v) for v in zoom) if x_mode == "step" else _time_bounds(zoom, x_mode, start)
+        expected = _expected_points(run, name, x_mode, low, high)
+        if expected is None or expected <= RANGE_READ_LIMIT:
+            frame = store.metric_range(run_id, name, low, high, timestamps=False) if x_mode == "step" else \
+                store.metric_range(run_id, name, start_time=low, end_time=high)
+    if frame is None:
+        frame = store.metric_overview(run_id, [name], timestamps=x_mode != "step")  # by step: no times to read
+        every = total is None or len(frame) >= total  # no count: Sacred's observer wrote it, whole in its document
+        if x_range is not None:
+            x = figures.x_values(frame, "step" if x_mode == "step" else "wall", start)
+            frame = frame[(x >= low) & (x <= high)]
+    figure = figures.metric_figure([figures.Line(name, frame, start)], x_mode=x_mode, smoothing=smoothing,
+                                   log_y=log_y, x_range=x_range)
+    shown = len(figure.data[0].x) if figure.data else 0
+    if x_range is None:
+        note = f"{len(frame):,} points, {shown:,} drawn" if every else \
+            f"overview of {total:,} points: {len(frame):,} read, {shown:,} drawn; zoom in for every point"
+    else:
+        note = f"every point in range: {len(frame):,}, {shown:,} drawn" if every else \
+            f"overview in range: {len(frame):,} points, {shown:,} drawn; zoom in further for every point"
+    figures.add_note(figure, note)
+    return figure
+
+
+def system_data(board: Board, run: Mapping[str, Any], bounds: tuple[dt.datetime, dt.datetime] | None = None
+                ) -> tuple[pd.DataFrame, str]:
+    """System samples to plot (DatetimeIndex, ``sys/...`` columns) over ``bounds`` or the whole run, and a note
+    saying what they are: every sample where few enough, else the heartbeat windows of the ``sys/...`` series."""
+    store, run_id = board.store, run["run_id"]
+    samples = run.get("samples")
+    start, stop = _time(run.get("start")), _time(run.get("stop"))
+    expected = samples
+    if bounds is not None and samples and start and stop and stop > start:
+        expected = samples * (bounds[1] - bounds[0]).total_seconds() / (stop - start).total_seconds()
+    if expected is not None and expected <= SAMPLE_READ_LIMIT:
+        frame = store.system(run_id, *(bounds or (None, None)))
+        return frame, f"every sample{' in range' if bounds else ''}: {len(frame):,}"
+    names = sorted({column for panel in figures.system_panels(run.get("system_names") or [])
+                    for column in panel.columns})  # the series the panels draw, not every sys/ series
+    # their step is the window's seconds since the start: the time, without reading timestamps
+    windows = store.metric_overview(run_id, names, timestamps=start is None) if names else pd.DataFrame()
+    if windows.empty:
+        frame = store.system(run_id, *(bounds or (None, None)), max_points=figures.MAX_POINTS)
+        return frame, f"{len(frame):,} time buckets (means)"
+    frame = windows.pivot_table(index="timestamp" if start is None else "step", columns="name", values="value",
+                                aggfunc="last")
+    frame.index = pd.DatetimeIndex(frame.index if start is None else pd.Timestamp(start) +
+                                   pd.to_timedelta(frame.index.to_numpy(dtype=float), unit="s"), name="time")
+    if bounds is not None:
+        frame = frame[(frame.index >= bounds[0]) & (frame.index <= bounds[1])]
+    return frame, f"{len(frame):,} heartbeat windows (zoom in for every sample)"
+
+
+def system_figures(board: Board, run: Mapping[str, Any], keys: Sequence[str], x_mode: str = "wall",
+                   zoom: tuple[Any, Any] | str | None = None) -> list[go.Figure]:
+    """The figures of the system panels ``keys``, all over the ``zoom`` range (x-mode units) or the whole run."""
+    start = _time(run.get("start"))
+    zoomed = isinstance(zoom, tuple)
+    bounds = _time_bounds(zoom, x_mode, start) if zoomed else None
+    samples, note = system_data(board, run, bounds)
+    panels = {panel.key: panel for panel in figures.system_panels(run.get("system_names") or [])}
+    revision = f"{x_mode}:{zoom if zoomed else ''}"  # a new range for every panel, whichever was zoomed
+    out = []
+    for key in keys:
+        panel = panels.get(key) or figures.Panel(key, key, "", {})
+        out.append(figures.system_figure(panel, samples, x_mode=x_mode, start=start, note=note, revision=revision,
+                                         x_range=zoom if zoomed else None))
+    return out
+
+
+def register(app: Any, board: Board) -> None:
+    """Register the plots' callbacks on ``app``."""
+
+    @app.callback(Output({"type": METRIC, "name": MATCH}, "figure"),
+                  Output({"type": METRIC, "name": MATCH}, "relayoutData"),
+                  Input(X_MODE, "value"), Input(SMOOTHING, "value"), Input(LOG_Y, "value"),
+                  Input({"type": METRIC, "name": MATCH}, "relayoutData"),
+                  State({"type": METRIC, "name": MATCH}, "id"), State(RUN, "data"))
+    def _metric(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, graph: dict,
+                run: dict) -> tuple[Any, Any]:
+        zoom = parse_relayout(relayout)
+        triggered = ctx.triggered_id
+        if isinstance(triggered, dict) and zoom is None:
+            raise PreventUpdate  # a relayout that leaves x alone (autosize, y-only zoom)
+        if triggered == X_MODE:
+            zoom = None  # a range in the old x mode's units means nothing now
+        try:
+            figure = metric_panel(board, run, graph["name"], x_mode or "step", float(smoothing or 0),
+                                  "log" in (log_y or []), zoom)
+        except PyMongoError as error:
+            logger.warning("metric %r of run %r: MongoDB unreachable: %s", graph["name"], run["run_id"],
+                           short_error(error))
+            return _message(f"MongoDB unreachable: {short_error(error)}"), no_update
+        return figure, None if triggered == X_MODE else no_update
+
+    @app.callback(Output({"type": SYSTEM, "panel": ALL}, "figure"),
+                  Output({"type": SYSTEM, "panel": ALL}, "relayoutData"),
+                  Input(X_MODE, "value"), Input({"type": SYSTEM, "panel": ALL}, "relayoutData"),
+                  State({"type": SYSTEM, "panel": ALL}, "id"), State(RUN, "data"))
+    def _system(x_mode: str, relayouts: list, ids: list, run: dict) -> tuple[list, list]:
+        if not ids:
+            raise PreventUpdate
+        triggered, zoom = ctx.triggered_id, None
+        if isinstance(triggered, dict):
+            zoom = parse_relayout(relayouts[ids.index(triggered)])
+            if zoom is None:
+                raise PreventUpdate
+        try:
+            out = system_figures(board, run, [item["panel"] for item in ids], x_mode or "wall", zoom)
+        except PyMongoError as error:
+            logger.warning("system samples of run %r: MongoDB unreachable: %s", run["run_id"], short_error(error))
+            out = [_message(f"MongoDB unreachable: {short_error(error)}")] * len(ids)
+        return out, [None if triggered == X_MODE else no_update] * len(ids)
+
+
+def _message(text: str) -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
+    return figure

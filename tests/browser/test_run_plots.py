@@ -1,0 +1,96 @@
+"""The run page's plots in headless Chromium: switch the x axis, smooth, zoom and see every point of the range load."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import pytest
+
+from tests.test_figures import record_long_run
+
+pytestmark = pytest.mark.browser
+
+#: The state of one graph of the page: point count of each trace, x-axis title and range, the note, and how many
+#: points of the first trace lie in [low, high] (numbers, or seconds for date strings are not counted).
+GRAPH_STATE = """([type, key, value, low, high]) => {
+    const holder = [...document.querySelectorAll('[id^="{"]')].find(element => {
+        try { const id = JSON.parse(element.id); return id.type === type && id[key] === value; }
+        catch (error) { return false; }
+    });
+    const graph = holder && holder.querySelector('.js-plotly-plot');
+    if (!graph || !graph._fullData || !graph._fullData.length) { return null; }
+    const traces = graph._fullData;  // decoded: the figure sends base64 typed arrays
+    const xs = Array.from(traces[0].x);
+    const notes = (graph.layout.annotations || []).map(a => a.text);
+    return {points: traces.map(trace => trace.x.length), names: traces.map(trace => trace.name),
+            title: graph.layout.xaxis.title.text, range: graph.layout.xaxis.range, note: notes.join(' | '),
+            first: xs[0], inside: xs.filter(x => typeof x === 'number' && x >= low && x <= high).length};
+}"""
+RELAYOUT = """([type, key, value, update]) => {
+    const holder = [...document.querySelectorAll('[id^="{"]')].find(element => {
+        try { const id = JSON.parse(element.id); return id.type === type && id[key] === value; }
+        catch (error) { return false; }
+    });
+    return Plotly.relayout(holder.querySelector('.js-plotly-plot'), update).then(() => true);
+}"""
+METRIC = ("run-plots-metric", "name")
+SYSTEM = ("run-plots-system", "panel")
+
+
+def graph(page: Any, kind: tuple[str, str], value: str, low: float = 0, high: float = 0) -> dict | None:
+    return page.evaluate(GRAPH_STATE, [*kind, value, low, high])
+
+
+def wait_for(page: Any, kind: tuple[str, str], value: str, check: Callable[[dict], bool], low: float = 0,
+             high: float = 0, timeout: float = 30.0) -> dict:
+    """Poll the graph until ``check(state)`` holds; fail with the last state seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = graph(page, kind, value, low, high)
+        if state is not None and check(state):
+            return state
+        if time.monotonic() > deadline:
+            pytest.fail(f"graph {value!r} never got there; last state: {state}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def served(client: Any, serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return serve(record_long_run(client, monkeypatch))
+
+
+def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
+    page.goto(f"{served.url}/run/1")
+    overview = wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"], 20_000, 21_000)
+    assert overview["title"] == "step" and max(overview["points"]) <= 5_000
+    assert overview["inside"] < 100  # the overview holds a preview of steps 20,000-21,000, not every point
+    page.wait_for_selector("text=peak GPU memory (MiB)")
+    gpu = wait_for(page, SYSTEM, "gpu-util", lambda s: s["names"] == ["gpu0", "gpu1"])
+    assert gpu["title"] == "time since start (s)"
+
+    page.click("#run-plots-x label:has-text('wall time')")
+    wall = wait_for(page, METRIC, "loss", lambda s: s["title"] == "wall time (UTC)")
+    assert isinstance(wall["first"], str) and wall["first"].startswith("20")  # a date
+    wait_for(page, SYSTEM, "gpu-util", lambda s: s["title"] == "wall time (UTC)")
+    page.click("#run-plots-x label:has-text('step')")
+    wait_for(page, METRIC, "loss", lambda s: s["title"] == "step")
+
+    # zoom as a person does with the mouse: Plotly relayouts the x axis, the server sends every point of the range
+    page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000}])
+    detail = wait_for(page, METRIC, "loss", lambda s: s["inside"] == 1_001, 20_000, 21_000)
+    assert "every point in range: 1,001" in detail["note"] and detail["range"] == [20_000, 21_000]
+
+    # smoothing keeps the zoom: a faint raw line and the smoothed one, both with every point of the range
+    mark = page.locator("#run-plots-smoothing >> text='0.9'").bounding_box()  # click the track at the 0.9 mark
+    page.mouse.click(mark["x"] + mark["width"] / 2, mark["y"] - 8)
+    smoothed = wait_for(page, METRIC, "loss", lambda s: len(s["points"]) == 2, 20_000, 21_000)
+    assert smoothed["inside"] == 1_001 and smoothed["points"][1] >= 1_001
+
+    # zooming one system panel shows the same range in every system panel
+    page.evaluate(RELAYOUT, [*SYSTEM, "gpu-util", {"xaxis.range[0]": 0.05, "xaxis.range[1]": 0.2}])
+    memory = wait_for(page, SYSTEM, "gpu-mem", lambda s: s["range"] == [0.05, 0.2])
+    assert "every sample in range" in memory["note"]
+    page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.autorange": True}])
+    wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"])
+    assert page.js_errors == []

@@ -1,0 +1,262 @@
+"""The run page's plots: pure figure builders (downsampling, EMA, x modes, log y, system panels) and the plain
+functions behind the plots' callbacks, on runs recorded by the real observer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from dash import html
+
+from dashboard import figures, plots
+from dashboard.board import Board
+from sacred_gpu import GpuMongoObserver, connect, schema
+from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.store import RunStore
+
+from .conftest import run_experiment
+
+START = dt.datetime(2026, 1, 1, 12, 0, 0)
+
+
+def series(count: int, spike_at: int | None = None, dip_at: int | None = None) -> pd.DataFrame:
+    """A noisy decreasing loss, one point per step and per second from START, with an optional spike and dip."""
+    rng = np.random.default_rng(0)
+    values = 1.0 / (1 + np.arange(count) / 1000) + rng.normal(0, 0.01, count)
+    if spike_at is not None:
+        values[spike_at] = 50.0
+    if dip_at is not None:
+        values[dip_at] = -50.0
+    return pd.DataFrame({"step": np.arange(count), "value": values,
+                         "timestamp": pd.date_range(START, periods=count, freq="s")})
+
+
+def trace_points(figure, kind: str | None = None) -> list[int]:
+    return [len(trace.x) for trace in figure.data if kind is None or trace.meta["kind"] == kind]
+
+
+# -- pure functions ------------------------------------------------------------------------------------------------
+def test_downsampling_keeps_at_most_5000_points_and_every_peak():
+    frame = series(1_000_000, spike_at=777_777, dip_at=123_456)
+    chosen = figures.downsample(frame["step"].to_numpy(), frame["value"].to_numpy())
+    assert len(chosen) <= figures.MAX_POINTS and 777_777 in chosen and 123_456 in chosen
+    assert np.all(np.diff(chosen) > 0)
+    assert list(figures.downsample(np.arange(10), np.ones(10))) == list(range(10))  # short: every point
+    figure = figures.metric_figure([figures.Line("loss", frame, START)])
+    (trace,) = figure.data
+    assert len(trace.x) <= figures.MAX_POINTS and max(trace.y) == 50.0 and min(trace.y) == -50.0
+    assert 777_777 in trace.x
+
+
+def test_ema_is_tensorboards_debiased_smoothing_and_weighs_step_gaps():
+    assert figures.ema([1.0, 0.0, 0.0], smoothing=0.5) == pytest.approx([1.0, 1 / 3, 1 / 7])
+    assert figures.ema([3.0, 3.0, 3.0], smoothing=0.9) == pytest.approx([3.0, 3.0, 3.0])
+    assert list(figures.ema([1.0, 2.0], smoothing=0.0)) == [1.0, 2.0]
+    # a gap of two steps where the series logs every step decays the past as two steps do: weight 0.5 ** 2
+    gapped = figures.ema([1.0, 0.0, 0.0, 0.0], steps=[0, 1, 2, 4], smoothing=0.5)
+    last, norm = 0.125, 0.875  # after steps 0, 1, 2 (weight 0.5 each)
+    expected = (last * 0.25) / (norm * 0.25 + 0.75)
+    assert gapped[-1] == pytest.approx(expected)
+    with_nan = figures.ema([1.0, float("nan"), 0.0], smoothing=0.5)
+    assert np.isnan(with_nan[1]) and with_nan[2] == pytest.approx(1 / 3)
+
+
+def test_smoothing_keeps_the_raw_line_faint_under_the_smoothed_one():
+    frame = series(20_000)
+    figure = figures.metric_figure([figures.Line("loss", frame, START)], smoothing=0.9)
+    raw, smooth = figure.data
+    assert raw.meta["kind"] == "raw" and raw.opacity == figures.RAW_OPACITY and raw.showlegend is False
+    assert smooth.meta["kind"] == "smoothed" and smooth.line.width > raw.line.width and smooth.opacity is None
+    assert all(figures.MAX_POINTS - 2 <= points <= figures.MAX_POINTS for points in trace_points(figure))
+    expected = figures.ema(frame["value"].to_numpy(), frame["step"].to_numpy(), 0.9)
+    picked = np.asarray(smooth.x, dtype=int)
+    assert np.allclose(np.asarray(smooth.y), expected[picked])
+    assert np.std(np.diff(smooth.y)) < np.std(np.diff(raw.y))  # smoother
+
+
+def test_x_modes_and_log_axis():
+    frame = series(100)
+    by_step = figures.metric_figure([figures.Line("loss", frame, START)])
+    assert list(by_step.data[0].x[:3]) == [0, 1, 2] and by_step.layout.xaxis.title.text == "step"
+    assert by_step.layout.yaxis.type == "linear"
+    wall = figures.metric_figure([figures.Line("loss", frame, START)], x_mode="wall", log_y=True)
+    assert pd.Timestamp(wall.data[0].x[0]) == START and wall.layout.xaxis.title.text == "wall time (UTC)"
+    assert wall.layout.yaxis.type == "log"
+    elapsed = figures.metric_figure([figures.Line("loss", frame, START - dt.timedelta(seconds=30))],
+                                    x_mode="elapsed", x_range=(40, 60))
+    assert list(elapsed.data[0].x[:2]) == [30.0, 31.0] and elapsed.layout.xaxis.title.text == "time since start (s)"
+    assert list(elapsed.layout.xaxis.range) == [40, 60] and elapsed.layout.xaxis.autorange is False
+    assert by_step.layout.uirevision != wall.layout.uirevision  # switching x mode resets the zoom
+    with pytest.raises(ValueError):
+        figures.metric_figure([figures.Line("loss", frame)], x_mode="epoch")
+
+
+def test_runs_compared_in_one_panel_and_hostile_names_stay_text():
+    hostile = '<img src=x onerror="window.__xss=1">'
+    figure = figures.metric_figure([figures.Line("run 1", series(10)), figures.Line(hostile, series(20))])
+    assert [len(t.x) for t in figure.data] == [10, 20] and figure.layout.showlegend
+    assert "<img" not in figure.data[1].name and "&lt;img" in figure.data[1].name
+    empty = figures.metric_figure([figures.Line("loss", series(0))])
+    assert not empty.data and empty.layout.annotations[0].text == "no points"
+
+
+def test_system_panels_group_gpus_and_host_metrics():
+    columns = [f"sys/gpu{i}/{field}" for i in (10, 2, 0) for field in ("util_pct", "mem_used_mib", "temp_c")]
+    columns += ["sys/cpu/util_pct", "sys/proc/rss_mib", "sys/mem/used_mib", "sys/net/rx_mib_s", "sys/gpu0/fan_pct"]
+    panels = {panel.key: panel for panel in figures.system_panels(columns)}
+    assert list(panels) == ["gpu-util", "gpu-mem", "gpu-temp", "cpu", "ram", "net"]
+    assert list(panels["gpu-util"].columns.values()) == ["gpu0", "gpu2", "gpu10"]
+    assert panels["ram"].columns == {"sys/mem/used_mib": "host used", "sys/proc/rss_mib": "run's processes (RSS)"}
+    assert panels["gpu-temp"].unit == "°C" and panels["net"].columns == {"sys/net/rx_mib_s": "rx"}
+
+    times = pd.date_range(START, periods=86_400, freq="s")
+    util = np.full(len(times), 50.0)
+    util[40_000] = 100.0  # a one-second spike
+    samples = pd.DataFrame({"sys/gpu0/util_pct": util, "sys/gpu2/util_pct": 20.0}, index=times)
+    figure = figures.system_figure(panels["gpu-util"], samples, x_mode="elapsed", start=START)
+    assert [trace.name for trace in figure.data] == ["gpu0", "gpu2"]  # gpu10 has no samples here
+    assert all(len(trace.x) <= figures.MAX_POINTS for trace in figure.data)
+    assert max(figure.data[0].y) == 100.0 and 40_000.0 in figure.data[0].x
+    assert figure.layout.xaxis.title.text == "time since start (s)" and figure.layout.yaxis.title.text == "%"
+    wall = figures.system_figure(panels["gpu-util"], samples, x_mode="wall")
+    assert pd.Timestamp(wall.data[0].x[0]) == START
+    assert figures.system_figure(panels["cpu"], samples).layout.annotations[0].text == "no samples"
+
+
+def test_relayout_events():
+    assert plots.parse_relayout({"xaxis.range[0]": 1, "xaxis.range[1]": 5, "yaxis.range[0]": 0}) == (1, 5)
+    assert plots.parse_relayout({"xaxis.range": ["2026-01-01 00:00", "2026-01-02"]}) == ("2026-01-01 00:00",
+                                                                                            "2026-01-02")
+    assert plots.parse_relayout({"xaxis.autorange": True, "yaxis.autorange": True}) == "reset"
+    assert plots.parse_relayout({"autosize": True}) is None and plots.parse_relayout(None) is None
+    assert plots.parse_relayout({"yaxis.range[0]": 0, "yaxis.range[1]": 1}) is None
+
+
+# -- on recorded runs ----------------------------------------------------------------------------------------------
+def record_long_run(client, monkeypatch) -> RunStore:
+    """Record run 1: 'loss' of 30,000 points past a cap of 2,000 (chunks of 1,000 points) with a spike at step
+    25,000, 'acc' of 3 points, and samples of two simulated GPUs; returns a store on the database."""
+    monkeypatch.setattr(schema, "METRIC_CAP", 2_000)
+    monkeypatch.setattr(schema, "CHUNK_POINTS", 1_000)
+
+    def main(_run):
+        for step in range(30_000):
+            _run.log_scalar("loss", 100.0 if step == 25_000 else 1.0 / (1 + step), step)
+            if step % 10_000 == 0:
+                time.sleep(0.15)  # several heartbeats, several batches
+        for step in range(3):
+            _run.log_scalar("acc", 0.5 + step / 10, step)
+
+    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.02,
+                                          slow_sample_interval=0.05))
+    return connect(client=client)
+
+
+@pytest.fixture
+def long_run(client, monkeypatch):
+    board = Board(record_long_run(client, monkeypatch))
+    return board, plots.layout(board, "1")
+
+
+def run_data(layout: html.Div) -> dict:
+    return next(child.data for child in layout.children if getattr(child, "id", None) == plots.RUN)
+
+
+def ids_in(component, kind: str) -> list[dict]:
+    found = []
+    if isinstance(getattr(component, "id", None), dict) and component.id.get("type") == kind:
+        found.append(component.id)
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children] if children is not None else []:
+        found += ids_in(child, kind)
+    return found
+
+
+def test_long_metric_overview_then_every_point_of_a_zoomed_range(long_run, monkeypatch):
+    board, layout = long_run
+    run = run_data(layout)
+    assert [i["name"] for i in ids_in(layout, plots.METRIC)] == ["loss", "acc"]
+    assert run["rollups"]["loss"]["count"] == 30_000
+    overview = plots.metric_panel(board, run, "loss")
+    (trace,) = overview.data
+    assert len(trace.x) < 30_000 and max(trace.y) == 100.0 and 25_000 in trace.x and trace.x[-1] == 29_999
+    assert "overview of 30,000 points" in overview.layout.annotations[0].text
+    zoomed = plots.metric_panel(board, run, "loss", zoom=(20_000, 21_000))
+    steps = list(zoomed.data[0].x)
+    assert steps == list(range(20_000, 21_001)) and "every point in range: 1,001" in zoomed.layout.annotations[0].text
+    assert list(zoomed.layout.xaxis.range) == [20_000, 21_000]
+    # by wall time: the same range, read by the chunks' first_time/last_time
+    stamps = board.store.metric_range(1, "loss", 20_000, 21_000)["timestamp"]
+    wall = plots.metric_panel(board, run, "loss", x_mode="wall", smoothing=0.5,
+                              zoom=(str(stamps.iloc[0]), str(stamps.iloc[-1])))
+    raw, smooth = wall.data
+    assert len(raw.x) >= 1_001 and len(smooth.x) == len(raw.x) and wall.layout.xaxis.title.text == "wall time (UTC)"
+    wide = plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))  # too many points to read: the overview
+    assert "every point in range: 26,001" in wide.layout.annotations[0].text
+    monkeypatch.setattr(plots, "RANGE_READ_LIMIT", 1_000)
+    wide = plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))
+    assert "overview in range" in wide.layout.annotations[0].text and 25_000 in wide.data[0].x
+    assert min(wide.data[0].x) >= 3_000 and max(wide.data[0].x) <= 29_000
+    elapsed = plots.metric_panel(board, run, "acc", x_mode="elapsed", log_y=True)
+    assert len(elapsed.data[0].x) == 3 and elapsed.layout.yaxis.type == "log" and elapsed.data[0].x[0] >= 0
+    assert "3 points, 3 drawn" in elapsed.layout.annotations[0].text
+
+
+def test_metric_reads_overview_from_previews_and_ranges_from_overlapping_chunks(long_run, client):
+    board, _ = long_run
+    chunks = client["sacred"].metric_chunks
+    doc = chunks.find_one({"name": "loss", "first_step": {"$lte": 25_000}, "last_step": {"$gte": 25_000}})
+    assert doc["last_step"] - doc["first_step"] == len(doc["steps"]) - 1 and doc["first_time"] <= doc["last_time"]
+    assert 100.0 in doc["preview"]["values"] and len(doc["preview"]["steps"]) <= 2 + 2 * 1_000 // 100
+    overview = board.store.metric_overview(1, ["loss"])
+    assert len(overview) < 2_000 + 28 * 22 and overview["step"].is_monotonic_increasing
+    assert overview["step"].iloc[-1] == 29_999 and overview["value"].max() == 100.0
+    assert board.store.metric_range(1, "loss", 2_500, 2_600)["step"].tolist() == list(range(2_500, 2_601))
+    untimed = board.store.metric_range(1, "loss", 2_500, 2_600, timestamps=False)
+    assert untimed["timestamp"].isna().all() and untimed["value"].tolist()[0] == 1.0 / 2_501
+    assert board.store.metric_overview(1, ["loss"], timestamps=False)["step"].tolist() == overview["step"].tolist()
+    # chunks written before first_step/preview existed: the range reads every chunk, the overview the decimated doc
+    chunks.update_many({}, {"$unset": {"first_step": "", "last_step": "", "first_time": "", "last_time": "",
+                                       "preview": ""}})
+    assert board.store.metric_range(1, "loss", 2_500, 2_600)["step"].tolist() == list(range(2_500, 2_601))
+    assert board.store.metric_range(1, "loss")["step"].tolist() == list(range(30_000))
+    decimated = board.store.metric_overview(1, ["loss"])
+    assert decimated["step"].iloc[-1] == 29_999 and len(decimated) <= 2 * 2_000 + 1
+
+
+def test_gpu_panels_from_samples_or_heartbeat_windows_zoom_together(long_run, monkeypatch):
+    board, layout = long_run
+    run = run_data(layout)
+    keys = [i["panel"] for i in ids_in(layout, plots.SYSTEM)]
+    assert keys[:4] == ["gpu-util", "gpu-mem", "gpu-power", "gpu-temp"] and "cpu" in keys
+    figures_ = plots.system_figures(board, run, keys)
+    util = figures_[0]
+    assert [trace.name for trace in util.data] == ["gpu0", "gpu1"]
+    assert util.layout.annotations[0].text.startswith("every sample")
+    times = sorted(util.data[0].x)
+    zoom = (str(times[1]), str(times[-2]))
+    zoomed = plots.system_figures(board, run, keys, x_mode="wall", zoom=zoom)
+    assert all(list(f.layout.xaxis.range) == list(zoom) for f in zoomed)  # every panel shows the zoomed range
+    assert len({f.layout.uirevision for f in zoomed}) == 1 and zoomed[0].layout.uirevision != util.layout.uirevision
+    monkeypatch.setattr(plots, "SAMPLE_READ_LIMIT", 0)  # a long run: the overview draws heartbeat windows
+    windows = plots.system_figures(board, run, keys, x_mode="elapsed")
+    assert "heartbeat windows" in windows[0].layout.annotations[0].text and windows[0].data
+    assert windows[0].layout.xaxis.title.text == "time since start (s)"
+
+
+def test_layout_shows_rollups_or_says_there_is_no_gpu_data(long_run, client):
+    board, layout = long_run
+    text = str(layout)
+    assert "peak GPU memory (MiB)" in text and "NVIDIA A100-SXM4-40GB" in text and "No GPU data" not in text
+
+    def main(_run):
+        _run.log_scalar("loss", 1.0, 0)
+        time.sleep(0.2)
+
+    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sample_interval=0.02))
+    no_gpu = plots.layout(board, "2")
+    assert "No GPU data" in str(no_gpu) and [i["panel"] for i in ids_in(no_gpu, plots.SYSTEM)][0] == "cpu"
+    assert "no run 99" in str(plots.layout(board, "99")).lower()
