@@ -49,25 +49,37 @@ def run_key(run_id: str) -> Any:
     return int(run_id) if run_id.lstrip("-").isdigit() else run_id
 
 
-def layout(board: Board, run_id: str | int) -> html.Div:
-    """The metrics and system sections of run ``run_id``'s page."""
-    key = run_key(str(run_id))
-    try:
-        doc = board.store.run(key)
-    except KeyError:
-        return html.Div(f"There is no run {run_id!s} in this database.", className="run-plots")
+#: The run document's fields :func:`plot_context` reads.
+PLOT_FIELDS = ("info.metrics", schema.SYSTEM_FIELD, "start_time", "stop_time", "heartbeat", schema.METRIC_ROLLUPS_FIELD)
+
+
+def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What the plot callbacks need to know of a run (JSON, for a ``dcc.Store``), from its document's
+    :data:`PLOT_FIELDS`: id, start and stop, sample count, metric and ``sys/`` series names, roll-up extents."""
     names = [m["name"] for m in (doc.get("info") or {}).get("metrics") or []
              if isinstance(m, dict) and isinstance(m.get("name"), str)]
     user = [name for name in dict.fromkeys(names) if not name.startswith("sys/")]
-    system_names = sorted({name for name in names if name.startswith("sys/")})
     system = doc.get(schema.SYSTEM_FIELD) or {}
     start = doc.get("start_time")
     stop = doc.get("stop_time") or doc.get("heartbeat")
     rollups = doc.get(schema.METRIC_ROLLUPS_FIELD) or {}
-    run = {"run_id": key, "start": start.isoformat() if start else None, "stop": stop.isoformat() if stop else None,
-           "samples": system.get("samples"), "system_names": system_names,
-           "rollups": {name: {field: value for field, value in (rollups.get(schema.bson_key(name)) or {}).items()
-                              if field in ("count", "first_step", "last_step")} for name in user}}
+    return {"run_id": doc["_id"], "start": start.isoformat() if start else None,
+            "stop": stop.isoformat() if stop else None, "samples": system.get("samples"),
+            "metric_names": user, "system_names": sorted({name for name in names if name.startswith("sys/")}),
+            "rollups": {name: {field: value for field, value in (rollups.get(schema.bson_key(name)) or {}).items()
+                               if field in ("count", "first_step", "last_step")} for name in user}}
+
+
+def layout(board: Board, run_id: str | int) -> html.Div:
+    """The metrics and system sections of run ``run_id``'s page."""
+    key = run_key(str(run_id))
+    try:
+        doc = board.store.run(key, PLOT_FIELDS)
+    except KeyError:
+        return html.Div(f"There is no run {run_id!s} in this database.", className="run-plots")
+    run = plot_context(doc)
+    user, system_names = run["metric_names"], run["system_names"]
+    system = doc.get(schema.SYSTEM_FIELD) or {}
     controls = html.Div(className="toolbar run-plots-controls", children=[
         html.Label("x axis"),
         dcc.RadioItems(id=X_MODE, value="step", inline=True,

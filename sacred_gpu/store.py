@@ -263,9 +263,9 @@ class RunStore:
         return row
 
     # -- one run --------------------------------------------------------------------------------------------------
-    def run(self, run_id: Any) -> dict[str, Any]:
-        """The whole run document. Raises ``KeyError`` if there is no such run."""
-        doc = self._runs.find_one({"_id": run_id})
+    def run(self, run_id: Any, fields: Iterable[str] | None = None) -> dict[str, Any]:
+        """The run document, whole or only ``fields`` (dotted paths). Raises ``KeyError`` if there is no such run."""
+        doc = self._runs.find_one({"_id": run_id}, dict.fromkeys(fields, 1) if fields is not None else None)
         if doc is None:
             raise KeyError(f"no run {run_id!r}")
         return doc
@@ -281,8 +281,10 @@ class RunStore:
             steps, values, stamps = doc.get("steps", []), doc.get("values", []), doc.get("timestamps", [])
             if full is not None:  # past the cap: the complete head here, the rest in chunks
                 steps, values, stamps = steps[:full], values[:full], stamps[:full]
-                for chunk in self._chunks.find({"metric_id": doc["_id"]}).sort("seq", 1):
-                    steps, values, stamps = steps + chunk["steps"], values + chunk["values"], stamps + chunk["timestamps"]
+                for chunk in self._chunks.find({"metric_id": doc["_id"]}).sort("seq", 1):  # extend: linear in chunks
+                    steps.extend(chunk["steps"])
+                    values.extend(chunk["values"])
+                    stamps.extend(chunk["timestamps"])
             frames.append(pd.DataFrame({"name": doc["name"], "step": steps, "timestamp": stamps, "value": values}))
         if not frames:
             return pd.DataFrame(columns=["name", "step", "timestamp", "value"])

@@ -41,7 +41,8 @@ def test_config_diff_shows_only_keys_that_differ_and_legends_use_them(store):
 
 def test_metrics_are_overlaid_one_line_per_run(store):
     table = store.runs({"_id": {"$in": [1, 2, 3]}}, sort="id")
-    figs = compare.metric_figures(store, table, compare.legend_labels(table, ["lr"]), "step", 0.6)
+    runs = compare.contexts(store, table)
+    figs = compare.metric_figures(store, runs, compare.legend_labels(table, ["lr"]), "step", 0.6)
     assert sorted(figs) == ["acc", "loss"]
     names = [trace.name for trace in figs["loss"].data if trace.meta["kind"] == "smoothed"]
     assert names == ["#1 lr=0.1", "#2 lr=0.01", "#3 lr=0.001"]
@@ -67,7 +68,7 @@ def test_gpu_panels_per_run_and_a_note_without_gpus(client, store):
     run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
                    config={"lr": 0.3, "note": "gpu"})
     table = store.runs({"_id": {"$in": [1, 6]}}, sort="id")
-    (first, none), (sixth, figure) = compare.gpu_figures(store, table)
+    (first, none), (sixth, figure) = compare.gpu_figures(Board(store), compare.contexts(store, table))
     assert (first, none) == (1, None)
     assert sixth == 6 and {trace.name for trace in figure.data} == {"gpu0", "gpu1"}
 

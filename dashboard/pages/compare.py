@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
-from dashboard import figures
+from dashboard import figures, plots
 from dashboard.board import Board
 from sacred_gpu.store import ROLLUPS, RunStore
 
@@ -28,7 +28,6 @@ PAR_METRIC = "compare-par-metric"
 PAR_ROLLUP = "compare-par-rollup"
 PARCOORDS = "compare-parcoords"
 MAX_RUNS = 20
-SYSTEM_POINTS = 2_000  # samples per run for the GPU panels, averaged in the database
 GRAPH_CONFIG = {"displaylogo": False}
 
 
@@ -99,30 +98,33 @@ def parcoords_figure(table: pd.DataFrame, keys: Sequence[str], metric_column: st
     return figure
 
 
-def metric_figures(store: RunStore, table: pd.DataFrame, labels: Mapping[Any, str], x_mode: str,
+def contexts(store: RunStore, table: pd.DataFrame) -> dict[Any, dict[str, Any]]:
+    """Per compared run, what its plots need (:func:`dashboard.plots.plot_context`)."""
+    return {run_id: plots.plot_context(store.run(run_id, plots.PLOT_FIELDS)) for run_id in table.index}
+
+
+def metric_figures(store: RunStore, runs: Mapping[Any, Mapping[str, Any]], labels: Mapping[Any, str], x_mode: str,
                    smoothing: float) -> dict[str, go.Figure]:
     """One overlaid figure per user metric of the compared runs (overviews: never every point of long series)."""
     lines: dict[str, list[figures.Line]] = {}
-    for run_id in table.index:
-        series = store.metric_overview(run_id)
-        series = series[~series["name"].str.startswith("sys/")]
-        start = table.at[run_id, "start"]
+    for run_id, run in runs.items():
+        if not run["metric_names"]:
+            continue
+        series = store.metric_overview(run_id, run["metric_names"], timestamps=x_mode != "step")
+        start = pd.Timestamp(run["start"]).to_pydatetime() if run["start"] else None
         for name, frame in series.groupby("name", sort=True):
-            lines.setdefault(str(name), []).append(
-                figures.Line(labels.get(run_id, f"#{run_id}"), frame, None if pd.isna(start) else start))
+            lines.setdefault(str(name), []).append(figures.Line(labels.get(run_id, f"#{run_id}"), frame, start))
     return {name: figures.metric_figure(group, x_mode=x_mode, smoothing=smoothing, revision=f"{name}-{x_mode}")
             for name, group in sorted(lines.items())}
 
 
-def gpu_figures(store: RunStore, table: pd.DataFrame) -> list[tuple[Any, go.Figure | None]]:
-    """Per run, its GPU utilization over time since its start (``None``: the run has no GPU data)."""
-    found = []
-    for run_id in table.index:
-        samples = store.system(run_id, max_points=SYSTEM_POINTS)
-        panel = next((p for p in figures.system_panels(list(samples.columns)) if p.key == "gpu-util"), None)
-        start = table.at[run_id, "start"]
-        found.append((run_id, None if panel is None else figures.system_figure(
-            panel, samples, x_mode="elapsed", start=None if pd.isna(start) else start)))
+def gpu_figures(board: Board, runs: Mapping[Any, Mapping[str, Any]]) -> list[tuple[Any, go.Figure | None]]:
+    """Per run, its GPU utilization over time since its start (``None``: the run has no GPU data), drawn as the run
+    page draws it (every sample, or the heartbeat windows of long runs: peaks kept)."""
+    found: list[tuple[Any, go.Figure | None]] = []
+    for run_id, run in runs.items():
+        has_gpu = any(p.key == "gpu-util" for p in figures.system_panels(run["system_names"]))
+        found.append((run_id, plots.system_figures(board, run, ["gpu-util"], "elapsed")[0] if has_gpu else None))
     return found
 
 
@@ -141,8 +143,9 @@ def layout(board: Board, search: str | None) -> html.Div:
     diff = config_diff(table)
     keys = list(diff.index)
     labels = legend_labels(table, keys[:2])
-    metric_names = sorted({n for n in board.store.metric_names() if not n.startswith("sys/")})
-    figs = metric_figures(board.store, table, labels, "step", 0.0)
+    runs = contexts(board.store, table)
+    metric_names = sorted({name for run in runs.values() for name in run["metric_names"]})
+    figs = metric_figures(board.store, runs, labels, "step", 0.0)
     return html.Div(className="compare-page", children=[
         dcc.Link("← All runs", href="/"),
         html.H2(f"Compare {len(table)} runs"),
@@ -179,7 +182,7 @@ def layout(board: Board, search: str | None) -> html.Div:
         html.H3("GPU utilization"),
         html.Div([html.Div([html.H4(f"#{run_id}"), dcc.Graph(figure=figure, config=GRAPH_CONFIG) if figure
                             else html.P("no GPU data for this run", className="note")])
-                  for run_id, figure in gpu_figures(board.store, table)], className="panels"),
+                  for run_id, figure in gpu_figures(board, runs)], className="panels"),
     ])
 
 
@@ -198,7 +201,8 @@ def register(app: Any, board: Board) -> None:
                   prevent_initial_call=True)
     def _metrics(keys: list | None, x_mode: str, smoothing: float, run_ids: list, ids: list) -> list:
         table = board.store.runs({"_id": {"$in": run_ids}}, sort="id")
-        figs = metric_figures(board.store, table, legend_labels(table, keys or []), x_mode, smoothing or 0.0)
+        figs = metric_figures(board.store, contexts(board.store, table), legend_labels(table, keys or []), x_mode,
+                              smoothing or 0.0)
         return [figs.get(item["name"], no_update) for item in ids]
 
     @app.callback(Output(PARCOORDS, "figure"), Input(PAR_METRIC, "value"), Input(PAR_ROLLUP, "value"),
