@@ -66,7 +66,7 @@ def route(board: Board, pathname: str, search: str | None = None) -> Any:
 
 
 def _database_label(board: Board) -> str:
-    return f"database {board.store.database.name}"
+    return f"database {board.store.database.name}"  # the name the store was opened on: no query
 
 
 def _require_basic_auth(server: Any, user: str, password: str) -> None:

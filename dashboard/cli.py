@@ -55,7 +55,7 @@ def wait_for_database(store: RunStore, where: str, *, retry_every: float = RETRY
     tried = 0
     while True:
         try:
-            store.database.command("ping")
+            store.ping()
             logger.info("connected to %s", where)
             return True
         except PyMongoError as error:

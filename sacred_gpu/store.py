@@ -128,6 +128,10 @@ class RunStore:
         self._samples = database[self.collections.samples]
         self._writer = MongoWriter(database, self.collections)
 
+    def ping(self) -> None:
+        """Ask the server to answer; raises pymongo's error when it cannot be reached."""
+        self.database.command("ping")
+
     # -- the runs table -------------------------------------------------------------------------------------------
     def runs(self, filter: str | dict | None = None, sort: str | None = None, limit: int | None = None,
              metrics: Mapping[str, str | Iterable[str]] | None = None, columns: Iterable[str] | None = None,
