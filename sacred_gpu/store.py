@@ -28,7 +28,7 @@ ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
 DEAD_AFTER = 120.0
 PROBABLY_DEAD = "PROBABLY_DEAD"
 
-_TABLE_PROJECTION = ["experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname", "result",
+_TABLE_PROJECTION = ["format", "experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname", "result",
                      "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
 
 
@@ -87,6 +87,17 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
             _flatten(f"{prefix}.{key}", item, out)
     else:
         out[prefix] = value
+
+
+#: Runs whose roll-ups must be aggregated from their series: written by Sacred's own observer (ours store them).
+_STOCK_RUNS = {"format": {"$ne": schema.FORMAT}, schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
+               "status": {"$ne": schema.QUEUED}}
+
+
+def _stock(doc: Mapping[str, Any]) -> bool:
+    """Whether ``doc`` (a run document) is one of :data:`_STOCK_RUNS`."""
+    return (doc.get("format") != schema.FORMAT and schema.METRIC_ROLLUPS_FIELD not in doc
+            and doc.get("status") != schema.QUEUED)
 
 
 def _run_path(config_path: str) -> str:
@@ -153,7 +164,7 @@ class RunStore:
         key, direction = self._sort_key(sort)
         cursor = self._runs.find(mongo_filter, projection).sort([(key, direction), ("_id", direction)]).skip(skip)
         docs = list(cursor.limit(limit) if limit else cursor)
-        stock = self._stock_rollups([d["_id"] for d in docs if schema.METRIC_ROLLUPS_FIELD not in d], wanted)
+        stock = self._stock_rollups([d["_id"] for d in docs if _stock(d)], wanted)
         rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns or []) for doc in docs]
         frame = pd.DataFrame(rows)
         if frame.empty:
@@ -184,19 +195,20 @@ class RunStore:
         """The runs filter, with each metric condition on the stored roll-up or, for runs written by Sacred's own
         observer, on a roll-up aggregated in the database."""
         parts = [query.runs] if query.runs else []
+        stock_ids = self._runs.distinct("_id", _STOCK_RUNS) if query.metrics else []
         for condition in query.metrics:
-            stored = f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(condition.name)}.{condition.rollup}"
-            parts.append({"$or": [{stored: {condition.op: condition.value}},
-                                  {schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
-                                   "_id": {"$in": self._stock_matches(condition)}}]})
+            stored = {f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(condition.name)}.{condition.rollup}":
+                      {condition.op: condition.value}}
+            parts.append({"$or": [stored, {"_id": {"$in": self._stock_matches(condition, stock_ids)}}]}
+                         if stock_ids else stored)
         return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
 
-    def _stock_matches(self, condition: MetricCondition) -> list[Any]:
+    def _stock_matches(self, condition: MetricCondition, run_ids: list[Any]) -> list[Any]:
         if condition.rollup.endswith("_step"):
             return []
         expression = {"min": {"$min": "$values"}, "max": {"$max": "$values"}, "mean": {"$avg": "$values"},
                       "first": {"$arrayElemAt": ["$values", 0]}, "last": {"$arrayElemAt": ["$values", -1]}}
-        pipeline = [{"$match": {"name": condition.name}},
+        pipeline = [{"$match": {"run_id": {"$in": run_ids}, "name": condition.name}},
                     {"$project": {"run_id": 1, "value": expression[condition.rollup]}},
                     {"$match": {"value": {condition.op: condition.value}}}]
         return [doc["run_id"] for doc in self._metrics.aggregate(pipeline)]

@@ -158,3 +158,25 @@ def test_tags_notes_and_delete(store, client):
     assert db.fs.files.find_one({"_id": source}) is not None  # still used by the other runs
     assert store.delete([2, 3, 4]) == 3
     assert db.fs.files.find_one({"_id": source}) is None  # no run uses it any more
+
+
+def test_runs_of_our_observer_never_aggregate_series(client, monkeypatch):
+    """Roll-ups of our runs are stored (none for a queued run or one that failed before a heartbeat): reading the
+    table or filtering on a metric must not aggregate metric series, which costs a scan of every series."""
+    def main(_run):
+        _run.log_scalar("loss", 0.5, 0)
+
+    def early_failure(_run):
+        raise RuntimeError("before any heartbeat")
+
+    observer = GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False)
+    run_experiment(main, observer)
+    with pytest.raises(RuntimeError):
+        run_experiment(early_failure, GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False),
+                       options={"--beat-interval": 60})
+    store = sacred_gpu.connect(client=client)
+    metrics = client["sacred"]["metrics"]
+    monkeypatch.setattr(type(metrics), "aggregate", lambda *a, **k: pytest.fail("aggregated metric series"))
+    frame = store.runs(metrics={"loss": "min"})
+    assert frame.loc[1, "loss.min"] == 0.5 and pd.isna(frame.loc[2, "loss.min"])
+    assert list(store.runs("loss.min < 1").index) == [1] and store.count("loss.min < 1") == 1
