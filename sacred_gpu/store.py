@@ -161,15 +161,25 @@ class RunStore:
         projection = dict.fromkeys(_TABLE_PROJECTION, 1)
         projection.update({f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(name)}": 1 for name, _ in wanted})
         projection.update(dict.fromkeys(columns or [], 1))
-        key, direction = self._sort_key(sort)
-        cursor = self._runs.find(mongo_filter, projection).sort([(key, direction), ("_id", direction)]).skip(skip)
-        docs = list(cursor.limit(limit) if limit else cursor)
+        docs = self._page(mongo_filter, self._sort_key(sort), skip, limit, projection)
         stock = self._stock_rollups([d["_id"] for d in docs if _stock(d)], wanted)
         rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns or []) for doc in docs]
         frame = pd.DataFrame(rows)
         if frame.empty:
             return pd.DataFrame(columns=["experiment", "status"]).rename_axis("id")
         return frame.set_index("id")
+
+    def _page(self, mongo_filter: dict, sort: tuple[str, int], skip: int, limit: int | None,
+              projection: dict[str, int]) -> list[dict[str, Any]]:
+        """Run documents ``skip`` .. ``skip + limit`` in ``sort`` order: the page's ids first (sorting only ids and
+        the sort key), then the page's documents by id, so no document outside the page is read whole."""
+        key, direction = sort
+        order = [(key, direction), ("_id", direction)]
+        if not limit:
+            return list(self._runs.find(mongo_filter, projection).sort(order).skip(skip))
+        ids = [doc["_id"] for doc in self._runs.find(mongo_filter, {key: 1}).sort(order).skip(skip).limit(limit)]
+        found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
+        return [found[run_id] for run_id in ids if run_id in found]
 
     def count(self, filter: str | dict | None = None) -> int:
         """How many runs match ``filter``."""
@@ -467,14 +477,14 @@ class RunStore:
     def metric_names(self, sample: int = 500) -> list[str]:
         """Names of the metric series of the ``sample`` newest runs (from their ``info.metrics``), sorted."""
         names: set[str] = set()
-        for doc in self._runs.find({}, {"info.metrics.name": 1}).sort([("start_time", -1), ("_id", -1)]).limit(sample):
+        for doc in self._page({}, ("start_time", -1), 0, sample, {"info.metrics.name": 1}):
             names.update(m.get("name") for m in (doc.get("info") or {}).get("metrics") or [] if isinstance(m, dict))
         return sorted(name for name in names if isinstance(name, str))
 
     def config_keys(self, sample: int = 200) -> list[str]:
         """Flattened ``config.*`` keys of the ``sample`` newest runs, in first-seen order."""
         keys: dict[str, None] = {}
-        for doc in self._runs.find({}, {"config": 1}).sort([("start_time", -1), ("_id", -1)]).limit(sample):
+        for doc in self._page({}, ("start_time", -1), 0, sample, {"config": 1}):
             flat: dict[str, Any] = {}
             _flatten("config", doc.get("config") or {}, flat)
             keys.update(dict.fromkeys(flat))
