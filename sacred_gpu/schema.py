@@ -172,7 +172,7 @@ def sample_document(run_id: Any, time: _dt.datetime, values: dict[str, float]) -
 #: Indexes we create, as ``(collection attribute, [(field, direction), ...])``. ``create_index`` is idempotent.
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("metrics", [("run_id", 1), ("name", 1)]),
-    ("runs", [("start_time", -1)]),
+    ("runs", [("start_time", -1), ("_id", -1)]),  # the runs table's default order, ties broken by id
     ("runs", [("status", 1)]),
     ("runs", [("experiment.name", 1)]),
     ("runs", [("heartbeat", -1)]),

@@ -177,7 +177,7 @@ class RunStore:
         order = [(key, direction), ("_id", direction)]
         if not limit:
             return list(self._runs.find(mongo_filter, projection).sort(order).skip(skip))
-        ids = [doc["_id"] for doc in self._runs.find(mongo_filter, {key: 1}).sort(order).skip(skip).limit(limit)]
+        ids = [doc["_id"] for doc in self._runs.find(mongo_filter, {"_id": 1}).sort(order).skip(skip).limit(limit)]
         found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
         return [found[run_id] for run_id in ids if run_id in found]
 

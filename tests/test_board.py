@@ -184,6 +184,8 @@ def test_basic_auth_guards_every_request(board):
     import base64
     good = base64.b64encode(b"ada:s3cret:x").decode()
     assert server.get("/", headers={"Authorization": f"Basic {good}"}).status_code == 200
+    script = server.get("/_dash-dependencies", headers={"Authorization": f"Basic {good}", "Accept-Encoding": "gzip"})
+    assert script.headers.get("Content-Encoding") == "gzip"  # responses are compressed
 
 
 def test_cli_arguments_and_database_waiting(caplog, client):

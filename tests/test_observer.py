@@ -250,7 +250,8 @@ def test_indexes_are_created_idempotently(client, db):
     run_experiment(lambda: None, GpuMongoObserver(client=client))
     run_experiment(lambda: None, GpuMongoObserver(client=client))
     run_keys = {tuple(index["key"]) for index in db.runs.index_information().values()}
-    assert {(("start_time", -1),), (("status", 1),), (("experiment.name", 1),), (("heartbeat", -1),)} <= run_keys
+    assert {(("start_time", -1), ("_id", -1)), (("status", 1),), (("experiment.name", 1),),
+            (("heartbeat", -1),)} <= run_keys
     metric_keys = {tuple(index["key"]) for index in db.metrics.index_information().values()}
     assert (("run_id", 1), ("name", 1)) in metric_keys
 
