@@ -54,6 +54,7 @@ from typing import Any
 import mongomock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.store_table import load_directly  # noqa: E402
 from dashboard import columns as cols  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from dashboard.board import Board  # noqa: E402
@@ -183,11 +184,8 @@ def build(runs: int, seed: int = 0) -> mongomock.MongoClient:
             if rng.random() < 0.2:
                 doc["omniboard"]["notes"] = f"run {run_id}: lr {config['lr']}, see the sweep's report"
         run_docs.append(doc)
-    for collection, docs in ((db.runs, run_docs), (db.metrics, metric_docs)):
-        collection.insert_one({"_id": "probe"})  # let mongomock create the collection, then load the documents
-        collection.delete_one({"_id": "probe"})
-        for doc in docs:
-            collection._store[doc["_id"]] = doc
+    load_directly(db.runs, run_docs)
+    load_directly(db.metrics, metric_docs)
     store = connect(client=client)
     store.save_metric_columns(COLUMNS)
     return client

@@ -26,7 +26,7 @@ import mongomock
 
 from sacred_gpu import connection, schema
 from sacred_gpu.sampling.catalog import CATALOG
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.sampling.fake_nvml import FakeGpu, FakeNvml, two_gpus
 from sacred_gpu.sampling.gpu_collector import GpuCollector
 from sacred_gpu.sampling.monitor import SystemMonitor
 from sacred_gpu.sampling.sampler import Sampler
@@ -65,6 +65,17 @@ class ReplayHost:
         return {spec.name: 50.0 + 40.0 * phase for spec in HOST_METRICS if slow or spec.tier == "fast"}
 
 
+def simulated_monitor(clock: FakeClock) -> tuple[list[FakeGpu], Sampler, SystemMonitor]:
+    """The real sampling pipeline on ``clock``: two simulated GPUs (returned, to drive them) and a replayed host,
+    opened, at 1 Hz / 10 s."""
+    gpus = two_gpus()
+    sampler = Sampler([GpuCollector(FakeNvml(gpus), pids=lambda: set()), ReplayHost(clock)], 1.0, 10.0,
+                      clock=clock, wallclock=clock.wall)
+    monitor = SystemMonitor(sampler=sampler, gpu_names={0: gpus[0].name, 1: gpus[1].name})
+    sampler.open()
+    return gpus, sampler, monitor
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=30.0)
@@ -72,11 +83,7 @@ def main() -> int:
     args = parser.parse_args()
 
     clock = FakeClock()
-    gpus = two_gpus()
-    sampler = Sampler([GpuCollector(FakeNvml(gpus), pids=lambda: set()), ReplayHost(clock)], 1.0, 10.0,
-                      clock=clock, wallclock=clock.wall)
-    monitor = SystemMonitor(sampler=sampler, gpu_names={0: gpus[0].name, 1: gpus[1].name})
-    sampler.open()
+    gpus, sampler, monitor = simulated_monitor(clock)
     db = connection.open_client(client=mongomock.MongoClient())["sacred"]
     writer = MongoWriter(db)
     writer.ensure_indexes()

@@ -43,14 +43,10 @@ from typing import Any, Callable
 import mongomock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.month_run import FakeClock, ReplayHost  # noqa: E402
+from benchmarks.month_run import FakeClock, simulated_monitor  # noqa: E402
 from dashboard import figures, plots  # noqa: E402
 from dashboard.board import Board  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus  # noqa: E402
-from sacred_gpu.sampling.gpu_collector import GpuCollector  # noqa: E402
-from sacred_gpu.sampling.monitor import SystemMonitor  # noqa: E402
-from sacred_gpu.sampling.sampler import Sampler  # noqa: E402
 from sacred_gpu.series import MetricSeries  # noqa: E402
 from sacred_gpu.store import connect  # noqa: E402
 from sacred_gpu.writer import MongoWriter  # noqa: E402
@@ -90,11 +86,7 @@ def write_system(writer: MongoWriter, run_id: int, seconds: int, beat: int) -> t
     """24 h (``seconds``) of 1 Hz samples through the real sampling pipeline; returns info.metrics entries and the
     ``system`` roll-ups."""
     clock = FakeClock()
-    gpus = two_gpus()
-    sampler = Sampler([GpuCollector(FakeNvml(gpus), pids=lambda: set()), ReplayHost(clock)], 1.0, 10.0,
-                      clock=clock, wallclock=clock.wall)
-    monitor = SystemMonitor(sampler=sampler, gpu_names={0: gpus[0].name, 1: gpus[1].name})
-    sampler.open()
+    gpus, sampler, monitor = simulated_monitor(clock)
     series: dict[str, dict[str, list]] = {}
     rollups: dict = {}
 

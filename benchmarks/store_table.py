@@ -63,12 +63,17 @@ def build(runs: int, points: int, ours: bool) -> mongomock.MongoClient:
             doc[schema.SYSTEM_FIELD] = {"gpu_count": 2, "gpu_model": "NVIDIA H100", "gpu_mem_peak_mib": 30000.0,
                                         "gpu_util_mean_pct": 80.0}
         run_docs.append(doc)
-    for collection, docs in ((db.runs, run_docs), (db.metrics, metric_docs)):
-        collection.insert_one({"_id": "probe"})  # let mongomock create the collection, then load the documents
-        collection.delete_one({"_id": "probe"})
-        for doc in docs:
-            collection._store[doc["_id"]] = doc
+    load_directly(db.runs, run_docs)
+    load_directly(db.metrics, metric_docs)
     return client
+
+
+def load_directly(collection: mongomock.Collection, docs: list[dict]) -> None:
+    """Put ``docs`` into a mongomock collection's store without copying them (``insert_many`` copies each)."""
+    collection.insert_one({"_id": "probe"})  # let mongomock create the collection, then load the documents
+    collection.delete_one({"_id": "probe"})
+    for doc in docs:
+        collection._store[doc["_id"]] = doc
 
 
 def timed(client: mongomock.MongoClient, repeat: int) -> tuple[float, int]:
