@@ -43,6 +43,12 @@ def graph(page: Any, kind: tuple[str, str], value: str, low: float = 0, high: fl
     return page.evaluate(GRAPH_STATE, [*kind, value, low, high])
 
 
+def settle(page: Any) -> None:
+    """Wait until no callback is in flight (Dash shows its loading marker meanwhile): a zoom made while a figure
+    is still on its way is what a person would redo, not what these tests check."""
+    page.wait_for_selector("._dash-loading-callback", state="detached")
+
+
 def wait_for(page: Any, kind: tuple[str, str], value: str, check: Callable[[dict], bool], low: float = 0,
              high: float = 0, timeout: float = 30.0) -> dict:
     """Poll the graph until ``check(state)`` holds; fail with the last state seen."""
@@ -78,6 +84,7 @@ def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
     wait_for(page, METRIC, "loss", lambda s: s["title"] == "step")
 
     # zoom as a person does with the mouse: Plotly relayouts the x axis, the server sends every point of the range
+    settle(page)
     page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000}])
     detail = wait_for(page, METRIC, "loss", lambda s: s["inside"] == 1_001, 20_000, 21_000)
     assert "every point in range: 1,001" in detail["note"] and detail["range"] == [20_000, 21_000]
@@ -90,9 +97,11 @@ def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
 
     # zooming one system panel shows the same range in every system panel
     low, high = sorted(gpu["xs"])[1], sorted(gpu["xs"])[-2]  # seconds since the start of samples taken
+    settle(page)
     page.evaluate(RELAYOUT, [*SYSTEM, "gpu-util", {"xaxis.range[0]": low, "xaxis.range[1]": high}])
     memory = wait_for(page, SYSTEM, "gpu-mem", lambda s: s["range"] == [low, high])
     assert memory["note"].startswith("every sample in range") and memory["points"][0] == len(gpu["xs"]) - 2
+    settle(page)
     page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.autorange": True}])
     wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"])
     assert page.js_errors == []

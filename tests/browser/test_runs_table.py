@@ -42,6 +42,14 @@ def open_board(page: Any, served: Any) -> None:
     page.wait_for_selector(".ag-pinned-left-cols-container .ag-row [col-id=id] a")
 
 
+def choose(page: Any, dropdown: str, option: str) -> None:
+    """Pick ``option`` from a Dash dropdown the way a person does: open it, search, click the option."""
+    page.click(dropdown)
+    page.locator(".dash-dropdown-search").last.fill(option)
+    page.locator(".dash-dropdown-option", has_text=option).first.click()
+    page.wait_for_selector(f"{dropdown} .dash-dropdown-value:has-text('{option}')")
+
+
 def filter_by(page: Any, text: str) -> None:
     query = page.locator("#runs-query")
     query.fill(text)
@@ -65,9 +73,7 @@ def test_open_sort_and_filter_by_config_and_metric_rollup(page, served):
     assert page.inner_text("#runs-count") == "3 runs"
     # a metric roll-up column, added from the columns panel, then filtered on
     page.click(".columns-panel summary")
-    page.click("#runs-metric-name")
-    page.keyboard.type("loss")
-    page.keyboard.press("Enter")
+    choose(page, "#runs-metric-name", "loss")
     page.click("#runs-add-metric")
     page.wait_for_selector('.ag-header-cell[col-id="loss.min"]')
     assert cell(page, 2, "loss.min").inner_text() == "0.2"
