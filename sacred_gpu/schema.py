@@ -101,8 +101,9 @@ def cap_output(text: str, cap: int = OUTPUT_CAP) -> str:
 #: view of the series (every 2nd, then 4th, ... point; at most twice this many points, well under 16 MB) and
 #: ``full_points`` says how many of its leading points are complete; every later point is kept in
 #: ``metric_chunks`` documents ({metric_id, run_id, name, seq, steps, values, timestamps}, and since the run page
-#: the fields of :func:`chunk_summary`), one or more per batch of points the observer hands over.
-METRIC_CAP = 100_000
+#: the fields of :func:`chunk_summary`), one or more per batch of points the observer hands over. Kept small: MongoDB
+#: rewrites the whole document on every heartbeat's ``$push`` and Omniboard draws every point of it.
+METRIC_CAP = 20_000
 #: Points per chunk document (and per journal record), about 1.5 MB of BSON.
 CHUNK_POINTS = 50_000
 #: Points per bucket of a chunk's ``preview``, which keeps each bucket's lowest and highest point (about 1,000 points

@@ -174,7 +174,7 @@ class RunStore:
         """Run documents ``skip`` .. ``skip + limit`` in ``sort`` order: the page's ids first (sorting only ids and
         the sort key), then the page's documents by id, so no document outside the page is read whole."""
         key, direction = sort
-        order = [(key, direction), ("_id", direction)]
+        order = [(key, direction)] + ([("_id", direction)] if key != "_id" else [])  # ids break ties
         if not limit:
             return list(self._runs.find(mongo_filter, projection).sort(order).skip(skip))
         ids = [doc["_id"] for doc in self._runs.find(mongo_filter, {"_id": 1}).sort(order).skip(skip).limit(limit)]
