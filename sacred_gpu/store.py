@@ -151,7 +151,7 @@ class RunStore:
 
         ``filter``: the query language (``status == COMPLETED and config.lr < 0.01 and val_loss.min < 0.3``) or a
         MongoDB filter limited to safe operators. ``sort``: a column (``start``, ``config.lr``, ``val_loss.min``),
-        ``-`` first for descending; default newest first. ``metrics``: ``{"val_loss": "min", "acc": ["last",
+        ``-`` first for descending; default newest first; runs without a value last either way. ``metrics``: ``{"val_loss": "min", "acc": ["last",
         "max_step"]}``, shown as columns ``val_loss.min`` ...; ``columns``: extra dotted paths to show.
         """
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -171,8 +171,26 @@ class RunStore:
 
     def _page(self, mongo_filter: dict, sort: tuple[str, int], skip: int, limit: int | None,
               projection: dict[str, int]) -> list[dict[str, Any]]:
-        """Run documents ``skip`` .. ``skip + limit`` in ``sort`` order: the page's ids first (sorting only ids and
-        the sort key), then the page's documents by id, so no document outside the page is read whole."""
+        """Run documents ``skip`` .. ``skip + limit`` in ``sort`` order. Descending, runs without a value come last
+        as MongoDB orders them; ascending too (MongoDB would put them first, before the lowest value): the runs
+        with a value, then the others by id, so that sorting by a loss shows the best runs first."""
+        key, direction = sort
+        if direction < 0 or key == "_id":
+            return self._sorted(mongo_filter, sort, skip, limit, projection)
+        valued = {"$and": [mongo_filter, {key: {"$ne": None}}]} if mongo_filter else {key: {"$ne": None}}
+        blank = {"$and": [mongo_filter, {key: None}]} if mongo_filter else {key: None}
+        docs = self._sorted(valued, sort, skip, limit, projection)
+        if limit and len(docs) == limit:
+            return docs
+        # past the runs with a value: where the others start (counted only when the page starts past them)
+        after = 0 if docs else max(0, skip - self._runs.count_documents(valued))
+        rest = None if not limit else limit - len(docs)
+        return docs + self._sorted(blank, ("_id", 1), after, rest, projection)
+
+    def _sorted(self, mongo_filter: dict, sort: tuple[str, int], skip: int, limit: int | None,
+                projection: dict[str, int]) -> list[dict[str, Any]]:
+        """The page's ids first (sorting only ids and the sort key), then the page's documents by id, so no
+        document outside the page is read whole."""
         key, direction = sort
         order = [(key, direction)] + ([("_id", direction)] if key != "_id" else [])  # ids break ties
         if not limit:
