@@ -15,8 +15,10 @@
    the loop). The target is judged on the median over trials of the longest step of the observer as it comes.
 2. Sustained rate (target: 100,000 points/s with no growing backlog). The loop logs 100,000 points/s through
    Sacred's ``log_scalar`` (heartbeat every 1 s); every 2 s the points stored in MongoDB (mongomock, in this
-   process) and the journal's unacknowledged bytes are read. Printed: the rate of points persisted and the
-   backlog over time.
+   process) and the journal's unacknowledged bytes are read. Printed: the backlog over time, the rate the loop
+   logged at (on a small VM Sacred's own ``log_scalar`` queue and the in-process mongomock share the loop's CPU, so
+   it may fall a little short of 100,000/s) and the rate of points persisted (least squares over the readings from
+   4 s on), on which the target is judged, with every point stored at the end.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def rate_trial(seconds: float, rate: int = 100_000) -> None:
           f"{slope:,.0f} points/s (least squares from 4 s on; readings move in heartbeat steps); journal backlog "
           f"{'GROWING' if growing else 'flat, about one heartbeat of points'}; all {final:,} stored at the end: "
           f"{final == logged}")
-    met = logged / seconds >= 0.99 * rate and not growing and final == logged
+    met = slope >= 0.99 * rate and not growing and final == logged  # what MongoDB took in, as the target says
     print(f"target: 100,000 points/s persisted with no growing backlog -> {'MET' if met else 'NOT MET'}")
 
 
