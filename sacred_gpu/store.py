@@ -151,8 +151,9 @@ class RunStore:
 
         ``filter``: the query language (``status == COMPLETED and config.lr < 0.01 and val_loss.min < 0.3``) or a
         MongoDB filter limited to safe operators. ``sort``: a column (``start``, ``config.lr``, ``val_loss.min``),
-        ``-`` first for descending; default newest first; runs without a value last either way. ``metrics``: ``{"val_loss": "min", "acc": ["last",
-        "max_step"]}``, shown as columns ``val_loss.min`` ...; ``columns``: extra dotted paths to show.
+        ``-`` first for descending; default newest first; runs without a value last either way. ``metrics``:
+        ``{"val_loss": "min", "acc": ["last", "max_step"]}``, shown as columns ``val_loss.min`` ...; ``columns``:
+        extra dotted paths to show.
         """
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         query = compile_filter(filter, now=now, dead_after=self.dead_after)
