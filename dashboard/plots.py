@@ -5,7 +5,8 @@ Metrics: one panel per user metric, read as an overview (:meth:`RunStore.metric_
 long series) and, when a panel is zoomed, at full resolution over the zoomed range (:meth:`RunStore.metric_range`).
 GPU and host: panels per quantity (one line per GPU), from every sample where the run has few enough, else from the
 heartbeat windows of Sacred's ``sys/...`` series, with every sample of a zoomed range; all system panels zoom
-together. The run's system roll-ups are shown in a table.
+together. The run's system roll-ups are shown in a table. While the run is RUNNING its document is re-read every
+``board.refresh`` seconds and every plot is redrawn from it, keeping its x axis, zoom and smoothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ X_MODE = "run-plots-x"
 SMOOTHING = "run-plots-smoothing"
 LOG_Y = "run-plots-log"
 RUN = "run-plots-run"  # dcc.Store: what the callbacks need to know of the run
+TICK = "run-plots-tick"  # dcc.Interval: re-reads a running run, which redraws its plots
+SYSTEM_ZOOM = "run-plots-system-zoom"  # dcc.Store: the x range the system panels show (None: the whole run)
 METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
 SYSTEM = "run-plots-system"  # pattern id type: {"type": SYSTEM, "panel": <panel key>}
 #: Runs with at most this many system samples are plotted from every sample; so is a zoomed range expected to hold
@@ -50,12 +53,14 @@ def run_key(run_id: str) -> Any:
 
 
 #: The run document's fields :func:`plot_context` reads.
-PLOT_FIELDS = ("info.metrics", schema.SYSTEM_FIELD, "start_time", "stop_time", "heartbeat", schema.METRIC_ROLLUPS_FIELD)
+PLOT_FIELDS = ("info.metrics", schema.SYSTEM_FIELD, "start_time", "stop_time", "heartbeat", schema.METRIC_ROLLUPS_FIELD,
+               "status")
 
 
 def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What the plot callbacks need to know of a run (JSON, for a ``dcc.Store``), from its document's
-    :data:`PLOT_FIELDS`: id, start and stop, sample count, metric and ``sys/`` series names, roll-up extents."""
+    :data:`PLOT_FIELDS`: id, start and stop, sample count, metric and ``sys/`` series names, roll-up extents, and
+    whether it is running (its plots are then redrawn as it goes)."""
     names = [m["name"] for m in (doc.get("info") or {}).get("metrics") or []
              if isinstance(m, dict) and isinstance(m.get("name"), str)]
     user = [name for name in dict.fromkeys(names) if not name.startswith("sys/")]
@@ -63,7 +68,8 @@ def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
     start = doc.get("start_time")
     stop = doc.get("stop_time") or doc.get("heartbeat")
     rollups = doc.get(schema.METRIC_ROLLUPS_FIELD) or {}
-    return {"run_id": doc["_id"], "start": start.isoformat() if start else None,
+    return {"run_id": doc["_id"], "running": doc.get("status") == schema.RUNNING,
+            "start": start.isoformat() if start else None,
             "stop": stop.isoformat() if stop else None, "samples": system.get("samples"),
             "metric_names": user, "system_names": sorted({name for name in names if name.startswith("sys/")}),
             "rollups": {name: {field: value for field, value in (rollups.get(schema.bson_key(name)) or {}).items()
@@ -95,6 +101,8 @@ def layout(board: Board, run_id: str | int) -> html.Div:
     panels = figures.system_panels(system_names)
     return html.Div(className="run-plots", children=[
         dcc.Store(id=RUN, data=run),
+        dcc.Interval(id=TICK, interval=int(board.refresh * 1000), disabled=not run["running"]),
+        dcc.Store(id=SYSTEM_ZOOM),
         html.H4("Metrics"), controls,
         html.Div(metric_panels, style=GRID) if metric_panels else html.P("This run logged no metrics.",
                                                                             className="note"),
@@ -164,6 +172,13 @@ def _rollup_tables(system: Mapping[str, Any]) -> html.Div:
 
 
 # -- what the callbacks do, as plain functions ----------------------------------------------------------------------
+def refreshed_context(board: Board, run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The plot context of a running run re-read (new points, samples, its end), or None where nothing changed
+    (the plots are then left as they are). KeyError where the run is gone."""
+    fresh = plot_context(board.store.run(run["run_id"], PLOT_FIELDS))
+    return None if fresh == run else fresh
+
+
 def parse_relayout(relayout: Mapping[str, Any] | None) -> tuple[Any, Any] | str | None:
     """The x range a Plotly relayout event sets: ``(low, high)``, ``"reset"`` (autorange), or None (no x change)."""
     if not relayout:
@@ -293,10 +308,10 @@ def register(app: Any, board: Board) -> None:
     @app.callback(Output({"type": METRIC, "name": MATCH}, "figure"),
                   Output({"type": METRIC, "name": MATCH}, "relayoutData"),
                   Input(X_MODE, "value"), Input(SMOOTHING, "value"), Input(LOG_Y, "value"),
-                  Input({"type": METRIC, "name": MATCH}, "relayoutData"),
-                  State({"type": METRIC, "name": MATCH}, "id"), State(RUN, "data"))
-    def _metric(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, graph: dict,
-                run: dict) -> tuple[Any, Any]:
+                  Input({"type": METRIC, "name": MATCH}, "relayoutData"), Input(RUN, "data"),
+                  State({"type": METRIC, "name": MATCH}, "id"))
+    def _metric(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, run: dict,
+                graph: dict) -> tuple[Any, Any]:
         zoom = parse_relayout(relayout)
         triggered = ctx.triggered_id
         if isinstance(triggered, dict) and zoom is None:
@@ -313,10 +328,10 @@ def register(app: Any, board: Board) -> None:
         return figure, None if triggered == X_MODE else no_update
 
     @app.callback(Output({"type": SYSTEM, "panel": ALL}, "figure"),
-                  Output({"type": SYSTEM, "panel": ALL}, "relayoutData"),
-                  Input(X_MODE, "value"), Input({"type": SYSTEM, "panel": ALL}, "relayoutData"),
-                  State({"type": SYSTEM, "panel": ALL}, "id"), State(RUN, "data"))
-    def _system(x_mode: str, relayouts: list, ids: list, run: dict) -> tuple[list, list]:
+                  Output({"type": SYSTEM, "panel": ALL}, "relayoutData"), Output(SYSTEM_ZOOM, "data"),
+                  Input(X_MODE, "value"), Input({"type": SYSTEM, "panel": ALL}, "relayoutData"), Input(RUN, "data"),
+                  State({"type": SYSTEM, "panel": ALL}, "id"), State(SYSTEM_ZOOM, "data"))
+    def _system(x_mode: str, relayouts: list, run: dict, ids: list, shown: list | None) -> tuple[list, list, Any]:
         if not ids:
             raise PreventUpdate
         triggered, zoom = ctx.triggered_id, None
@@ -324,12 +339,27 @@ def register(app: Any, board: Board) -> None:
             zoom = parse_relayout(relayouts[ids.index(triggered)])
             if zoom is None:
                 raise PreventUpdate
+        elif triggered == RUN and shown:  # a running run re-read: the panels keep the range they show
+            zoom = tuple(shown)
         try:
             out = system_figures(board, run, [item["panel"] for item in ids], x_mode or "wall", zoom)
         except PyMongoError as error:
             logger.warning("system samples of run %r: MongoDB unreachable: %s", run["run_id"], short_error(error))
             out = [_message(f"MongoDB unreachable: {short_error(error)}")] * len(ids)
-        return out, [None if triggered == X_MODE else no_update] * len(ids)
+        kept = list(zoom) if isinstance(zoom, tuple) else None
+        return out, [None if triggered == X_MODE else no_update] * len(ids), kept
+
+    @app.callback(Output(RUN, "data"), Output(TICK, "disabled"), Input(TICK, "n_intervals"), State(RUN, "data"),
+                  prevent_initial_call=True)
+    def _tick(_: int, run: dict) -> tuple[Any, bool]:
+        try:
+            fresh = refreshed_context(board, run)
+        except KeyError:  # deleted meanwhile: the plots stay as they were
+            return no_update, True
+        except PyMongoError as error:
+            logger.warning("run %r: MongoDB unreachable: %s", run["run_id"], short_error(error))
+            return no_update, False
+        return (no_update, False) if fresh is None else (fresh, not fresh["running"])
 
 
 def _message(text: str) -> go.Figure:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -260,3 +261,47 @@ def test_layout_shows_rollups_or_says_there_is_no_gpu_data(long_run, client):
     no_gpu = plots.layout(board, "2")
     assert "No GPU data" in str(no_gpu) and [i["panel"] for i in ids_in(no_gpu, plots.SYSTEM)][0] == "cpu"
     assert "no run 99" in str(plots.layout(board, "99")).lower()
+
+
+def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
+    """While a run is RUNNING the page's interval re-reads it: new points reach the plots; its end stops the
+    interval. A real Sacred run, read while it goes on."""
+    board = Board(connect(client=client))
+    seen: dict[str, Any] = {}
+
+    def recorded(count: int) -> dict:
+        """The run's plot context once ``count`` points of 'loss' are in the database (written in the background)."""
+        deadline = time.monotonic() + 10
+        while True:
+            context = plots.plot_context(board.store.run(1, plots.PLOT_FIELDS)) if board.store.count() else {}
+            if context.get("rollups", {}).get("loss", {}).get("count") == count or time.monotonic() > deadline:
+                return context
+            time.sleep(0.05)
+
+    def main(_run):
+        for step in range(5):
+            _run.log_scalar("loss", 1.0 / (step + 1), step)
+        recorded(5)
+        layout = plots.layout(board, "1")
+        seen["tick"] = next(c for c in layout.children if getattr(c, "id", None) == plots.TICK)
+        seen["first"] = run_data(layout)
+        seen["unchanged"] = plots.refreshed_context(board, seen["first"])
+        for step in range(5, 12):
+            _run.log_scalar("loss", 1.0 / (step + 1), step)
+        recorded(12)
+        seen["later"] = plots.refreshed_context(board, seen["first"])
+
+    run_experiment(main, GpuMongoObserver(client=client, sampling=False), options={"--beat-interval": 0.1})
+    first, later = seen["first"], seen["later"]
+    assert first["running"] and seen["tick"].disabled is False
+    unchanged = seen["unchanged"]  # None, unless a heartbeat landed in between (it moves the run's last time)
+    assert unchanged is None or (unchanged["stop"] != first["stop"] and unchanged["rollups"] == first["rollups"])
+    assert later["rollups"]["loss"]["count"] == 12 and later["running"]
+    assert "12 points" in plots.metric_panel(board, later, "loss").layout.annotations[0].text
+    ended = plots.refreshed_context(board, later)
+    assert ended is not None and not ended["running"] and ended["stop"] is not None
+    assert plots.refreshed_context(board, ended) is None
+    with pytest.raises(KeyError):
+        plots.refreshed_context(board, dict(ended, run_id=99))
+    finished = plots.layout(board, "1")
+    assert next(c for c in finished.children if getattr(c, "id", None) == plots.TICK).disabled is True

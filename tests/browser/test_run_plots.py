@@ -1,12 +1,15 @@
-"""The run page's plots in headless Chromium: switch the x axis, smooth, zoom and see every point of the range load."""
+"""The run page's plots in headless Chromium: switch the x axis, smooth, zoom and see every point of the range load;
+a running run's plots follow its new points."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any, Callable
 
 import pytest
 
+from sacred_gpu import schema
 from tests.test_figures import record_long_run
 
 pytestmark = pytest.mark.browser
@@ -64,7 +67,7 @@ def wait_for(page: Any, kind: tuple[str, str], value: str, check: Callable[[dict
 
 @pytest.fixture
 def served(client: Any, serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    return serve(record_long_run(client, monkeypatch))
+    return serve(record_long_run(client, monkeypatch), refresh=1.0)  # a RUNNING run's plots: redrawn every 1 s
 
 
 def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
@@ -104,4 +107,25 @@ def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
     settle(page)
     page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.autorange": True}])
     wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"])
+    assert page.js_errors == []
+
+
+def test_running_run_plots_follow_new_points_and_keep_the_zoom(page, served, db):
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": now}, "$unset": {"stop_time": ""}})
+    page.goto(f"{served.url}/run/1")
+    wait_for(page, METRIC, "acc", lambda s: s["points"] == [3])
+    wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"])
+    settle(page)
+    page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000}])
+    wait_for(page, METRIC, "loss", lambda s: s["inside"] == 1_001, 20_000, 21_000)
+    # the observer's next heartbeat, as it writes it: a point appended, the roll-up counted, the heartbeat moved
+    acc = db.metrics.find_one({"run_id": 1, "name": "acc"})
+    db.metrics.update_one({"_id": acc["_id"]}, {"$push": {"steps": 3, "values": 0.9, "timestamps": now}})
+    db.runs.update_one({"_id": 1}, {"$set": {f"{schema.METRIC_ROLLUPS_FIELD}.acc.count": 4,
+                                             "heartbeat": now + dt.timedelta(seconds=1)}})
+    wait_for(page, METRIC, "acc", lambda s: s["points"] == [4] and s["xs"][-1] == 3)
+    settle(page)
+    zoomed = graph(page, METRIC, "loss", 20_000, 21_000)
+    assert zoomed["range"] == [20_000, 21_000] and zoomed["inside"] == 1_001  # the redraw kept the zoom
     assert page.js_errors == []
