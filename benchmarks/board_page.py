@@ -393,7 +393,7 @@ def measure(browser: Browser, store: RunStore, name: str, request: dict, filter_
     if http.result is not None:
         sent, payload = browser.read(http.result)
         response = payload["response"]
-        assert not response.get(runs_page.MESSAGE, {}).get("children"), response.get(runs_page.MESSAGE)
+        assert not response.get(runs_page.ROWS_STATUS, {}).get("children"), response.get(runs_page.ROWS_STATUS)
         rows = response[runs_page.GRID]["getRowsResponse"]
         text = gzip.decompress(sent) if browser.encoding == "gzip" else sent
         result.update(sent=len(sent), gzip=len(gzip.compress(text, 6)), data=rows["rowData"], total=rows["rowCount"])

@@ -33,7 +33,8 @@ RELOAD = "runs-reload"  # dcc.Store: bumped to reload the table from its first r
 TICK = "runs-tick"
 PURGED = "runs-purged"  # dcc.Store outputs of the client-side callbacks that drive the grid
 REFRESHED = "runs-refreshed"
-MESSAGE = "runs-message"
+MESSAGE = "runs-message"  # what the user's last action did (saved, deleted, ...)
+ROWS_STATUS = "runs-rows-status"  # why rows cannot be read now (MongoDB unreachable, a bad sort), else empty
 COUNT = "runs-count"
 METRIC_NAME = "runs-metric-name"
 METRIC_ROLLUP = "runs-metric-rollup"
@@ -82,6 +83,7 @@ def layout(board: Board) -> html.Div:
         dcc.ConfirmDialog(id=CONFIRM),
         _columns_panel(board, settings, defs),
         html.Span(id=MESSAGE, className="message", role="status"),
+        html.Span(id=ROWS_STATUS, className="message", role="status"),
     ])
     return html.Div([
         toolbar, actions, grid,
@@ -227,8 +229,9 @@ def register(app: Any, board: Board) -> None:
     def _filter(status: str | None, text: str | None) -> tuple[Any, str]:
         return check_filter(status, text)
 
-    @app.callback(Output(GRID, "getRowsResponse"), Output(MESSAGE, "children", allow_duplicate=True),
-                  Output(COUNT, "children"),
+    # Rows report their own trouble beside the actions' messages: a refresh every few seconds must not wipe out
+    # "saved tags of run 2", and a recovered database clears its own warning.
+    @app.callback(Output(GRID, "getRowsResponse"), Output(ROWS_STATUS, "children"), Output(COUNT, "children"),
                   Input(GRID, "getRowsRequest"), State(FILTER, "data"), State(SPEC, "data"),
                   prevent_initial_call=True)
     def _rows(request: dict | None, filter_text: str, spec: dict) -> tuple[Any, str, Any]:

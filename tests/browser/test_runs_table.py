@@ -95,6 +95,8 @@ def test_tag_is_saved_and_kept_after_reload_and_layout_is_shared(page, browser, 
     editor.press("Enter")
     page.wait_for_selector("#runs-message:has-text('saved tags of run 2')")
     assert served.store.run(2)["omniboard"]["tags"] == ["baseline", "sweep"]
+    time.sleep(2.5)  # two refreshes of the rows (every 1 s here) leave the message in place
+    assert "saved tags of run 2" in page.inner_text("#runs-message")
     # hide a column from the panel: every browser sees the layout, after a reload too
     page.click(".columns-panel summary")
     page.locator(".visible-columns label", has_text="Host").locator("input").uncheck()
