@@ -18,6 +18,7 @@ import pandas as pd
 
 from sacred_gpu import connection, schema
 from sacred_gpu.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
+from sacred_gpu.series_reads import SeriesReads
 from sacred_gpu.writer import MongoWriter
 
 logger = logging.getLogger(__name__)
@@ -107,26 +108,9 @@ def _run_path(config_path: str) -> str:
         else f"config.{config_path}"
 
 
-def _series_frame(name: str, parts: Iterable[Mapping[str, Any]], timestamps: bool = True) -> pd.DataFrame:
-    """One series' points from documents holding ``steps``, ``values`` (and ``timestamps``) lists."""
-    steps: list = []
-    values: list = []
-    stamps: list = []
-    for part in parts:
-        steps += part.get("steps", [])
-        values += part.get("values", [])
-        stamps += part.get("timestamps", []) if timestamps else []
-    return pd.DataFrame({"name": name, "step": steps, "timestamp": stamps if timestamps else None, "value": values})
-
-
-def _concat_series(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    if not frames:
-        return pd.DataFrame(columns=["name", "step", "timestamp", "value"])
-    return pd.concat(frames, ignore_index=True).sort_values(["name", "step"], kind="stable", ignore_index=True)
-
-
-class RunStore:
-    """Reads runs, metric series, system samples and files of one database (``database``: pymongo or mongomock)."""
+class RunStore(SeriesReads):
+    """Reads runs, metric series, system samples and files of one database (``database``: pymongo or mongomock);
+    the series and samples through :class:`~sacred_gpu.series_reads.SeriesReads`."""
 
     def __init__(self, database: Any, collections: schema.Collections | None = None, *,
                  dead_after: float = DEAD_AFTER) -> None:
@@ -314,138 +298,6 @@ class RunStore:
         if doc is None:
             raise KeyError(f"no run {run_id!r}")
         return doc
-
-    def metrics(self, run_id: Any, names: Iterable[str] | None = None) -> pd.DataFrame:
-        """The run's metric series at full resolution: columns ``name``, ``step``, ``timestamp``, ``value``."""
-        query: dict[str, Any] = {"run_id": run_id}
-        if names is not None:
-            query["name"] = {"$in": list(names)}
-        frames = []
-        for doc in self._metrics.find(query):
-            full = doc.get("full_points")
-            steps, values, stamps = doc.get("steps", []), doc.get("values", []), doc.get("timestamps", [])
-            if full is not None:  # past the cap: the complete head here, the rest in chunks
-                steps, values, stamps = steps[:full], values[:full], stamps[:full]
-                for chunk in self._chunks.find({"metric_id": doc["_id"]}).sort("seq", 1):  # extend: linear in chunks
-                    steps.extend(chunk["steps"])
-                    values.extend(chunk["values"])
-                    stamps.extend(chunk["timestamps"])
-            frames.append(pd.DataFrame({"name": doc["name"], "step": steps, "timestamp": stamps, "value": values}))
-        if not frames:
-            return pd.DataFrame(columns=["name", "step", "timestamp", "value"])
-        return pd.concat(frames, ignore_index=True).sort_values(["name", "step"], kind="stable", ignore_index=True)
-
-    def system(self, run_id: Any, start: dt.datetime | None = None, end: dt.datetime | None = None,
-               max_points: int | None = None) -> pd.DataFrame:
-        """GPU and host samples (columns ``sys/...``) with a DatetimeIndex; averaged into at most ``max_points``
-        time buckets in the database when given."""
-        match: dict[str, Any] = {schema.SAMPLE_RUN: run_id}
-        when = {key: value for key, value in (("$gte", start), ("$lte", end)) if value is not None}
-        if when:
-            match[schema.SAMPLE_TIME] = when
-        total = self._samples.count_documents(match)
-        if max_points and total > max_points:
-            docs = self._bucketed(run_id, match, max_points)
-        else:
-            docs = list(self._samples.find(match, {"_id": 0, schema.SAMPLE_RUN: 0}).sort(schema.SAMPLE_TIME, 1))
-        if not docs:
-            return pd.DataFrame(index=pd.DatetimeIndex([], name="time"))
-        frame = pd.DataFrame(docs).set_index(schema.SAMPLE_TIME).rename_axis("time")
-        frame.index = pd.DatetimeIndex(frame.index)
-        return frame.rename(columns=lambda name: f"sys/{name}").sort_index(axis=1)
-
-    def _bucketed(self, run_id: Any, match: dict, max_points: int) -> list[dict]:
-        first = self._samples.find_one(match, sort=[(schema.SAMPLE_TIME, 1)])[schema.SAMPLE_TIME]
-        last = self._samples.find_one(match, sort=[(schema.SAMPLE_TIME, -1)])[schema.SAMPLE_TIME]
-        width = max(1, int(((last - first).total_seconds() * 1000) // max_points) + 1)  # ms per bucket
-        fields = self._sample_fields(run_id)
-        offset = {"$subtract": [f"${schema.SAMPLE_TIME}", first]}
-        group: dict[str, Any] = {"_id": {"$subtract": [offset, {"$mod": [offset, width]}]},
-                                 schema.SAMPLE_TIME: {"$min": f"${schema.SAMPLE_TIME}"}}
-        group.update({field: {"$avg": f"${field}"} for field in fields})
-        docs = list(self._samples.aggregate([{"$match": match}, {"$group": group},
-                                             {"$sort": {schema.SAMPLE_TIME: 1}}]))
-        for doc in docs:
-            doc.pop("_id", None)
-            for field in fields:
-                if doc.get(field) is None:
-                    doc.pop(field, None)
-        return docs
-
-    def _sample_fields(self, run_id: Any) -> list[str]:
-        """Sample fields of a run: the names of its ``sys/`` series, without the prefix."""
-        doc = self._runs.find_one({"_id": run_id}, {"info.metrics": 1}) or {}
-        return sorted({m["name"].removeprefix("sys/") for m in (doc.get("info") or {}).get("metrics", [])
-                       if m["name"].startswith("sys/")})
-
-    def metric_overview(self, run_id: Any, names: Iterable[str] | None = None, *,
-                        timestamps: bool = True) -> pd.DataFrame:
-        """The run's metric series for an overview plot, without reading every point of long series.
-
-        Columns ``name``, ``step``, ``timestamp``, ``value``. A series of at most ``METRIC_CAP`` points is returned
-        whole. Past the cap: the complete head of Sacred's document, then every chunk's ``preview`` (the lowest and
-        highest point of each 100), or, if a chunk was written without one, Sacred's decimated document (one point
-        in 2, 4, 8, ... after the head). :meth:`metric_range` reads a range at full resolution. ``timestamps=False``
-        leaves them unread (column of None): a third less to read where the step is what is plotted.
-        """
-        fields = ("steps", "values", "timestamps") if timestamps else ("steps", "values")
-        query: dict[str, Any] = {"run_id": run_id}
-        if names is not None:
-            query["name"] = {"$in": list(names)}
-        frames = []
-        for head in self._metrics.find(query, {"name": 1, "full_points": 1}):
-            full, parts = head.get("full_points"), []
-            if full is not None:
-                projection = {"seq": 1, **{f"preview.{key}": 1 for key in fields}}
-                previews = sorted(self._chunks.find({"metric_id": head["_id"]}, projection),
-                                  key=lambda chunk: chunk["seq"])  # sorted here: mongomock's sort is slow
-                if previews and all("preview" in chunk for chunk in previews):
-                    parts = [chunk["preview"] for chunk in previews]
-                else:
-                    full = None  # no previews: the whole decimated document
-            parts.insert(0, self._metric_head(head["_id"], full, fields))
-            frames.append(_series_frame(head["name"], parts, timestamps))
-        return _concat_series(frames)
-
-    def metric_range(self, run_id: Any, name: str, start_step: float | None = None, end_step: float | None = None,
-                     *, start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
-                     timestamps: bool = True) -> pd.DataFrame:
-        """Every point of series ``name`` with ``start_step <= step <= end_step`` and ``start_time <= timestamp <=
-        end_time`` (bounds left out: unbounded; times naive UTC as stored), same columns as :meth:`metrics`. Reads
-        Sacred's document and only the chunks whose ``first_step``..``last_step`` (``first_time``..``last_time``)
-        overlap the range; chunks stored without these fields are always read. ``timestamps=False``: as in
-        :meth:`metric_overview` (read all the same when a time bound is given)."""
-        timestamps = timestamps or start_time is not None or end_time is not None
-        fields = ("steps", "values", "timestamps") if timestamps else ("steps", "values")
-        head = self._metrics.find_one({"run_id": run_id, "name": name}, {"full_points": 1})
-        if head is None:
-            return _concat_series([])
-        full = head.get("full_points")
-        parts = [self._metric_head(head["_id"], full, fields)]
-        if full is not None:
-            clauses = [{"$or": [{low: {"$exists": False}}, {**({high: {"$gte": start}} if start is not None else {}),
-                                                            **({low: {"$lte": end}} if end is not None else {})}]}
-                       for low, high, start, end in (("first_step", "last_step", start_step, end_step),
-                                                     ("first_time", "last_time", start_time, end_time))
-                       if start is not None or end is not None]
-            chunks = self._chunks.find({"metric_id": head["_id"], **({"$and": clauses} if clauses else {})},
-                                       {"seq": 1, **dict.fromkeys(fields, 1)})
-            parts.extend(sorted(chunks, key=lambda chunk: chunk["seq"]))
-        frame = _series_frame(name, parts, timestamps)
-        keep = pd.Series(True, index=frame.index)
-        times = pd.to_datetime(frame["timestamp"], errors="coerce") if start_time or end_time else None
-        for column, low, high in ((frame["step"], start_step, end_step), (times, start_time, end_time)):
-            if low is not None:
-                keep &= column >= low
-            if high is not None:
-                keep &= column <= high
-        return frame[keep].sort_values("step", kind="stable", ignore_index=True)
-
-    def _metric_head(self, metric_id: Any, full: int | None, fields: Iterable[str]) -> dict[str, Any]:
-        """The ``fields`` of Sacred's document of a series: whole, or the first ``full`` points (at full
-        resolution)."""
-        projection = {"name": 1, **{key: 1 if full is None else {"$slice": full} for key in fields}}
-        return self._metrics.find_one({"_id": metric_id}, projection) or {}
 
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``KeyError`` if it has none by that name."""
