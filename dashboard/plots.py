@@ -6,7 +6,8 @@ long series) and, when a panel is zoomed, at full resolution over the zoomed ran
 GPU and host: panels per quantity (one line per GPU), from every sample where the run has few enough, else from the
 heartbeat windows of Sacred's ``sys/...`` series, with every sample of a zoomed range; all system panels zoom
 together. The run's system roll-ups are shown in a table. While the run is RUNNING its document is re-read every
-``board.refresh`` seconds and every plot is redrawn from it, keeping its x axis, zoom and smoothing.
+``board.refresh`` seconds and every plot is redrawn from it, keeping its x axis, zoom and smoothing; a metric
+logged for the first time gets its panel.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ LOG_Y = "run-plots-log"
 RUN = "run-plots-run"  # dcc.Store: what the callbacks need to know of the run
 TICK = "run-plots-tick"  # dcc.Interval: re-reads a running run, which redraws its plots
 SYSTEM_ZOOM = "run-plots-system-zoom"  # dcc.Store: the x range the system panels show (None: the whole run)
+METRICS = "run-plots-metrics"  # the metric panels; a running run's new metrics join them
+SHOWN = "run-plots-shown"  # dcc.Store: the metric names that have a panel
 METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
 SYSTEM = "run-plots-system"  # pattern id type: {"type": SYSTEM, "panel": <panel key>}
 #: Runs with at most this many system samples are plotted from every sample; so is a zoomed range expected to hold
@@ -97,15 +100,13 @@ def layout(board: Board, run_id: str | int) -> html.Div:
                             tooltip={"placement": "bottom"}), style={"width": "260px"}),
         dcc.Checklist(id=LOG_Y, options=[{"label": "log y", "value": "log"}], value=[], inline=True),
     ])
-    metric_panels = [_graph(name, {"type": METRIC, "name": name}) for name in user]
     panels = figures.system_panels(system_names)
     return html.Div(className="run-plots", children=[
         dcc.Store(id=RUN, data=run),
         dcc.Interval(id=TICK, interval=int(board.refresh * 1000), disabled=not run["running"]),
         dcc.Store(id=SYSTEM_ZOOM),
         html.H4("Metrics"), controls,
-        html.Div(metric_panels, style=GRID) if metric_panels else html.P("This run logged no metrics.",
-                                                                            className="note"),
+        dcc.Store(id=SHOWN, data=user), html.Div(metric_panels(user), id=METRICS, style=GRID),
         html.H4("GPU and system"),
         *_system_notes(system, panels),
         _rollup_tables(system),
@@ -114,10 +115,19 @@ def layout(board: Board, run_id: str | int) -> html.Div:
     ])
 
 
-def _graph(title: str, graph_id: dict, unit: str = "") -> html.Div:
+def metric_panels(names: Sequence[str], drawn: Mapping[str, go.Figure] | None = None) -> list[Any]:
+    """One panel per metric, its figure from ``drawn`` or else from the metric callback; or a note that there are
+    none."""
+    if not names:
+        return [html.P("This run logged no metrics.", className="note")]
+    return [_graph(name, {"type": METRIC, "name": name}, figure=(drawn or {}).get(name)) for name in names]
+
+
+def _graph(title: str, graph_id: dict, unit: str = "", figure: go.Figure | None = None) -> html.Div:
+    extra = {"figure": figure} if figure is not None else {}
     return html.Div(className="run-plot", children=[
         html.H5(f"{title} ({unit})" if unit else title),
-        dcc.Loading(dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style={"height": f"{figures.HEIGHT}px"}),
+        dcc.Loading(dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style={"height": f"{figures.HEIGHT}px"}, **extra),
                     type="dot", delay_show=300, overlay_style={"visibility": "visible", "opacity": 0.6}),
     ])
 
@@ -314,8 +324,8 @@ def register(app: Any, board: Board) -> None:
                 graph: dict) -> tuple[Any, Any]:
         zoom = parse_relayout(relayout)
         triggered = ctx.triggered_id
-        if isinstance(triggered, dict) and zoom is None:
-            raise PreventUpdate  # a relayout that leaves x alone (autosize, y-only zoom)
+        if isinstance(triggered, dict) and relayout and zoom is None:
+            raise PreventUpdate  # a relayout that leaves x alone (autosize, y-only zoom); no relayout: a new panel
         if triggered == X_MODE:
             zoom = None  # a range in the old x mode's units means nothing now
         try:
@@ -336,8 +346,9 @@ def register(app: Any, board: Board) -> None:
             raise PreventUpdate
         triggered, zoom = ctx.triggered_id, None
         if isinstance(triggered, dict):
-            zoom = parse_relayout(relayouts[ids.index(triggered)])
-            if zoom is None:
+            relayout = relayouts[ids.index(triggered)]
+            zoom = parse_relayout(relayout)
+            if relayout and zoom is None:
                 raise PreventUpdate
         elif triggered == RUN and shown:  # a running run re-read: the panels keep the range they show
             zoom = tuple(shown)
@@ -348,6 +359,23 @@ def register(app: Any, board: Board) -> None:
             out = [_message(f"MongoDB unreachable: {short_error(error)}")] * len(ids)
         kept = list(zoom) if isinstance(zoom, tuple) else None
         return out, [None if triggered == X_MODE else no_update] * len(ids), kept
+
+    @app.callback(Output(METRICS, "children"), Output(SHOWN, "data"), Input(RUN, "data"), State(SHOWN, "data"),
+                  State(X_MODE, "value"), State(SMOOTHING, "value"), State(LOG_Y, "value"), prevent_initial_call=True)
+    def _new_metrics(run: dict, shown: list | None, x_mode: str, smoothing: float | None,
+                     log_y: list | None) -> tuple[list, list]:
+        """A metric logged for the first time: the panels again, drawn here (a new graph's first draw can lose to
+        the relayout Plotly sends as it sizes the empty graph)."""
+        if run["metric_names"] == shown:
+            raise PreventUpdate
+        drawn = {}
+        for name in run["metric_names"]:
+            try:
+                drawn[name] = metric_panel(board, run, name, x_mode or "step", float(smoothing or 0),
+                                           "log" in (log_y or []))
+            except PyMongoError as error:
+                drawn[name] = _message(f"MongoDB unreachable: {short_error(error)}")
+        return metric_panels(run["metric_names"], drawn), run["metric_names"]
 
     @app.callback(Output(RUN, "data"), Output(TICK, "disabled"), Input(TICK, "n_intervals"), State(RUN, "data"),
                   prevent_initial_call=True)

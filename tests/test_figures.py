@@ -298,6 +298,10 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     assert unchanged is None or (unchanged["stop"] != first["stop"] and unchanged["rollups"] == first["rollups"])
     assert later["rollups"]["loss"]["count"] == 12 and later["running"]
     assert "12 points" in plots.metric_panel(board, later, "loss").layout.annotations[0].text
+    # a metric logged for the first time: the panels are rebuilt with their figures drawn in
+    (panel,) = plots.metric_panels(["loss"], {"loss": plots.metric_panel(board, later, "loss")})
+    assert len(panel.children[1].children.figure.data[0].x) == 12
+    assert "logged no metrics" in str(plots.metric_panels([]))
     ended = plots.refreshed_context(board, later)
     assert ended is not None and not ended["running"] and ended["stop"] is not None
     assert plots.refreshed_context(board, ended) is None

@@ -110,7 +110,7 @@ def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
     assert page.js_errors == []
 
 
-def test_running_run_plots_follow_new_points_and_keep_the_zoom(page, served, db):
+def test_running_run_plots_follow_new_points_keep_the_zoom_and_add_new_metrics(page, served, db):
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": now}, "$unset": {"stop_time": ""}})
     page.goto(f"{served.url}/run/1")
@@ -128,4 +128,10 @@ def test_running_run_plots_follow_new_points_and_keep_the_zoom(page, served, db)
     settle(page)
     zoomed = graph(page, METRIC, "loss", 20_000, 21_000)
     assert zoomed["range"] == [20_000, 21_000] and zoomed["inside"] == 1_001  # the redraw kept the zoom
+    # a metric logged for the first time gets its panel
+    lr = db.metrics.insert_one({"run_id": 1, "name": "lr", "steps": [0, 1], "values": [0.1, 0.05],
+                                "timestamps": [now, now]}).inserted_id
+    db.runs.update_one({"_id": 1}, {"$push": {"info.metrics": {"name": "lr", "id": str(lr)}},
+                                    "$set": {"heartbeat": now + dt.timedelta(seconds=2)}})
+    wait_for(page, METRIC, "lr", lambda s: s["points"] == [2])
     assert page.js_errors == []
