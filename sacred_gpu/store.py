@@ -301,10 +301,7 @@ class RunStore(SeriesReads):
 
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``KeyError`` if it has none by that name."""
-        found = [a for a in self.run(run_id).get("artifacts", []) if a["name"] == name]
-        if not found:
-            raise KeyError(f"run {run_id!r} has no artifact {name!r}")
-        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[-1]["file_id"]).read()
+        return self.open_artifact(run_id, name).read()
 
     def source(self, run_id: Any, path: str) -> bytes:
         """The content of one of the run's source files, by the name Sacred lists it under."""
@@ -315,10 +312,7 @@ class RunStore(SeriesReads):
 
     def captured_out(self, run_id: Any) -> str:
         """The run's captured output (as capped by the observer); ``""`` if none. Raises ``KeyError`` if no run."""
-        doc = self._runs.find_one({"_id": run_id}, {"captured_out": 1})
-        if doc is None:
-            raise KeyError(f"no run {run_id!r}")
-        return doc.get("captured_out") or ""
+        return self.run(run_id, ["captured_out"]).get("captured_out") or ""
 
     def artifact_files(self, run_id: Any) -> list[dict[str, Any]]:
         """The run's artifacts, the last of each name, in order: ``name``, ``file_id``, ``length`` (bytes),
@@ -339,10 +333,7 @@ class RunStore(SeriesReads):
         return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[-1]["file_id"])
 
     def _artifacts(self, run_id: Any) -> list[dict[str, Any]]:
-        doc = self._runs.find_one({"_id": run_id}, {"artifacts": 1})
-        if doc is None:
-            raise KeyError(f"no run {run_id!r}")
-        return [a for a in doc.get("artifacts") or [] if isinstance(a, dict)]
+        return [a for a in self.run(run_id, ["artifacts"]).get("artifacts") or [] if isinstance(a, dict)]
 
     # -- what the table can show ---------------------------------------------------------------------------------
     def metric_names(self, sample: int = 500) -> list[str]:
