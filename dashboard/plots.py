@@ -24,7 +24,7 @@ from dash.exceptions import PreventUpdate
 from pymongo.errors import PyMongoError
 
 from dashboard import figures
-from dashboard.board import Board
+from dashboard.board import Board, run_key
 from sacred_gpu import schema
 from sacred_gpu.connection import short_error
 
@@ -48,11 +48,6 @@ SAMPLE_READ_LIMIT = 20_000
 RANGE_READ_LIMIT = 250_000
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": False}
 GRID = {"display": "grid", "gridTemplateColumns": "repeat(auto-fill, minmax(520px, 1fr))", "gap": "12px"}
-
-
-def run_key(run_id: str) -> Any:
-    """The run id as stored: an int where it is all digits (the route gives a string)."""
-    return int(run_id) if run_id.lstrip("-").isdigit() else run_id
 
 
 #: The run document's fields :func:`plot_context` reads.

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, plots
-from dashboard.board import Board
+from dashboard.board import Board, run_key
 from sacred_gpu.store import ROLLUPS, RunStore
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def parse_run_ids(search: str | None) -> list[Any]:
     for part in ",".join(values).split(","):
         part = part.strip()
         if part:
-            key: Any = int(part) if part.lstrip("-").isdigit() else part
+            key = run_key(part)
             if key not in ids:
                 ids.append(key)
     if not ids:

@@ -17,7 +17,7 @@ from pymongo.errors import PyMongoError
 
 from dashboard import run_artifacts as arts
 from dashboard import run_parts as parts
-from dashboard.board import Board
+from dashboard.board import Board, run_key
 from dashboard.columns import parse_tags
 from dashboard.run_output import marker_note, output_lines
 from sacred_gpu.connection import short_error
@@ -59,11 +59,6 @@ LIVE_STATUSES = ("RUNNING", "PROBABLY_DEAD")
 #: Preview bytes a page load reads for artifacts shown open at once; later ones open on a click.
 PAGE_PREVIEW_BYTES = 4 * arts.MIB
 PAGE_PREVIEWS = 8
-
-
-def run_key(run_id: str) -> Any:
-    """The run id of a URL: an int when it is one (Sacred's ids), else the string."""
-    return int(run_id) if run_id.lstrip("-").isdigit() else run_id
 
 
 def layout(board: Board, run_id: str) -> html.Div:
