@@ -15,6 +15,7 @@ from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 from gridfs.errors import NoFile
 from pymongo.errors import PyMongoError
 
+from dashboard import plots
 from dashboard import run_artifacts as arts
 from dashboard import run_parts as parts
 from dashboard.board import Board, run_key
@@ -77,7 +78,7 @@ def layout(board: Board, run_id: str) -> html.Div:
         *parts.header(key, row, doc, STATUS),
         _tags_notes(board, row),
         parts.fail_trace(doc, FAIL_TRACE),
-        _section("Metrics and system", plots_section(board, key), PLOTS),
+        _section("Metrics and system", [plots.layout(board, key)], PLOTS),
         _section("Captured output", _output(board, doc.get("captured_out") or "", str(row.get("status")))),
         _section("Config", [parts.tree_view(doc.get("config"), CONFIG, empty="no config")]),
         _section(f"Artifacts ({arts.summary(files)})", _artifacts(board, key, files)),
@@ -92,16 +93,6 @@ def layout(board: Board, run_id: str) -> html.Div:
 def _section(title: str, children: list[Any], section_id: str | None = None) -> html.Section:
     named = {"id": section_id} if section_id else {}
     return html.Section([html.H3(title), *children], className="run-section", **named)
-
-
-def plots_section(board: Board, run_id: Any) -> list[Any]:
-    """PLOTS: the metric and GPU/host panels of ``dashboard/plots.py`` (``plots.layout(board, run_id)``; its
-    callbacks are registered by ``plots.register(app, board)`` in the app). A note until that module exists."""
-    try:
-        from dashboard import plots  # built apart: the page works without it
-    except ImportError:
-        return [html.P(html.Em("Plots are not available in this version of the board."), className="plots-missing")]
-    return [plots.layout(board, run_id)]
 
 
 def _tags_notes(board: Board, row: Mapping[str, Any]) -> html.Div:
@@ -249,8 +240,7 @@ def download_artifact(board: Board, run_id: Any, name: str) -> tuple[dict[str, A
         return None, f"no artifact {name!r}"
     if (info.get("length") or 0) > arts.DOWNLOAD_BYTES:
         return None, f"{name} is {parts.bytes_text(info['length'])}: download it from {arts.stream_url(run_id, name)}"
-    data = board.store.open_artifact(run_id, name).read()
-    return dcc.send_bytes(data, arts.archive_name(name).rsplit("/", 1)[-1]), f"downloading {name}"
+    return dcc.send_bytes(board.store.artifact(run_id, name), arts.archive_name(name).rsplit("/", 1)[-1]), f"downloading {name}"
 
 
 def download_zip(board: Board, run_id: Any) -> tuple[dict[str, Any] | None, str]:
@@ -262,7 +252,7 @@ def download_zip(board: Board, run_id: Any) -> tuple[dict[str, Any] | None, str]
     if total > arts.DOWNLOAD_BYTES:
         return None, (f"the artifacts hold {parts.bytes_text(total)}: larger than the board zips "
                       f"({parts.bytes_text(arts.DOWNLOAD_BYTES)}); download them one by one")
-    archive = arts.zip_bytes((f["name"], board.store.open_artifact(run_id, f["name"]).read()) for f in files)
+    archive = arts.zip_bytes((f["name"], board.store.artifact(run_id, f["name"])) for f in files)
     return dcc.send_bytes(archive, f"run-{run_id}-artifacts.zip"), f"zipped {arts.summary(files)}"
 
 
