@@ -240,7 +240,8 @@ def download_artifact(board: Board, run_id: Any, name: str) -> tuple[dict[str, A
         return None, f"no artifact {name!r}"
     if (info.get("length") or 0) > arts.DOWNLOAD_BYTES:
         return None, f"{name} is {parts.bytes_text(info['length'])}: download it from {arts.stream_url(run_id, name)}"
-    return dcc.send_bytes(board.store.artifact(run_id, name), arts.archive_name(name).rsplit("/", 1)[-1]), f"downloading {name}"
+    data = board.store.artifact(run_id, name)
+    return dcc.send_bytes(data, arts.archive_name(name).rsplit("/", 1)[-1]), f"downloading {name}"
 
 
 def download_zip(board: Board, run_id: Any) -> tuple[dict[str, Any] | None, str]:
