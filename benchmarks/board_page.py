@@ -160,8 +160,8 @@ def build(runs: int, seed: int = 0) -> mongomock.MongoClient:
         if status == "QUEUED":
             doc["queue_time"] = began
         elif early:
-            doc.update({"format": schema.FORMAT, "start_time": began, "heartbeat": None, "stop_time": began + dt.timedelta(seconds=20),
-                        "fail_trace": ["Traceback (most recent call last):\n", "FileNotFoundError: data/train\n"]})
+            doc.update({"format": schema.FORMAT, "start_time": began, "heartbeat": None,
+                        "stop_time": began + dt.timedelta(seconds=20), "fail_trace": ["Traceback (most recent call last):\n", "FileNotFoundError: data/train\n"]})
         else:
             refs = []
             for name in METRICS:
@@ -170,8 +170,8 @@ def build(runs: int, seed: int = 0) -> mongomock.MongoClient:
                 metric_docs.append({"_id": metric_id, "run_id": run_id, "name": name, "steps": steps,
                                     "values": values, "timestamps": stamps})
             length = dt.timedelta(minutes=rng.uniform(2, 3000))
-            doc.update({"format": schema.FORMAT, "start_time": began, "heartbeat": began + length, "captured_out": captured,
-                        "info": {"metrics": refs}, schema.SYSTEM_FIELD: _system(rng, gpus),
+            doc.update({"format": schema.FORMAT, "start_time": began, "heartbeat": began + length,
+                        "captured_out": captured, "info": {"metrics": refs}, schema.SYSTEM_FIELD: _system(rng, gpus),
                         schema.METRIC_ROLLUPS_FIELD: _rollups(rng, rng.randint(POINTS, 50_000))})
             if status == "RUNNING":
                 doc["heartbeat"] = now - dt.timedelta(seconds=rng.choice((5, 3600)))  # fresh or PROBABLY_DEAD

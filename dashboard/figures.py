@@ -39,7 +39,8 @@ _AXIS = {"gridcolor": "#ebf0f8", "linecolor": "#c8d0dc", "zerolinecolor": "#c8d0
 @dataclass(frozen=True)
 class Line:
     """One run's series in a metric panel: ``frame`` has columns ``step``, ``timestamp`` (naive UTC) and ``value``,
-    in step order (as the store returns them); ``label`` names it in the legend; ``start`` is its run's start time (naive UTC) for the ``elapsed`` x mode."""
+    in step order (as the store returns them); ``label`` names it in the legend; ``start`` is its run's start time
+    (naive UTC) for the ``elapsed`` x mode."""
 
     label: str
     frame: pd.DataFrame

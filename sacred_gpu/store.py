@@ -29,8 +29,8 @@ ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
 DEAD_AFTER = 120.0
 PROBABLY_DEAD = "PROBABLY_DEAD"
 
-_TABLE_PROJECTION = ["format", "experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname", "result",
-                     "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
+_TABLE_PROJECTION = ["format", "experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname",
+                     "result", "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
 
 
 @dataclass(frozen=True)
