@@ -197,7 +197,8 @@ def parse_relayout(relayout: Mapping[str, Any] | None) -> tuple[Any, Any] | str 
     return None
 
 
-def _time(text: str | None) -> dt.datetime | None:
+def context_time(text: str | None) -> dt.datetime | None:
+    """A time of a plot context (``start``, ``stop``: ISO strings) as a naive UTC datetime; None where unknown."""
     return pd.Timestamp(text).to_pydatetime() if text else None
 
 
@@ -220,7 +221,7 @@ def _expected_points(run: Mapping[str, Any], name: str, x_mode: str, low: Any, h
     if x_mode == "step" and isinstance(first, (int, float)) and isinstance(last, (int, float)):
         span, width = last - first, high - low
     else:
-        start, stop = _time(run.get("start")), _time(run.get("stop"))
+        start, stop = context_time(run.get("start")), context_time(run.get("stop"))
         if start is None or stop is None or x_mode == "step":
             return None
         span, width = (stop - start).total_seconds(), (high - low).total_seconds()
@@ -232,7 +233,7 @@ def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = 
     """The figure of metric ``name``: its overview (:meth:`RunStore.metric_overview`) or, zoomed to ``zoom`` (in
     x-mode units), every point of the range (:meth:`RunStore.metric_range`) unless the range likely holds more
     than :data:`RANGE_READ_LIMIT` points, where the overview's points in the range are drawn."""
-    store, run_id, start = board.store, run["run_id"], _time(run.get("start"))
+    store, run_id, start = board.store, run["run_id"], context_time(run.get("start"))
     total = ((run.get("rollups") or {}).get(name) or {}).get("count")
     x_range, every, frame = None, True, None
     if isinstance(zoom, tuple):
@@ -267,7 +268,7 @@ def system_data(board: Board, run: Mapping[str, Any], bounds: tuple[dt.datetime,
     saying what they are: every sample where few enough, else the heartbeat windows of the ``sys/...`` series."""
     store, run_id = board.store, run["run_id"]
     samples = run.get("samples")
-    start, stop = _time(run.get("start")), _time(run.get("stop"))
+    start, stop = context_time(run.get("start")), context_time(run.get("stop"))
     expected = samples
     if bounds is not None and samples and start and stop and stop > start:
         expected = samples * (bounds[1] - bounds[0]).total_seconds() / (stop - start).total_seconds()
@@ -293,7 +294,7 @@ def system_data(board: Board, run: Mapping[str, Any], bounds: tuple[dt.datetime,
 def system_figures(board: Board, run: Mapping[str, Any], keys: Sequence[str], x_mode: str = "wall",
                    zoom: tuple[Any, Any] | str | None = None) -> list[go.Figure]:
     """The figures of the system panels ``keys``, all over the ``zoom`` range (x-mode units) or the whole run."""
-    start = _time(run.get("start"))
+    start = context_time(run.get("start"))
     zoomed = isinstance(zoom, tuple)
     bounds = _time_bounds(zoom, x_mode, start) if zoomed else None
     samples, note = system_data(board, run, bounds)

@@ -111,7 +111,7 @@ def metric_figures(store: RunStore, runs: Mapping[Any, Mapping[str, Any]], label
         if not run["metric_names"]:
             continue
         series = store.metric_overview(run_id, run["metric_names"], timestamps=x_mode != "step")
-        start = pd.Timestamp(run["start"]).to_pydatetime() if run["start"] else None
+        start = plots.context_time(run["start"])
         for name, frame in series.groupby("name", sort=True):
             lines.setdefault(str(name), []).append(figures.Line(labels.get(run_id, f"#{run_id}"), frame, start))
     return {name: figures.metric_figure(group, x_mode=x_mode, smoothing=smoothing, revision=f"{name}-{x_mode}")
