@@ -1,6 +1,6 @@
 """Training through a MongoDB outage: the longest stall of the training thread, and the sustained write rate.
 
-    python benchmarks/outage.py [--pairs 3] [--seconds 12] [--rate-seconds 30]
+    python benchmarks/outage.py [--pairs 3] [--seconds 12] [--rate-seconds 30] [--rate 100000]
 
 1. Stall (target: under 50 ms). A training loop (a small numpy step, 3 metrics logged per step, a 1 MB checkpoint
    artifact every 2 s) runs with GpuMongoObserver (1 Hz sampling of two simulated GPUs and the host, heartbeat every
@@ -13,12 +13,12 @@
    collector (which stops every thread, observer or not) and the longest step once the time spent in collections
    is taken out (with ``freeze_gc`` the longest pause is usually the one collection made as the run starts, before
    the loop). The target is judged on the median over trials of the longest step of the observer as it comes.
-2. Sustained rate (target: 100,000 points/s with no growing backlog). The loop logs 100,000 points/s through
-   Sacred's ``log_scalar`` (heartbeat every 1 s); every 2 s the points stored in MongoDB (mongomock, in this
-   process) and the journal's unacknowledged bytes are read. Printed: the backlog over time, the rate the loop
-   logged at (on a small VM Sacred's own ``log_scalar`` queue and the in-process mongomock share the loop's CPU, so
-   it may fall a little short of 100,000/s) and the rate of points persisted (least squares over the readings from
-   4 s on), on which the target is judged, with every point stored at the end.
+2. Sustained rate (target: 100,000 points/s with no growing backlog). The loop logs ``--rate`` (100,000) points/s
+   through Sacred's ``log_scalar`` (heartbeat every 1 s); every 2 s the points stored in MongoDB (mongomock, in this
+   process: its CPU is taken from the loop's, where a MongoDB server's would not be) and the journal's
+   unacknowledged bytes are read. Printed: the backlog over time, the rate the loop logged at and the rate of points
+   persisted (least squares over the readings from 4 s on), on which the target is judged, with every point stored
+   at the end. A ``--rate`` above 100,000 shows how much headroom the machine has.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pymongo.errors import AutoReconnect
 from sacred import Experiment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sacred_gpu import GpuMongoObserver, connection  # noqa: E402
+from sacred_gpu import GpuMongoObserver, connection, schema  # noqa: E402
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus  # noqa: E402
 from tests.faults import FaultyClient  # noqa: E402
 
@@ -132,7 +132,8 @@ def rate_trial(seconds: float, rate: int = 100_000) -> None:
         if doc is None:
             return 0
         if exact:
-            chunked = sum(len(c["steps"]) for c in db.metric_chunks.find({"run_id": run_id}, {"steps": 1}))
+            chunked = sum(len(schema.unpack_column(c["steps"]))
+                          for c in db.metric_chunks.find({"run_id": run_id}, {"steps": 1}))
         else:
             chunked = sum(c["last_step"] - c["first_step"] + 1
                           for c in db.metric_chunks.find({"run_id": run_id}, {"first_step": 1, "last_step": 1}))
@@ -182,7 +183,7 @@ def rate_trial(seconds: float, rate: int = 100_000) -> None:
           f"{slope:,.0f} points/s (least squares from 4 s on; readings move in heartbeat steps); journal backlog "
           f"{'GROWING' if growing else 'flat, about one heartbeat of points'}; all {final:,} stored at the end: "
           f"{final == logged}")
-    met = slope >= 0.99 * rate and not growing and final == logged  # what MongoDB took in, as the target says
+    met = slope >= 99_000 and not growing and final == logged  # what MongoDB took in, as the target says
     print(f"target: 100,000 points/s persisted with no growing backlog -> {'MET' if met else 'NOT MET'}")
 
 
@@ -191,6 +192,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3, help="stall trials per arm (the three arms in turn)")
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each stall trial")
     parser.add_argument("--rate-seconds", type=float, default=30.0, help="length of the rate trial")
+    parser.add_argument("--rate", type=int, default=100_000,
+                        help="points/s the rate trial's loop logs (above the target: the machine's headroom)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -219,7 +222,7 @@ def main() -> int:
     print(f"  target: longest stall under 50 ms with the observer as it comes -> "
           f"{'MET' if stall < 0.05 else 'NOT MET'} ({stall * 1e3:.1f} ms)")
     print("2. sustained write rate")
-    rate_trial(args.rate_seconds)
+    rate_trial(args.rate_seconds, args.rate)
     return 0
 
 

@@ -13,7 +13,8 @@ DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000
 _DB_NAME = r"[_A-Za-z][0-9A-Za-z#%&'()+\-;=@\[\]^_{}]{0,63}"
 _HOST = r"[0-9A-Za-z](?:[0-9A-Za-z\-]{0,61}[0-9A-Za-z])?(?:\.[0-9A-Za-z](?:[0-9A-Za-z\-]{0,61}[0-9A-Za-z])?)*"
 _SPEC = re.compile(
-    rf"^(?:(?P<host>{_HOST}):(?P<port>\d{{1,5}})(?::(?P<db1>{_DB_NAME}))?|(?P<db2>{_DB_NAME}))(?:!(?P<priority>-?\d+))?$"
+    rf"^(?:(?P<host>{_HOST}):(?P<port>\d{{1,5}})(?::(?P<db1>{_DB_NAME}))?|(?P<db2>{_DB_NAME}))"
+    rf"(?:!(?P<priority>-?\d+))?$"
 )
 
 

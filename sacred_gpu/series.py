@@ -3,7 +3,8 @@
 Up to :data:`~sacred_gpu.schema.METRIC_CAP` points a series is stored exactly as Sacred stores it. Past the cap,
 Sacred's document keeps one point in 2, then in 4, 8, ... (see :func:`_stages`) and, at the end of the run, the last
 point: it spans the whole series in at most about twice ``cap`` points, sparser the later they come. Every point past
-the cap goes, at full resolution, into chunk documents of at most :data:`~sacred_gpu.schema.CHUNK_POINTS` points.
+the cap goes, at full resolution, into chunk documents of at most :data:`~sacred_gpu.schema.CHUNK_POINTS` points,
+their columns packed (:func:`~sacred_gpu.schema.pack_column`).
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class MetricSeries:
             for offset in range(max(0, self.cap - start), len(steps), self.chunk_points):
                 part = slice(offset, offset + self.chunk_points)
                 records.append(record("chunk", chunk_id=schema.new_object_id(), metric_id=self.metric_id,
-                                      name=self.name, seq=next_seq(), steps=list(steps[part]),
-                                      values=list(values[part]), timestamps=list(stamps[part])))
+                                      name=self.name, seq=next_seq(), steps=schema.pack_column(steps[part]),
+                                      values=schema.pack_column(values[part]),
+                                      timestamps=schema.pack_column(stamps[part])))
         if isinstance(keep, range):  # every point: slices, no per-point work
             kept_steps, kept_values, kept_stamps = list(steps), list(values), list(stamps)
         else:

@@ -13,16 +13,25 @@ import pandas as pd
 from sacred_gpu import schema
 
 
+def _joined(parts: list[Any]) -> Any:
+    """Columns of consecutive parts (lists, or numpy arrays of packed chunk columns) as one list or array."""
+    if all(isinstance(part, list) for part in parts):
+        return [item for part in parts for item in part]
+    pieces = [pd.Series(part) for part in parts if len(part)]  # an empty Series would make the column object
+    return pd.concat(pieces, ignore_index=True).to_numpy() if pieces else []
+
+
 def _series_frame(name: str, parts: Iterable[Mapping[str, Any]], timestamps: bool = True) -> pd.DataFrame:
-    """One series' points from documents holding ``steps``, ``values`` (and ``timestamps``) lists."""
-    steps: list = []
-    values: list = []
-    stamps: list = []
+    """One series' points from documents holding ``steps``, ``values`` (and ``timestamps``) columns, lists or packed
+    (chunks, see :func:`schema.unpack_column`)."""
+    keys = ("steps", "values", "timestamps") if timestamps else ("steps", "values")
+    columns = {key: [] for key in keys}
     for part in parts:
-        steps += part.get("steps", [])
-        values += part.get("values", [])
-        stamps += part.get("timestamps", []) if timestamps else []
-    return pd.DataFrame({"name": name, "step": steps, "timestamp": stamps if timestamps else None, "value": values})
+        for key in keys:
+            columns[key].append(schema.unpack_column(part.get(key, [])))
+    joined = {key: _joined(column) for key, column in columns.items()}
+    return pd.DataFrame({"name": name, "step": joined["steps"],
+                         "timestamp": joined["timestamps"] if timestamps else None, "value": joined["values"]})
 
 
 def _concat_series(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -47,14 +56,10 @@ class SeriesReads:
         frames = []
         for doc in self._metrics.find(query):
             full = doc.get("full_points")
-            steps, values, stamps = doc.get("steps", []), doc.get("values", []), doc.get("timestamps", [])
+            parts = [{key: doc.get(key, [])[:full] for key in ("steps", "values", "timestamps")}]
             if full is not None:  # past the cap: the complete head here, the rest in chunks
-                steps, values, stamps = steps[:full], values[:full], stamps[:full]
-                for chunk in self._chunks.find({"metric_id": doc["_id"]}).sort("seq", 1):  # extend: linear in chunks
-                    steps.extend(chunk["steps"])
-                    values.extend(chunk["values"])
-                    stamps.extend(chunk["timestamps"])
-            frames.append(pd.DataFrame({"name": doc["name"], "step": steps, "timestamp": stamps, "value": values}))
+                parts += self._chunks.find({"metric_id": doc["_id"]}).sort("seq", 1)
+            frames.append(_series_frame(doc["name"], parts))
         return _concat_series(frames)
 
     def system(self, run_id: Any, start: dt.datetime | None = None, end: dt.datetime | None = None,

@@ -29,8 +29,8 @@ MAX_ID_ATTEMPTS = 100
 
 #: Record operations and their fields (``op`` says which):
 #: ``insert_run`` {doc}; ``update_run`` {fields}; ``metric`` {metric_id, name, seq, steps, values, timestamps,
-#: full_points?}; ``chunk`` {chunk_id, metric_id, name, seq, steps, values, timestamps} (stored with the fields of
-#: :func:`schema.chunk_summary`); ``samples``
+#: full_points?}; ``chunk`` {chunk_id, metric_id, name, seq, steps, values, timestamps} (columns packed by
+#: :func:`schema.pack_column`; stored with the fields of :func:`schema.chunk_summary`); ``samples``
 #: {samples: [{t, values}]}; ``file`` {kind: source|resource|artifact, file_id, spooled, path, name, md5,
 #: content_type, metadata}.
 OPS = ("insert_run", "update_run", "metric", "chunk", "samples", "file")
@@ -219,7 +219,8 @@ class MongoWriter:
         """Store a full-resolution chunk (``chunk`` record); a chunk stored before is left as it is."""
         doc = {"_id": rec["chunk_id"], "metric_id": rec["metric_id"], "run_id": run_id, "name": rec["name"],
                "seq": rec["seq"], "steps": rec["steps"], "values": rec["values"], "timestamps": rec["timestamps"]}
-        doc.update(schema.chunk_summary(rec["steps"], rec["values"], rec["timestamps"]))  # bounds and preview
+        columns = (schema.unpack_column(rec[key]) for key in ("steps", "values", "timestamps"))
+        doc.update(schema.chunk_summary(*columns))  # bounds and preview
         try:
             self.chunks.insert_one(doc)
         except DuplicateKeyError:
@@ -296,8 +297,8 @@ class MongoWriter:
         doomed = [a["file_id"] for run in runs for a in run.get("artifacts", [])]
         for run in runs:
             for _, file_id in run.get("experiment", {}).get("sources", []):
-                if not self.runs.find_one({"_id": {"$nin": ids}, "experiment.sources": {"$elemMatch": {"$in": [file_id]}}},
-                                          {"_id": 1}):
+                used = {"_id": {"$nin": ids}, "experiment.sources": {"$elemMatch": {"$in": [file_id]}}}
+                if not self.runs.find_one(used, {"_id": 1}):
                     doomed.append(file_id)
             for path, md5 in run.get("resources", []):
                 if not self.runs.find_one({"_id": {"$nin": ids}, "resources": [path, md5]}, {"_id": 1}):

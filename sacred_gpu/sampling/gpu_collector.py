@@ -28,7 +28,8 @@ def _memory(lib: Any, handle: Any) -> Any:
 
 
 def _clocks_event_reasons(lib: Any, handle: Any) -> int:
-    getter = getattr(lib, "nvmlDeviceGetCurrentClocksEventReasons", None) or lib.nvmlDeviceGetCurrentClocksThrottleReasons
+    getter = (getattr(lib, "nvmlDeviceGetCurrentClocksEventReasons", None)
+              or lib.nvmlDeviceGetCurrentClocksThrottleReasons)  # the older name, on older nvidia-ml-py
     return getter(handle)
 
 
