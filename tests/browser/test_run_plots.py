@@ -65,6 +65,24 @@ def wait_for(page: Any, kind: tuple[str, str], value: str, check: Callable[[dict
         time.sleep(0.1)
 
 
+def zoom(page: Any, kind: tuple[str, str], value: str, update: dict, check: Callable[[dict], bool],
+         watch: tuple[tuple[str, str], str] | None = None, low: float = 0, high: float = 0) -> dict:
+    """Relayout a graph's x axis as the mouse does, then wait until graph ``watch`` (the same one if None) passes
+    ``check``. Plotly's own ``autosize`` relayout, sent as a freshly drawn graph settles its size, can replace a zoom
+    made in the same instant before Dash sends it (the server never hears of that zoom; seen once in five runs of a
+    zoom right after the first draw): as a person would, the zoom is made again if nothing came of it."""
+    watch_kind, watch_value = watch or (kind, value)
+    for attempt in range(4):
+        settle(page)
+        page.evaluate(RELAYOUT, [*kind, value, update])
+        try:
+            return wait_for(page, watch_kind, watch_value, check, low, high, timeout=5.0 if attempt < 3 else 30.0)
+        except pytest.fail.Exception:
+            if attempt == 3:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def served(client: Any, serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return serve(record_long_run(client, monkeypatch), refresh=1.0)  # a RUNNING run's plots: redrawn every 1 s
@@ -87,9 +105,8 @@ def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
     wait_for(page, METRIC, "loss", lambda s: s["title"] == "step")
 
     # zoom as a person does with the mouse: Plotly relayouts the x axis, the server sends every point of the range
-    settle(page)
-    page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000}])
-    detail = wait_for(page, METRIC, "loss", lambda s: s["inside"] == 1_001, 20_000, 21_000)
+    detail = zoom(page, METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000},
+                  lambda s: s["inside"] == 1_001, low=20_000, high=21_000)
     assert "every point in range: 1,001" in detail["note"] and detail["range"] == [20_000, 21_000]
 
     # smoothing keeps the zoom: a faint raw line and the smoothed one, both with every point of the range
@@ -100,13 +117,10 @@ def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
 
     # zooming one system panel shows the same range in every system panel
     low, high = sorted(gpu["xs"])[1], sorted(gpu["xs"])[-2]  # seconds since the start of samples taken
-    settle(page)
-    page.evaluate(RELAYOUT, [*SYSTEM, "gpu-util", {"xaxis.range[0]": low, "xaxis.range[1]": high}])
-    memory = wait_for(page, SYSTEM, "gpu-mem", lambda s: s["range"] == [low, high])
+    memory = zoom(page, SYSTEM, "gpu-util", {"xaxis.range[0]": low, "xaxis.range[1]": high},
+                  lambda s: s["range"] == [low, high], watch=(SYSTEM, "gpu-mem"))
     assert memory["note"].startswith("every sample in range") and memory["points"][0] == len(gpu["xs"]) - 2
-    settle(page)
-    page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.autorange": True}])
-    wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"])
+    zoom(page, METRIC, "loss", {"xaxis.autorange": True}, lambda s: "overview of 30,000 points" in s["note"])
     assert page.js_errors == []
 
 
@@ -116,9 +130,8 @@ def test_running_run_plots_follow_new_points_keep_the_zoom_and_add_new_metrics(p
     page.goto(f"{served.url}/run/1")
     wait_for(page, METRIC, "acc", lambda s: s["points"] == [3])
     wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"])
-    settle(page)
-    page.evaluate(RELAYOUT, [*METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000}])
-    wait_for(page, METRIC, "loss", lambda s: s["inside"] == 1_001, 20_000, 21_000)
+    zoom(page, METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000}, lambda s: s["inside"] == 1_001,
+         low=20_000, high=21_000)
     # the observer's next heartbeat, as it writes it: a point appended, the roll-up counted, the heartbeat moved
     acc = db.metrics.find_one({"run_id": 1, "name": "acc"})
     db.metrics.update_one({"_id": acc["_id"]}, {"$push": {"steps": 3, "values": 0.9, "timestamps": now}})
