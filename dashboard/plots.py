@@ -39,6 +39,7 @@ SYSTEM_ZOOM = "run-plots-system-zoom"  # dcc.Store: the x range the system panel
 METRICS = "run-plots-metrics"  # the metric panels; a running run's new metrics join them
 SHOWN = "run-plots-shown"  # dcc.Store: the metric names that have a panel
 METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
+METRIC_ZOOM = "run-plots-metric-zoom"  # dcc.Store per metric panel: the x range it shows (None: the whole series)
 SYSTEM = "run-plots-system"  # pattern id type: {"type": SYSTEM, "panel": <panel key>}
 #: Runs with at most this many system samples are plotted from every sample; so is a zoomed range expected to hold
 #: at most this many. Otherwise the heartbeat windows of the ``sys/...`` series are drawn.
@@ -110,12 +111,18 @@ def layout(board: Board, run_id: str | int) -> html.Div:
     ])
 
 
-def metric_panels(names: Sequence[str], drawn: Mapping[str, go.Figure] | None = None) -> list[Any]:
-    """One panel per metric, its figure from ``drawn`` or else from the metric callback; or a note that there are
-    none."""
+def metric_panels(names: Sequence[str], drawn: Mapping[str, go.Figure] | None = None,
+                  zooms: Mapping[str, list] | None = None) -> list[Any]:
+    """One panel per metric, its figure from ``drawn`` or else from the metric callback, the x range it shows from
+    ``zooms``; or a note that there are none."""
     if not names:
         return [html.P("This run logged no metrics.", className="note")]
-    return [_graph(name, {"type": METRIC, "name": name}, figure=(drawn or {}).get(name)) for name in names]
+    panels = []
+    for name in names:
+        panel = _graph(name, {"type": METRIC, "name": name}, figure=(drawn or {}).get(name))
+        panel.children.append(dcc.Store(id={"type": METRIC_ZOOM, "name": name}, data=(zooms or {}).get(name)))
+        panels.append(panel)
+    return panels
 
 
 def _graph(title: str, graph_id: dict, unit: str = "", figure: go.Figure | None = None) -> html.Div:
@@ -313,25 +320,30 @@ def register(app: Any, board: Board) -> None:
 
     @app.callback(Output({"type": METRIC, "name": MATCH}, "figure"),
                   Output({"type": METRIC, "name": MATCH}, "relayoutData"),
+                  Output({"type": METRIC_ZOOM, "name": MATCH}, "data"),
                   Input(X_MODE, "value"), Input(SMOOTHING, "value"), Input(LOG_Y, "value"),
                   Input({"type": METRIC, "name": MATCH}, "relayoutData"), Input(RUN, "data"),
-                  State({"type": METRIC, "name": MATCH}, "id"))
+                  State({"type": METRIC, "name": MATCH}, "id"), State({"type": METRIC_ZOOM, "name": MATCH}, "data"))
     def _metric(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, run: dict,
-                graph: dict) -> tuple[Any, Any]:
-        zoom = parse_relayout(relayout)
+                graph: dict, shown: list | None) -> tuple[Any, Any, Any]:
         triggered = ctx.triggered_id
-        if isinstance(triggered, dict) and relayout and zoom is None:
-            raise PreventUpdate  # a relayout that leaves x alone (autosize, y-only zoom); no relayout: a new panel
-        if triggered == X_MODE:
+        if isinstance(triggered, dict):  # this panel's relayout: a zoom, a reset (autorange), or none after x mode
+            zoom = parse_relayout(relayout)
+            if relayout and zoom is None:
+                raise PreventUpdate  # a relayout that leaves x alone (autosize, y-only zoom)
+        elif triggered == X_MODE:
             zoom = None  # a range in the old x mode's units means nothing now
+        else:  # smoothing, log y, the run re-read, a new panel: the range the panel shows (its last relayout can be
+            zoom = tuple(shown) if shown else None  # Plotly's autosize, which says nothing of the range)
         try:
             figure = metric_panel(board, run, graph["name"], x_mode or "step", float(smoothing or 0),
                                   "log" in (log_y or []), zoom)
         except PyMongoError as error:
             logger.warning("metric %r of run %r: MongoDB unreachable: %s", graph["name"], run["run_id"],
                            short_error(error))
-            return _message(f"MongoDB unreachable: {short_error(error)}"), no_update
-        return figure, None if triggered == X_MODE else no_update
+            return _message(f"MongoDB unreachable: {short_error(error)}"), no_update, no_update
+        kept = list(zoom) if isinstance(zoom, tuple) else None
+        return figure, None if triggered == X_MODE else no_update, kept
 
     @app.callback(Output({"type": SYSTEM, "panel": ALL}, "figure"),
                   Output({"type": SYSTEM, "panel": ALL}, "relayoutData"), Output(SYSTEM_ZOOM, "data"),
@@ -357,21 +369,25 @@ def register(app: Any, board: Board) -> None:
         return out, [None if triggered == X_MODE else no_update] * len(ids), kept
 
     @app.callback(Output(METRICS, "children"), Output(SHOWN, "data"), Input(RUN, "data"), State(SHOWN, "data"),
-                  State(X_MODE, "value"), State(SMOOTHING, "value"), State(LOG_Y, "value"), prevent_initial_call=True)
-    def _new_metrics(run: dict, shown: list | None, x_mode: str, smoothing: float | None,
-                     log_y: list | None) -> tuple[list, list]:
+                  State(X_MODE, "value"), State(SMOOTHING, "value"), State(LOG_Y, "value"),
+                  State({"type": METRIC_ZOOM, "name": ALL}, "data"), State({"type": METRIC_ZOOM, "name": ALL}, "id"),
+                  prevent_initial_call=True)
+    def _new_metrics(run: dict, shown: list | None, x_mode: str, smoothing: float | None, log_y: list | None,
+                     ranges: list, ids: list) -> tuple[list, list]:
         """A metric logged for the first time: the panels again, drawn here (a new graph's first draw can lose to
-        the relayout Plotly sends as it sizes the empty graph)."""
+        the relayout Plotly sends as it sizes the empty graph), each panel keeping the range it shows."""
         if run["metric_names"] == shown:
             raise PreventUpdate
+        zooms = {store["name"]: shown_range for store, shown_range in zip(ids, ranges) if shown_range}
         drawn = {}
         for name in run["metric_names"]:
+            zoom = tuple(zooms[name]) if name in zooms else None
             try:
                 drawn[name] = metric_panel(board, run, name, x_mode or "step", float(smoothing or 0),
-                                           "log" in (log_y or []))
+                                           "log" in (log_y or []), zoom)
             except PyMongoError as error:
                 drawn[name] = _message(f"MongoDB unreachable: {short_error(error)}")
-        return metric_panels(run["metric_names"], drawn), run["metric_names"]
+        return metric_panels(run["metric_names"], drawn, zooms), run["metric_names"]
 
     @app.callback(Output(RUN, "data"), Output(TICK, "disabled"), Input(TICK, "n_intervals"), State(RUN, "data"),
                   prevent_initial_call=True)

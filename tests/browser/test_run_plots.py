@@ -147,4 +147,14 @@ def test_running_run_plots_follow_new_points_keep_the_zoom_and_add_new_metrics(p
     db.runs.update_one({"_id": 1}, {"$push": {"info.metrics": {"name": "lr", "id": str(lr)}},
                                     "$set": {"heartbeat": now + dt.timedelta(seconds=2)}})
     wait_for(page, METRIC, "lr", lambda s: s["points"] == [2])
+    # the rebuilt panels keep the range they showed, and so does the next redraw (the new graphs' last relayout is
+    # Plotly's autosize, which says nothing of the range)
+    wait_for(page, METRIC, "loss", lambda s: s["range"] == [20_000, 21_000] and s["inside"] == 1_001, 20_000, 21_000)
+    db.metrics.update_one({"_id": lr}, {"$push": {"steps": 2, "values": 0.025, "timestamps": now}})
+    db.runs.update_one({"_id": 1}, {"$set": {f"{schema.METRIC_ROLLUPS_FIELD}.lr.count": 3,
+                                             "heartbeat": now + dt.timedelta(seconds=3)}})
+    wait_for(page, METRIC, "lr", lambda s: s["points"] == [3])
+    settle(page)
+    redrawn = graph(page, METRIC, "loss", 20_000, 21_000)
+    assert redrawn["range"] == [20_000, 21_000] and redrawn["inside"] == 1_001
     assert page.js_errors == []
