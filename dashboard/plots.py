@@ -333,8 +333,10 @@ def register(app: Any, board: Board) -> None:
                 raise PreventUpdate  # a relayout that leaves x alone (autosize, y-only zoom)
         elif triggered == X_MODE:
             zoom = None  # a range in the old x mode's units means nothing now
-        else:  # smoothing, log y, the run re-read, a new panel: the range the panel shows (its last relayout can be
-            zoom = tuple(shown) if shown else None  # Plotly's autosize, which says nothing of the range)
+        else:
+            # smoothing, log y, the run re-read, a new panel: the range the panel shows (its last relayout may be
+            # Plotly's autosize, which says nothing of the range)
+            zoom = tuple(shown) if shown else None
         try:
             figure = metric_panel(board, run, graph["name"], x_mode or "step", float(smoothing or 0),
                                   "log" in (log_y or []), zoom)
