@@ -204,6 +204,27 @@ def parse_relayout(relayout: Mapping[str, Any] | None) -> tuple[Any, Any] | str 
     return None
 
 
+def zoom_to_draw(triggered: Mapping[str, Any], relayouts: Sequence[tuple[Any, Mapping[str, Any] | None]],
+                 shown: Sequence[Any] | None) -> tuple[Any, Any] | str | None:
+    """The x range a plot callback draws (x-mode units; "reset" or None: the whole run).
+
+    ``triggered``: ``ctx.triggered_prop_ids``, what set the callback off (several inputs where Dash merged triggers
+    that came together, an x-mode click and Plotly's autosize relayout say; none on a first call); ``relayouts``:
+    ``(graph id, relayoutData)`` of the panels it draws; ``shown``: the range they show. An x-mode change wins (a
+    range in the old mode's units means nothing now), then a relayout that sets x, then the range shown. Raises
+    PreventUpdate where only relayouts that leave x alone (autosize, a y-only zoom) set it off.
+    """
+    if f"{X_MODE}.value" in triggered:
+        return None
+    moved = [graph for key, graph in triggered.items() if key.endswith(".relayoutData")]
+    for graph, relayout in relayouts:
+        if graph in moved and (zoom := parse_relayout(relayout)) is not None:
+            return zoom
+    if moved and len(moved) == len(triggered):
+        raise PreventUpdate
+    return tuple(shown) if shown else None
+
+
 def context_time(text: str | None) -> dt.datetime | None:
     """A time of a plot context (``start``, ``stop``: ISO strings) as a naive UTC datetime; None where unknown."""
     return pd.Timestamp(text).to_pydatetime() if text else None
@@ -326,17 +347,7 @@ def register(app: Any, board: Board) -> None:
                   State({"type": METRIC, "name": MATCH}, "id"), State({"type": METRIC_ZOOM, "name": MATCH}, "data"))
     def _metric(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, run: dict,
                 graph: dict, shown: list | None) -> tuple[Any, Any, Any]:
-        triggered = ctx.triggered_id
-        if isinstance(triggered, dict):  # this panel's relayout: a zoom, a reset (autorange), or none after x mode
-            zoom = parse_relayout(relayout)
-            if relayout and zoom is None:
-                raise PreventUpdate  # a relayout that leaves x alone (autosize, y-only zoom)
-        elif triggered == X_MODE:
-            zoom = None  # a range in the old x mode's units means nothing now
-        else:
-            # smoothing, log y, the run re-read, a new panel: the range the panel shows (its last relayout may be
-            # Plotly's autosize, which says nothing of the range)
-            zoom = tuple(shown) if shown else None
+        zoom = zoom_to_draw(ctx.triggered_prop_ids, [(graph, relayout)], shown)
         try:
             figure = metric_panel(board, run, graph["name"], x_mode or "step", float(smoothing or 0),
                                   "log" in (log_y or []), zoom)
@@ -345,7 +356,7 @@ def register(app: Any, board: Board) -> None:
                            short_error(error))
             return _message(f"MongoDB unreachable: {short_error(error)}"), no_update, no_update
         kept = list(zoom) if isinstance(zoom, tuple) else None
-        return figure, None if triggered == X_MODE else no_update, kept
+        return figure, None if f"{X_MODE}.value" in ctx.triggered_prop_ids else no_update, kept
 
     @app.callback(Output({"type": SYSTEM, "panel": ALL}, "figure"),
                   Output({"type": SYSTEM, "panel": ALL}, "relayoutData"), Output(SYSTEM_ZOOM, "data"),
@@ -354,21 +365,15 @@ def register(app: Any, board: Board) -> None:
     def _system(x_mode: str, relayouts: list, run: dict, ids: list, shown: list | None) -> tuple[list, list, Any]:
         if not ids:
             raise PreventUpdate
-        triggered, zoom = ctx.triggered_id, None
-        if isinstance(triggered, dict):
-            relayout = relayouts[ids.index(triggered)]
-            zoom = parse_relayout(relayout)
-            if relayout and zoom is None:
-                raise PreventUpdate
-        elif triggered == RUN and shown:  # a running run re-read: the panels keep the range they show
-            zoom = tuple(shown)
+        zoom = zoom_to_draw(ctx.triggered_prop_ids, list(zip(ids, relayouts)), shown)
         try:
             out = system_figures(board, run, [item["panel"] for item in ids], x_mode or "wall", zoom)
         except PyMongoError as error:
             logger.warning("system samples of run %r: MongoDB unreachable: %s", run["run_id"], short_error(error))
             out = [_message(f"MongoDB unreachable: {short_error(error)}")] * len(ids)
         kept = list(zoom) if isinstance(zoom, tuple) else None
-        return out, [None if triggered == X_MODE else no_update] * len(ids), kept
+        reset = f"{X_MODE}.value" in ctx.triggered_prop_ids
+        return out, [None if reset else no_update] * len(ids), kept
 
     @app.callback(Output(METRICS, "children"), Output(SHOWN, "data"), Input(RUN, "data"), State(SHOWN, "data"),
                   State(X_MODE, "value"), State(SMOOTHING, "value"), State(LOG_Y, "value"),

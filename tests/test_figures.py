@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dash import html
+from dash.exceptions import PreventUpdate
 
 from dashboard import figures, plots
 from dashboard.board import Board
@@ -134,6 +135,27 @@ def test_relayout_events():
     assert plots.parse_relayout({"xaxis.autorange": True, "yaxis.autorange": True}) == "reset"
     assert plots.parse_relayout({"autosize": True}) is None and plots.parse_relayout(None) is None
     assert plots.parse_relayout({"yaxis.range[0]": 0, "yaxis.range[1]": 1}) is None
+
+
+def test_zoom_a_callback_draws_from_what_set_it_off():
+    loss, acc = {"type": plots.METRIC, "name": "loss"}, {"type": plots.METRIC, "name": "acc"}
+    key = '{"name":"loss","type":"run-plots-metric"}.relayoutData'
+    zoomed, autosize = {"xaxis.range[0]": 2, "xaxis.range[1]": 5}, {"autosize": True}
+    assert plots.zoom_to_draw({key: loss}, [(loss, zoomed)], None) == (2, 5)
+    assert plots.zoom_to_draw({key: loss}, [(loss, {"xaxis.autorange": True})], [2, 5]) == "reset"
+    with pytest.raises(PreventUpdate):  # Plotly sizing the graph, or a y-only zoom: nothing to redraw
+        plots.zoom_to_draw({key: loss}, [(loss, autosize)], [2, 5])
+    # merged by Dash with an x-mode click: the click wins, though the relayout came first
+    assert plots.zoom_to_draw({key: loss, f"{plots.X_MODE}.value": plots.X_MODE}, [(loss, autosize)], [2, 5]) is None
+    # smoothing, a re-read running run, or another input merged with an autosize: the range the panel shows
+    assert plots.zoom_to_draw({key: loss, f"{plots.RUN}.data": plots.RUN}, [(loss, autosize)], [2, 5]) == (2, 5)
+    assert plots.zoom_to_draw({f"{plots.SMOOTHING}.value": plots.SMOOTHING}, [(loss, zoomed)], [3, 4]) == (3, 4)
+    assert plots.zoom_to_draw({}, [(loss, None)], None) is None  # a first call
+    # panels drawn together: the relayout of the panel that set it off, not another panel's older zoom
+    acc_key = key.replace("loss", "acc")
+    assert plots.zoom_to_draw({acc_key: acc}, [(loss, autosize), (acc, {"xaxis.range": [7, 9]})], None) == (7, 9)
+    with pytest.raises(PreventUpdate):
+        plots.zoom_to_draw({acc_key: acc}, [(loss, zoomed), (acc, autosize)], [7, 9])
 
 
 # -- on recorded runs ----------------------------------------------------------------------------------------------
