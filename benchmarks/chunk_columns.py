@@ -2,18 +2,17 @@
 
     python benchmarks/chunk_columns.py [--points 2000000] [--repeats 3]
 
-The same series (steps 0, 1, 2, ..., float values, millisecond timestamps) is stored twice, in two mongomock
-databases, the way the observer stores it (``MetricSeries`` records applied by ``MongoWriter``): once with chunk
-columns packed (:func:`sacred_gpu.schema.pack_column`, what the observer does) and once with every column a list (as
-before packing; ``pack_column`` replaced for the run). Printed: the largest chunk record's BSON size (what the
-journal writes and MongoDB receives) and the median time of ``RunStore.metrics()`` reading the whole series, with
-the ratio of the two arms measured side by side.
+The same series (steps 0, 1, 2, ..., float values, timestamps) is stored twice, in two mongomock databases, the way
+the observer stores it (``benchmarks/run_page.py``'s ``write_metric``: ``MetricSeries`` records applied by
+``MongoWriter``, 50,000 points a heartbeat): once with chunk columns packed (:func:`sacred_gpu.schema.pack_column`,
+what the observer does) and once with every column a list (as before packing; ``pack_column`` replaced for the run).
+Printed: the largest chunk document's BSON size (its points, bounds and preview, as MongoDB stores it) and the
+median time of ``RunStore.metrics()`` reading the whole series, with the ratio of the two arms measured side by side.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import statistics
 import sys
 import time
@@ -24,35 +23,20 @@ import bson
 import mongomock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.run_page import write_metric  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
-from sacred_gpu.series import MetricSeries  # noqa: E402
 from sacred_gpu.store import RunStore  # noqa: E402
 from sacred_gpu.writer import MongoWriter  # noqa: E402
 
-BATCH = 50_000  # points per heartbeat
+BATCH = 50_000  # points a heartbeat (1 s)
 
 
 def stored_series(points: int) -> tuple[RunStore, int]:
-    """A run 1 holding series 'loss' of ``points`` points; returns its store and the largest chunk record's bytes."""
+    """A run 1 holding series 'loss' of ``points`` points; returns its store and the largest chunk document's bytes."""
     client = connection.open_client(client=mongomock.MongoClient())
     writer = MongoWriter(client["sacred"])
-    series = MetricSeries("loss", schema.new_object_id())
-    seq = iter(range(1, 1 << 30)).__next__
-    start = dt.datetime(2026, 1, 1)
-    head = {"_id": series.metric_id, "run_id": 1, "name": "loss", "steps": [], "values": [], "timestamps": []}
-    largest = 0
-    for first in range(0, points, BATCH):
-        steps = list(range(first, min(first + BATCH, points)))
-        stamps = [start + dt.timedelta(milliseconds=step) for step in steps]
-        for rec in series.records(steps, [step * 0.5 for step in steps], stamps, seq):
-            if rec["op"] == "chunk":
-                largest = max(largest, len(bson.encode(rec)))
-                writer.apply(1, rec, "", {}, False)
-            else:  # what append_metric's $push leaves (mongomock copies the document on every update)
-                for key in ("steps", "values", "timestamps"):
-                    head[key] += rec[key]
-                head.update({key: rec[key] for key in ("full_points",) if key in rec})
-    writer.metrics.insert_one(head)
+    write_metric(writer, 1, "loss", points, points / BATCH, 1.0, iter(range(1, 1 << 30)).__next__)
+    largest = max((len(bson.encode(chunk)) for chunk in writer.chunks.find()), default=0)
     return RunStore(client["sacred"]), largest
 
 
@@ -78,7 +62,7 @@ def main() -> int:
     for _ in range(2):  # the arms alternate, so both see the machine's noise alike
         packed_time += read_time(packed_store, args.points, args.repeats)
         listed_time += read_time(listed_store, args.points, args.repeats)
-    print(f"largest chunk record: packed {packed_bytes / 1e6:.2f} MB, lists {listed_bytes / 1e6:.2f} MB "
+    print(f"largest chunk document: packed {packed_bytes / 1e6:.2f} MB, lists {listed_bytes / 1e6:.2f} MB "
           f"(ratio {packed_bytes / listed_bytes:.2f})")
     print(f"RunStore.metrics() of {args.points:,} points (median of {args.repeats}, mean of 2 rounds): packed "
           f"{packed_time / 2:.2f} s, lists {listed_time / 2:.2f} s (ratio {packed_time / listed_time:.2f})")

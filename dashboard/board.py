@@ -9,13 +9,6 @@ from sacred_gpu.store import RunStore
 
 #: The app's ``dcc.Location``: pages navigate by setting its ``href``.
 URL = "board-url"
-
-
-def run_key(run_id: str) -> Any:
-    """The run id of a URL or query string: an int when it is one (Sacred's ids), else the string."""
-    return int(run_id) if run_id.lstrip("-").isdigit() else run_id
-
-
 #: Seconds between refreshes of the runs table (new runs, running rows).
 DEFAULT_REFRESH = 10.0
 
@@ -28,3 +21,8 @@ class Board:
     read_only: bool = False
     refresh: float = DEFAULT_REFRESH
     title: str = "sacred-board"
+
+
+def run_key(run_id: str) -> Any:
+    """The run id of a URL or query string: an int when it is one (Sacred's ids), else the string."""
+    return int(run_id) if run_id.lstrip("-").isdigit() else run_id
