@@ -25,7 +25,7 @@ from pymongo.errors import PyMongoError
 
 from dashboard import figures
 from dashboard.board import Board, run_key
-from sacred_gpu import schema
+from sacred_gpu import codec, schema
 from sacred_gpu.connection import short_error
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
             "start": start.isoformat() if start else None,
             "stop": stop.isoformat() if stop else None, "samples": system.get("samples"),
             "metric_names": user, "system_names": sorted({name for name in names if name.startswith("sys/")}),
-            "rollups": {name: {field: value for field, value in (rollups.get(schema.bson_key(name)) or {}).items()
+            "rollups": {name: {field: value for field, value in (codec.find_rollup(rollups, name, names) or {}).items()
                                if field in ("count", "first_step", "last_step")} for name in user}}
 
 

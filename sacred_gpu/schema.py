@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from bson import ObjectId
-from bson.int64 import Int64
+
+# Making arbitrary Python values storable lives in sacred_gpu.codec (no pandas); importable from here as before.
+from sacred_gpu.codec import bson_key, bson_safe, flatten, metric_value, rollup_key  # noqa: F401
 
 #: The ``format`` field of every run document we write (Sacred writes ``MongoObserver-0.7.0``).
 FORMAT = "GpuMongoObserver-1"
@@ -207,8 +209,8 @@ def chunk_summary(steps: np.ndarray | list, values: np.ndarray | list,
 
 
 #: Field of the run document holding each metric's roll-ups, kept current at every heartbeat so a runs table reads
-#: no series: ``{<metric name, bson_key'd>: {count, sum, mean, first, first_step, last, last_step, min, min_step,
-#: max, max_step}}``.
+#: no series: ``{<codec.rollup_key(metric name)>: {count, sum, mean, first, first_step, last, last_step, min,
+#: min_step, max, max_step}}``.
 METRIC_ROLLUPS_FIELD = "metric_rollups"
 
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
@@ -252,73 +254,3 @@ def artifact_filename(runs_collection: str, run_id: Any, name: str) -> str:
 def new_object_id() -> ObjectId:
     """A fresh id generated on the client, so records can reference a document before it is written."""
     return ObjectId()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Making arbitrary Python values storable, the way Sacred does.
-# --------------------------------------------------------------------------------------------------------------
-
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_BSON_ATOMS = (str, bool, float, type(None), _dt.datetime, ObjectId, bytes, Int64)
-
-
-def bson_key(key: Any) -> str:
-    """A key MongoDB accepts, as Sacred's ``force_valid_bson_key`` makes it: ``.`` -> ``,``, leading ``$`` -> ``@``."""
-    key = str(key)
-    if key.startswith("$"):
-        key = "@" + key[1:]
-    return key.replace(".", ",")
-
-
-def bson_safe(obj: Any) -> Any:
-    """Return ``obj`` with every key made valid and every value BSON cannot hold turned into ``str``.
-
-    Used for fields Sacred stores as they come (experiment, host, meta, artifact metadata). Numpy scalars
-    become Python numbers, tuples and sets become lists. Never raises.
-    """
-    if isinstance(obj, dict):
-        return {bson_key(k): bson_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [bson_safe(v) for v in obj]
-    if isinstance(obj, int) and not isinstance(obj, bool):
-        return obj if _INT64_MIN <= obj <= _INT64_MAX else str(obj)
-    if isinstance(obj, _BSON_ATOMS):
-        return obj
-    item = getattr(obj, "item", None)  # numpy scalars and 0-d arrays
-    if callable(item) and getattr(obj, "ndim", 1) == 0:
-        try:
-            return bson_safe(item())
-        except Exception:  # noqa: BLE001 - any failure falls back to str, as Sacred does
-            pass
-    try:
-        return str(obj)
-    except Exception:  # noqa: BLE001
-        return f"<unprintable {type(obj).__name__}>"
-
-
-def flatten(obj: Any) -> Any:
-    """Sacred's ``flatten`` (jsonpickle: numpy arrays, tuples, int keys encoded) followed by :func:`bson_safe`.
-
-    Used for ``config``, ``info`` and ``result``, which Sacred flattens before storing. Never raises.
-    """
-    from sacred.serializer import flatten as sacred_flatten
-
-    try:
-        flat = sacred_flatten(obj)
-    except Exception:  # noqa: BLE001 - jsonpickle can fail on exotic objects; keep the run going
-        flat = obj
-    return bson_safe(flat)
-
-
-def metric_value(value: Any) -> int | float | None:
-    """A logged scalar as a BSON number (numpy/torch scalars included), or ``None`` if it is not a number."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value if _INT64_MIN <= value <= _INT64_MAX else float(value)
-    if isinstance(value, float):
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None

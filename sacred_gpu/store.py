@@ -16,7 +16,7 @@ from typing import Any
 import gridfs
 import pandas as pd
 
-from sacred_gpu import connection, schema
+from sacred_gpu import codec, connection, schema
 from sacred_gpu.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
 from sacred_gpu.series_reads import SeriesReads
 from sacred_gpu.writer import MongoWriter
@@ -83,11 +83,20 @@ def _rollup_request(metrics: Mapping[str, str | Iterable[str]] | None) -> list[t
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value and not any(key.startswith("py/") for key in value):
+    if codec.is_stub(value):  # a value moved to GridFS: one cell saying so, not the stub's fields
+        out[prefix] = codec.stub_label(value)
+    elif isinstance(value, dict) and value and not any(key.startswith("py/") for key in value):
         for key, item in value.items():
             _flatten(f"{prefix}.{key}", item, out)
     else:
         out[prefix] = value
+
+
+def _rollup_fields(name: str) -> list[str]:
+    """Fields of ``metric_rollups`` that may hold metric ``name``'s roll-ups: its :func:`codec.rollup_key`, and the
+    older :func:`schema.bson_key` form where that differs (runs recorded before roll-up keys were unambiguous)."""
+    legacy = codec.legacy_rollup_key(name)
+    return [codec.rollup_key(name)] + ([legacy] if legacy is not None else [])
 
 
 #: Runs whose roll-ups must be aggregated from their series: written by Sacred's own observer (ours store them).
@@ -144,11 +153,14 @@ class RunStore(SeriesReads):
         mongo_filter = self._with_metric_conditions(query)
         wanted = _rollup_request(metrics)
         projection = dict.fromkeys(_TABLE_PROJECTION, 1)
-        projection.update({f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(name)}": 1 for name, _ in wanted})
+        projection.update({f"{schema.METRIC_ROLLUPS_FIELD}.{field}": 1 for name, _ in wanted
+                           for field in _rollup_fields(name)})
         projection.update(dict.fromkeys(columns or [], 1))
         docs = self._page(mongo_filter, self._sort_key(sort), skip, limit, projection)
         stock = self._stock_rollups([d["_id"] for d in docs if _stock(d)], wanted)
-        rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns or []) for doc in docs]
+        names = self._legacy_metric_names(docs, wanted)
+        rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns or [], names.get(doc["_id"], ()))
+                for doc in docs]
         frame = pd.DataFrame(rows)
         if frame.empty:
             return pd.DataFrame(columns=["experiment", "status"]).rename_axis("id")
@@ -199,7 +211,9 @@ class RunStore(SeriesReads):
             return FIELDS[name], direction
         metric, _, rollup = name.rpartition(".")
         if rollup in ROLLUPS and metric and metric.split(".")[0] not in PREFIXES:
-            return f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(metric)}.{rollup}", direction
+            # runs recorded before roll-up keys were unambiguous, with ``%``, ``.`` or a leading ``$`` in this
+            # metric's name, sort as runs without a value (filters and the table's cells do read their old keys)
+            return f"{schema.METRIC_ROLLUPS_FIELD}.{codec.rollup_key(metric)}.{rollup}", direction
         if "$" in name:
             raise ValueError(f"invalid sort column {name!r}")
         return name, direction
@@ -210,11 +224,42 @@ class RunStore(SeriesReads):
         parts = [query.runs] if query.runs else []
         stock_ids = self._runs.distinct("_id", _STOCK_RUNS) if query.metrics else []
         for condition in query.metrics:
-            stored = {f"{schema.METRIC_ROLLUPS_FIELD}.{schema.bson_key(condition.name)}.{condition.rollup}":
-                      {condition.op: condition.value}}
+            stored = self._stored_condition(condition)
             parts.append({"$or": [stored, {"_id": {"$in": self._stock_matches(condition, stock_ids)}}]}
                          if stock_ids else stored)
         return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
+
+    @staticmethod
+    def _stored_condition(condition: MetricCondition) -> dict:
+        """A metric condition on the stored roll-up: under :func:`codec.rollup_key`, or, as
+        :func:`codec.find_rollup` reads them, under the old key of runs recorded before it."""
+        field = f"{schema.METRIC_ROLLUPS_FIELD}.{codec.rollup_key(condition.name)}"
+        stored = {f"{field}.{condition.rollup}": {condition.op: condition.value}}
+        legacy = codec.legacy_rollup_key(condition.name)
+        if legacy is None:
+            return stored
+        old = [{field: {"$exists": False}},
+               {f"{schema.METRIC_ROLLUPS_FIELD}.{legacy}.{condition.rollup}": {condition.op: condition.value}},
+               {"info.metrics.name": condition.name}]
+        owner = codec.legacy_owner(legacy)
+        if owner is not None:
+            old.append({"info.metrics.name": {"$ne": owner}})
+        return {"$or": [stored, {"$and": old}]}
+
+    def _legacy_metric_names(self, docs: list[dict], wanted: list[tuple[str, str]]) -> dict[Any, list[str]]:
+        """The metric names (``info.metrics``) of the runs in ``docs`` whose roll-ups of a ``wanted`` metric are
+        only under its old key: :func:`codec.find_rollup` needs them to tell an old run from a newer one."""
+        pairs = [(codec.rollup_key(name), legacy) for name, _ in wanted
+                 if (legacy := codec.legacy_rollup_key(name)) is not None]
+
+        def only_old(rollups: Any) -> bool:
+            return isinstance(rollups, dict) and any(key not in rollups and old in rollups for key, old in pairs)
+
+        ids = [doc["_id"] for doc in docs if pairs and only_old(doc.get(schema.METRIC_ROLLUPS_FIELD))]
+        if not ids:
+            return {}
+        return {doc["_id"]: [m.get("name") for m in (doc.get("info") or {}).get("metrics") or [] if isinstance(m, dict)]
+                for doc in self._runs.find({"_id": {"$in": ids}}, {"info.metrics.name": 1})}
 
     def _stock_matches(self, condition: MetricCondition, run_ids: list[Any]) -> list[Any]:
         if condition.rollup.endswith("_step"):
@@ -257,7 +302,7 @@ class RunStore(SeriesReads):
         return status
 
     def _row(self, doc: dict, now: dt.datetime, wanted: list[tuple[str, str]], stock: dict[str, dict],
-             columns: Iterable[str]) -> dict[str, Any]:
+             columns: Iterable[str], names: Iterable[str] = ()) -> dict[str, Any]:
         start, end = doc.get("start_time"), doc.get("stop_time") or doc.get("heartbeat")
         omniboard = doc.get("omniboard") or {}
         system = doc.get(schema.SYSTEM_FIELD) or {}
@@ -275,29 +320,33 @@ class RunStore(SeriesReads):
             "tags": list(omniboard.get("tags") or []),
             "notes": omniboard.get("notes") if omniboard.get("notes") is not None else
             (doc.get("meta") or {}).get("comment"),
-            "result": doc.get("result"),
+            "result": codec.label_stubs(doc.get("result")),
         }
         config: dict[str, Any] = {}
         _flatten("config", doc.get("config") or {}, config)
         row.update(config)
         stored = doc.get(schema.METRIC_ROLLUPS_FIELD)
+        names = set(names)
         for name, rollup in wanted:
-            source = (stored or {}).get(schema.bson_key(name)) if stored is not None else stock.get(name)
+            source = codec.find_rollup(stored, name, names) if stored is not None else stock.get(name)
             row[f"{name}.{rollup}"] = (source or {}).get(rollup)
         for path in columns:
             value: Any = doc
             for part in path.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
-            row[path] = value
+            row[path] = codec.label_stubs(value)
         return row
 
     # -- one run --------------------------------------------------------------------------------------------------
-    def run(self, run_id: Any, fields: Iterable[str] | None = None) -> dict[str, Any]:
-        """The run document, whole or only ``fields`` (dotted paths). Raises ``KeyError`` if there is no such run."""
+    def run(self, run_id: Any, fields: Iterable[str] | None = None, *, resolve: bool = True) -> dict[str, Any]:
+        """The run document, whole or only ``fields`` (dotted paths). Raises ``KeyError`` if there is no such run.
+
+        Values the observer moved to GridFS because the document would have passed MongoDB's 16 MB limit (stubs,
+        see :func:`codec.stub_large_values`) are read back in place; ``resolve=False`` leaves the stubs."""
         doc = self._runs.find_one({"_id": run_id}, dict.fromkeys(fields, 1) if fields is not None else None)
         if doc is None:
             raise KeyError(f"no run {run_id!r}")
-        return doc
+        return codec.resolve_stubs(doc, self._read_file) if resolve else doc
 
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``KeyError`` if it has none by that name."""
@@ -305,10 +354,11 @@ class RunStore(SeriesReads):
 
     def source(self, run_id: Any, path: str) -> bytes:
         """The content of one of the run's source files, by the name Sacred lists it under."""
-        found = [file_id for name, file_id in self.run(run_id).get("experiment", {}).get("sources", []) if name == path]
+        sources = self.run(run_id, ["experiment.sources"], resolve=False).get("experiment", {}).get("sources", [])
+        found = [file_id for name, file_id in sources if name == path]
         if not found:
             raise KeyError(f"run {run_id!r} has no source {path!r}")
-        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[0]).read()
+        return self._read_file(found[0])
 
     def captured_out(self, run_id: Any) -> str:
         """The run's captured output (as capped by the observer); ``""`` if none. Raises ``KeyError`` if no run."""
@@ -330,7 +380,15 @@ class RunStore(SeriesReads):
         found = [a for a in self._artifacts(run_id) if a.get("name") == name]
         if not found:
             raise KeyError(f"run {run_id!r} has no artifact {name!r}")
-        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(found[-1]["file_id"])
+        return self._file(found[-1]["file_id"])
+
+    def _file(self, file_id: Any) -> Any:
+        """GridFS file ``file_id``, read as it goes; raises ``gridfs.errors.NoFile`` if there is none."""
+        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(file_id)
+
+    def _read_file(self, file_id: Any) -> bytes:
+        """The whole content of GridFS file ``file_id``."""
+        return self._file(file_id).read()
 
     def _artifacts(self, run_id: Any) -> list[dict[str, Any]]:
         return [a for a in self.run(run_id, ["artifacts"]).get("artifacts") or [] if isinstance(a, dict)]

@@ -10,6 +10,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 from sacred.serializer import flatten as sacred_flatten
 
+import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.sampling.fake_nvml import FakeNvml
 
@@ -105,3 +106,22 @@ def test_failures_during_the_run_never_reach_sacred(db, tmp_path, caplog):
     assert len([m for m in messages if m.startswith("sacred-gpu: resource_event failed")]) == 1
     assert len([m for m in messages if "MongoDB write failed" in m]) == 1
     assert len([m for m in messages if "reachable again" in m]) == 1
+
+
+def test_nul_in_a_config_key_and_a_metric_name_never_stops_the_run(observer, db, client):
+    """BSON keys cannot hold NUL: the config key is stored with ␀, the metric's roll-ups are still read."""
+
+    def main(_run):
+        _run.info["odd\x00key"] = "value\x00kept"
+        _run.log_scalar("x\x00y", 1.0, 0)
+        _run.log_scalar("x\x00y", 3.0, 1)
+        time.sleep(0.15)  # heartbeats with the metric's roll-ups
+
+    run = run_experiment(main, observer, config={"params": {"a\x00b": 1}})
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and run._failed_observers == []
+    assert doc["config"]["params"] == {"a\u2400b": 1} and doc["info"]["odd\u2400key"] == "value\x00kept"
+    series = db.metrics.find_one({"run_id": run._id})
+    assert series["name"] == "x\x00y" and series["values"] == [1.0, 3.0]
+    table = sacred_gpu.connect(client=client).runs(metrics={"x\x00y": ["max", "last"]})
+    assert table.loc[run._id, "x\x00y.max"] == 3.0 and table.loc[run._id, "x\x00y.last"] == 3.0
