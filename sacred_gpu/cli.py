@@ -45,7 +45,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sacred_gpu import connection
+    from sacred_gpu import connection, quarantine
     from sacred_gpu.journal import default_spool
     from sacred_gpu.sync import sync_spool
 
@@ -55,11 +55,23 @@ def _sync(args: argparse.Namespace) -> int:
         url, db_name = spec.url or "localhost:27017", spec.db_name
     spool = Path(args.spool) if args.spool else default_spool()
     results = sync_spool(spool, url=url, db_name=db_name, force=args.force, timeout=args.timeout)
-    if not results:
-        sys.stdout.write(f"nothing to sync in {spool}\n")
     for result in results:
-        sys.stdout.write(f"{result.outcome:<12} run {result.run_id}  {result.folder}  {result.detail}\n")
-    return 0 if all(r.outcome in ("synced", "running") for r in results) else 1
+        aside = f"  ({result.set_aside} set aside in quarantine)" if result.set_aside else ""
+        sys.stdout.write(f"{result.outcome:<12} run {result.run_id}  {result.folder}  {result.detail}{aside}\n")
+    held = quarantine.entries(spool)
+    if held and args.discard_quarantine:
+        count = quarantine.discard(spool)
+        sys.stdout.write(f"discarded {count} quarantined entries of {spool / quarantine.FOLDER}\n")
+        held = []
+    if held:
+        sys.stdout.write(f"QUARANTINED: {len(held)} entries could not be written to MongoDB and are kept in "
+                         f"{spool / quarantine.FOLDER} (remove them with --discard-quarantine once dealt with):\n")
+        for entry in held:
+            sys.stdout.write(f"  {entry.describe()}\n")
+    if not results and not held:
+        sys.stdout.write(f"nothing to sync in {spool}\n")
+    ok = all(r.outcome in ("synced", "running", "busy", "gone") for r in results)
+    return 0 if ok and not held else 1
 
 
 def _metrics_table(args: argparse.Namespace) -> int:
@@ -82,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--mu", metavar="URI", help="a mongodb:// URI to upload to (database from its path)")
     sync.add_argument("--force", action="store_true", help="also journals whose process still runs")
     sync.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for MongoDB per run (default 30)")
+    sync.add_argument("--discard-quarantine", action="store_true",
+                      help="delete what is quarantined (records MongoDB refused, damaged journal bytes) after listing")
     sync.set_defaults(handler=_sync)
     table = commands.add_parser("metrics-table", help="print the table of system metrics (Markdown)")
     table.set_defaults(handler=_metrics_table)

@@ -9,6 +9,9 @@ from typing import Any
 DEFAULT_DB = "sacred"
 #: How long a new client waits for a server before a call fails, in ms (pymongo's own default is 30 000).
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000
+#: Bounds on every network wait of a client that writes (observer, sync), in ms: connecting, and each socket read
+#: (a server that accepts a connection and never answers fails the call after ``socketTimeoutMS``).
+WRITE_TIMEOUTS = {"connectTimeoutMS": 5000, "socketTimeoutMS": 20000}
 
 _DB_NAME = r"[_A-Za-z][0-9A-Za-z#%&'()+\-;=@\[\]^_{}]{0,63}"
 _HOST = r"[0-9A-Za-z](?:[0-9A-Za-z\-]{0,61}[0-9A-Za-z])?(?:\.[0-9A-Za-z](?:[0-9A-Za-z\-]{0,61}[0-9A-Za-z])?)*"
@@ -80,6 +83,38 @@ def open_client(url: str | None = None, client: Any = None, **client_kwargs: Any
     return client
 
 
+def database(client: Any, db_name: str, write_concern: dict[str, Any] | None = None) -> Any:
+    """``client[db_name]``, with ``write_concern`` (pymongo ``WriteConcern`` arguments) for its writes if given.
+
+    Raises ``ValueError`` for unacknowledged writes (``w=0``): the journal forgets a record only once MongoDB has
+    acknowledged it.
+    """
+    if not write_concern:
+        return client[db_name]
+    from pymongo.write_concern import WriteConcern
+
+    concern = WriteConcern(**write_concern)
+    if not concern.acknowledged:
+        raise ValueError("write_concern w=0 is not allowed: sacred-gpu keeps a record until MongoDB acknowledges it")
+    return client.get_database(db_name, write_concern=concern)
+
+
+def without_password(url: str | None) -> str | None:
+    """``url`` with the password of its user info removed (``mongodb://user:pw@host`` -> ``mongodb://user@host``)."""
+    if url is None:
+        return None
+    return re.sub(r"^([a-z+]+://[^:@/]*):[^@/]*@", r"\1@", url)
+
+
+def with_password(url: str | None, password: str | None) -> str | None:
+    """``url`` with ``password`` put back into its user info, if it names a user without one."""
+    if not url or not password:
+        return url
+    from urllib.parse import quote_plus
+
+    return re.sub(r"^([a-z+]+://[^:@/]+)@", lambda m: f"{m.group(1)}:{quote_plus(password)}@", url)
+
+
 def enable_gridfs(client: Any) -> None:
     """Let ``gridfs`` work on mongomock objects (no-op for real clients)."""
     if is_mongomock(client):
@@ -96,7 +131,10 @@ def describe(url: str | None, db_name: str) -> str:
 
 
 def short_error(exc: BaseException, limit: int = 160) -> str:
-    """An error message for one log line: pymongo's server-selection errors carry a whole topology description."""
+    """An error in one line (its class, the server's code, its message): pymongo's server-selection errors carry a
+    whole topology description, left out here."""
     text = str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0].strip()
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    code = getattr(exc, "code", None)
+    head = type(exc).__name__ + (f" (code {code})" if isinstance(code, int) else "")
+    text = f"{head}: {text}" if text else head
     return text if len(text) <= limit else text[: limit - 3] + "..."

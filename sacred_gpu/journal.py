@@ -1,30 +1,42 @@
 """The write-ahead journal: every record is on local disk before it is queued for MongoDB.
 
-One folder per run under the spool directory::
+One folder per run under the spool directory, private to the user (folders 0700, files 0600)::
 
     <spool>/<key>/state.json       what the run is: database, collection prefix, run id once known, finished?
-    <spool>/<key>/000001.bson ...  records, BSON documents back to back, in segments of at most SEGMENT_BYTES
+    <spool>/<key>/000001.log ...   records, framed and checksummed, in segments of at most SEGMENT_BYTES
     <spool>/<key>/acked            "<segment> <offset>": everything before it is acknowledged by MongoDB
+    <spool>/<key>/lock             held (``flock``) by the process that records or syncs the run
     <spool>/<key>/files/           copies of artifacts, resources and sources waiting to be uploaded
 
-A record is appended with one ``write`` and flushed to the operating system, so a process killed with SIGKILL loses
-nothing it journaled; a torn record at the end of the last segment (power loss mid-write) is ignored on reading.
-Segments wholly acknowledged are deleted (the journal is trimmed); a finished run whose records are all
-acknowledged has its folder removed.
+A record is a frame: ``MAGIC`` (4 bytes), the payload's length (uint32 LE), a CRC-32 of length and payload (uint32
+LE), then the payload, one BSON document. It is appended with unbuffered writes; a write that fails or lands only
+in part (a full disk, a short write) is rolled back by truncating the segment to its last good length before
+anything else is appended, so no record ever lands behind a torn one. A reader checks every frame; on a damaged or
+torn region it reports the region (:class:`Damage`) and resynchronises on the next valid frame. Each process starts
+a segment of its own, so it never appends behind bytes another process may have left torn.
+
+Segments wholly acknowledged are deleted as MongoDB acknowledges them; a journal folder is removed only once every
+record in it is acknowledged and every damaged region has been copied to the quarantine (see
+:mod:`sacred_gpu.quarantine`). Journals written by sacred-gpu 0.1 (``NNNNNN.bson``: BSON documents back to back,
+no checksums) are still read; there, a damaged record makes the rest of its segment one damaged region.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import shutil
 import struct
+import tempfile
 import threading
 import uuid
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Union
 
 import bson
 
@@ -34,8 +46,30 @@ logger = logging.getLogger(__name__)
 SPOOL_ENV = "SACRED_GPU_SPOOL"
 #: Bytes per journal segment before a new one is started.
 SEGMENT_BYTES = 16 * 1024 * 1024
+#: The first bytes of every frame.
+MAGIC = b"\xa7SGJ"
+_HEADER = struct.Struct("<4sII")  # magic, payload length, CRC-32 of the length's bytes and the payload
+#: Largest payload a frame may announce (a larger length is damage): 1 GiB.
+MAX_PAYLOAD = 1 << 30
+#: Permissions of what the journal creates: it may hold a URL with a user name, and the run's data.
+FOLDER_MODE, FILE_MODE = 0o700, 0o600
+_SUFFIX, _LEGACY_SUFFIX = ".log", ".bson"
 
 Position = tuple[int, int]  # (segment number, byte offset in it)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A region of a segment that holds no valid record: ``data`` is its bytes, ``reason`` says what was wrong."""
+
+    segment: int
+    start: int
+    end: int
+    reason: str
+    data: bytes
+
+
+Entry = Union[dict, Damage]
 
 
 def default_spool() -> Path:
@@ -46,13 +80,41 @@ def default_spool() -> Path:
     return Path(data_home) / "sacred-gpu" / "spool"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def make_private_folder(path: Path) -> Path:
+    """Create ``path`` (and its parents) if missing; a folder we create is readable by its owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+    return path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` at once (a unique temp file, fsynced, renamed over it), owner-only."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def frame(rec: dict[str, Any]) -> bytes:
+    """A record as the journal stores it. Raises ``bson.errors.InvalidDocument`` (or ``OverflowError``) when the
+    record cannot be encoded."""
+    payload = bson.encode(rec)
+    length = struct.pack("<I", len(payload))
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload, zlib.crc32(length))) + payload
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError("short write to the journal")
+        view = view[written:]
 
 
 class Journal:
@@ -61,17 +123,19 @@ class Journal:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.files = self.folder / "files"
-        self.files.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        segments = self.segments()
-        self._segment = segments[-1] if segments else 1
-        self._handle = open(self._segment_path(self._segment), "ab")
+        self._lock = threading.Lock()  # appends, and the bounds a reader in this process may read up to
+        self._state_lock = threading.Lock()
+        self._fd: int | None = None  # the segment this process appends to, opened on the first append
+        self._segment = 0
+        self._size = 0  # bytes of whole records in that segment
+        self._lock_file: IO[bytes] | None = None
 
     @classmethod
     def create(cls, spool: Path, state: dict[str, Any]) -> Journal:
         """A new journal folder in ``spool`` with its initial state."""
-        folder = Path(spool) / f"run-{uuid.uuid4().hex[:12]}"
-        folder.mkdir(parents=True)
+        folder = make_private_folder(Path(spool)) / f"run-{uuid.uuid4().hex[:12]}"
+        folder.mkdir(mode=FOLDER_MODE)
+        (folder / "files").mkdir(mode=FOLDER_MODE)
         journal = cls(folder)
         journal.write_state(state)
         return journal
@@ -82,51 +146,126 @@ class Journal:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def write_state(self, state: dict[str, Any]) -> None:
-        _write_atomically(self.folder / "state.json", json.dumps(state, indent=1, sort_keys=True))
+        write_atomically(self.folder / "state.json", json.dumps(state, indent=1, sort_keys=True))
 
     def update_state(self, **changes: Any) -> dict[str, Any]:
-        state = self.state()
-        state.update(changes)
-        self.write_state(state)
-        return state
+        with self._state_lock:
+            state = self.state()
+            state.update(changes)
+            self.write_state(state)
+            return state
+
+    # -- the lock: one process records or syncs a journal at a time -----------------------------------------------
+    def try_lock(self) -> bool:
+        """Take the journal's lock without waiting; False when another process (or journal object) holds it.
+
+        The lock is the operating system's (``flock``): it is released when its holder exits, however it exits.
+        """
+        if self._lock_file is not None:
+            return True
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no locking
+            return True
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+        handle = os.fdopen(fd, "r+b")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._lock_file = handle
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     # -- writing --------------------------------------------------------------------------------------------------
-    def append(self, record: dict[str, Any]) -> None:
-        """Journal one record (BSON-encodable). Raises ``OSError`` if the disk refuses it."""
-        data = bson.encode(record)
+    def append(self, rec: dict[str, Any]) -> None:
+        """Journal one record. Raises ``bson.errors.InvalidDocument`` if it cannot be encoded and ``OSError`` if the
+        disk refuses it (the journal is then as it was before the call)."""
+        self.append_frame(frame(rec))
+
+    def append_frame(self, data: bytes) -> None:
+        """Journal one record made by :func:`frame`; on ``OSError`` nothing of it stays in the journal."""
         with self._lock:
-            if self._handle.tell() + len(data) > SEGMENT_BYTES and self._handle.tell() > 0:
-                self._handle.close()
-                self._segment += 1
-                self._handle = open(self._segment_path(self._segment), "ab")
-            self._handle.write(data)
-            self._handle.flush()
+            if self._fd is None or (self._size and self._size + len(data) > SEGMENT_BYTES):
+                self._open_segment()
+            assert self._fd is not None
+            try:
+                _write_all(self._fd, data)
+            except OSError:
+                self._roll_back()
+                raise
+            self._size += len(data)
+
+    def _open_segment(self) -> None:
+        """Start a new segment after every existing one (never append behind another process's bytes)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        segments = self.segments()
+        self._segment = max([self._segment, *segments]) + 1
+        self._fd = os.open(self._segment_path(self._segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        self._size = 0
+
+    def _roll_back(self) -> None:
+        """Cut what a failed write left of its record; if even that fails, the next append starts a new segment."""
+        try:
+            os.ftruncate(self._fd, self._size)  # type: ignore[arg-type]
+        except OSError:
+            logger.warning("sacred-gpu: could not roll back a failed write in %s; continuing in a new segment",
+                           self._segment_path(self._segment))
+            os.close(self._fd)  # type: ignore[arg-type]
+            self._fd = None
 
     def sync(self) -> None:
         """Force journaled records to the disk itself (survives power loss, not just a killed process)."""
         with self._lock:
-            if not self._handle.closed:
-                self._handle.flush()
-                os.fsync(self._handle.fileno())
+            if self._fd is not None:
+                os.fsync(self._fd)
 
     def spool_file(self, source: str | os.PathLike[str]) -> str:
         """Copy a file into the journal (it may be gone when the upload happens); returns the copy's name."""
         name = f"{uuid.uuid4().hex}{Path(source).suffix}"
-        shutil.copyfile(source, self.files / name)
+        with open(source, "rb") as src, os.fdopen(
+                os.open(self.files / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as dst:
+            try:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            except OSError:
+                dst.close()
+                (self.files / name).unlink(missing_ok=True)
+                raise
+        return name
+
+    def spool_bytes(self, data: bytes, suffix: str = ".txt") -> str:
+        """Keep bytes for upload as a file; returns its spooled name."""
+        name = f"{uuid.uuid4().hex}{suffix}"
+        fd = os.open(self.files / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            _write_all(fd, data)
+        except OSError:
+            os.close(fd)
+            (self.files / name).unlink(missing_ok=True)
+            raise
+        os.close(fd)
         return name
 
     def spool_text(self, text: str, suffix: str = ".txt") -> str:
         """Keep a text for upload as a file; returns its spooled name."""
-        name = f"{uuid.uuid4().hex}{suffix}"
-        (self.files / name).write_text(text, encoding="utf-8")
-        return name
+        return self.spool_bytes(text.encode("utf-8"), suffix)
 
     # -- reading --------------------------------------------------------------------------------------------------
     def segments(self) -> list[int]:
-        return sorted(int(p.stem) for p in self.folder.glob("[0-9]*.bson"))
+        names = (p.name for p in self.folder.iterdir() if p.suffix in (_SUFFIX, _LEGACY_SUFFIX))
+        return sorted({int(name.split(".")[0]) for name in names if name.split(".")[0].isdigit()})
 
     def _segment_path(self, segment: int) -> Path:
-        return self.folder / f"{segment:06d}.bson"
+        path = self.folder / f"{segment:06d}{_SUFFIX}"
+        legacy = path.with_suffix(_LEGACY_SUFFIX)
+        return legacy if not path.exists() and legacy.exists() else path
 
     def acked(self) -> Position:
         path = self.folder / "acked"
@@ -136,59 +275,155 @@ class Journal:
         segment, offset = path.read_text().split()
         return int(segment), int(offset)
 
-    def read(self, start: Position, max_records: int = 10_000) -> Iterator[tuple[dict[str, Any], Position]]:
-        """Records from ``start`` on, each with the position just after it; stops at a torn or missing tail."""
+    def read(self, start: Position, max_records: int = 10_000, *,
+             tail_is_damage: bool = False) -> Iterator[tuple[Entry, Position]]:
+        """Records (dicts) and damaged regions (:class:`Damage`) from ``start`` on, each with the position after it.
+
+        ``max_records`` bounds the records yielded. An incomplete frame at the very end of the last segment is a
+        record still being written unless ``tail_is_damage`` (the process that wrote it is gone); a reader in the
+        appending process never reads past what was wholly appended.
+        """
         with self._lock:
-            if not self._handle.closed:
-                self._handle.flush()
-        count = 0
-        for segment in (s for s in self.segments() if s >= start[0]):
+            own = (self._segment, self._size) if self._fd is not None else None
+        segments = [s for s in self.segments() if s >= start[0]]
+        count, position, damaged = 0, start, False
+        for index, segment in enumerate(segments):
+            last = index == len(segments) - 1
             offset = start[1] if segment == start[0] else 0
-            with open(self._segment_path(segment), "rb") as handle:
-                handle.seek(offset)
-                while count < max_records:
-                    header = handle.read(4)
-                    if len(header) < 4:
-                        break
-                    (length,) = struct.unpack("<i", header)
-                    body = handle.read(length - 4)
-                    if length < 5 or len(body) < length - 4:
-                        return  # a torn write at the end (or a record being appended right now)
-                    try:
-                        record = bson.decode(header + body)
-                    except bson.errors.InvalidBSON:
-                        logger.warning("sacred-gpu: journal %s has a damaged record at %d; stopping there",
-                                       self._segment_path(segment), offset)
-                        return
-                    offset += length
+            limit = own[1] if own is not None and own[0] == segment else None
+            for entry, end in _read_segment(self._segment_path(segment), segment, offset, limit,
+                                            tail_is_damage or not last):
+                if not isinstance(entry, Damage):
                     count += 1
-                    yield record, (segment, offset)
-            if count >= max_records:
-                return
+                position, damaged = (segment, end), isinstance(entry, Damage)
+                yield entry, position
+                if count >= max_records:
+                    return
+        written = self.state().get("end") if tail_is_damage else None
+        if written and position < tuple(written) and not damaged:  # whole records missing at the end: cut there
+            yield Damage(position[0], position[1], position[1], f"the journal ends at {position[0]:06d}:"
+                         f"{position[1]}, its run wrote up to {written[0]:06d}:{written[1]}", b""), tuple(written)
 
     def ack(self, position: Position) -> None:
-        """Everything before ``position`` is in MongoDB: remember it and delete wholly acknowledged segments."""
-        _write_atomically(self.folder / "acked", f"{position[0]} {position[1]}")
+        """Everything before ``position`` is in MongoDB (or quarantined): remember it and delete wholly acknowledged
+        segments."""
+        write_atomically(self.folder / "acked", f"{position[0]} {position[1]}")
         with self._lock:
-            current = self._segment
+            current = self._segment if self._fd is not None else None
         for segment in self.segments():
             if segment < position[0] and segment != current:
                 self._segment_path(segment).unlink(missing_ok=True)
 
     def pending(self) -> bool:
-        """Whether any journaled record is not acknowledged yet."""
+        """Whether anything journaled (a record or a damaged region) is not acknowledged yet."""
         return next(iter(self.read(self.acked(), max_records=1)), None) is not None
+
+    def end(self) -> Position | None:
+        """Where this process's appends end (segment, offset), or None if it appended nothing."""
+        with self._lock:
+            return (self._segment, self._size) if self._segment else None
 
     def close(self) -> None:
         with self._lock:
-            if not self._handle.closed:
-                self._handle.flush()
-                self._handle.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def remove(self) -> None:
-        """Delete the whole folder (everything was acknowledged)."""
+        """Delete the whole folder: the caller made sure everything in it was acknowledged or quarantined."""
         self.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.unlock()
+
+
+def _read_segment(path: Path, segment: int, offset: int, limit: int | None,
+                  tail_is_damage: bool) -> Iterator[tuple[Entry, int]]:
+    """The entries of one segment file from ``offset``, each with the offset after it (see :meth:`Journal.read`)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size if limit is None else limit
+            if size <= offset:
+                return
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                reader = _read_legacy if path.suffix == _LEGACY_SUFFIX else _read_frames
+                yield from reader(data, segment, offset, min(size, len(data)), tail_is_damage)
+    except FileNotFoundError:  # trimmed meanwhile by the acknowledging reader
+        return
+
+
+def _valid_frame(data: mmap.mmap, at: int, size: int) -> tuple[int, str]:
+    """``(end, "")`` for a valid frame at ``at``, else ``(0, why not)``; ``"torn"`` when it runs past ``size``."""
+    if size - at < _HEADER.size:
+        return 0, "torn"
+    magic, length, crc = _HEADER.unpack_from(data, at)
+    if magic != MAGIC:
+        return 0, "no record starts here"
+    if length > MAX_PAYLOAD:
+        return 0, f"impossible length {length}"
+    end = at + _HEADER.size + length
+    if end > size:
+        return 0, "torn"
+    if zlib.crc32(data[at + _HEADER.size:end], zlib.crc32(data[at + 4:at + 8])) != crc:
+        return 0, "checksum mismatch"
+    return end, ""
+
+
+def _read_frames(data: mmap.mmap, segment: int, offset: int, size: int,
+                 tail_is_damage: bool) -> Iterator[tuple[Entry, int]]:
+    at = offset
+    while at < size:
+        end, problem = _valid_frame(data, at, size)
+        if not problem:
+            try:
+                yield bson.decode(data[at + _HEADER.size:end]), end
+                at = end
+                continue
+            except (bson.errors.InvalidBSON, ValueError) as exc:  # checksummed yet undecodable: written so
+                problem = f"undecodable record ({exc})"
+        following = _next_frame(data, at + 1, size)
+        if following is None and problem == "torn" and not tail_is_damage:
+            return  # a record being appended right now
+        stop = size if following is None else following
+        if following is None and problem != "torn":
+            problem += " (and nothing valid after it)"
+        yield Damage(segment, at, stop, problem, bytes(data[at:stop])), stop
+        at = stop
+
+
+def _next_frame(data: mmap.mmap, start: int, size: int) -> int | None:
+    """The offset of the first valid frame at or after ``start``, or None."""
+    at = data.find(MAGIC, start, size)
+    while at != -1:
+        if _valid_frame(data, at, size)[0]:
+            return at
+        at = data.find(MAGIC, at + 1, size)
+    return None
+
+
+def _read_legacy(data: mmap.mmap, segment: int, offset: int, size: int,
+                 tail_is_damage: bool) -> Iterator[tuple[Entry, int]]:
+    """Segments of sacred-gpu 0.1: BSON documents back to back; after a damaged one nothing can be trusted."""
+    at = offset
+    while at < size:
+        problem = ""
+        if size - at < 5:
+            problem = "torn"
+        else:
+            (length,) = struct.unpack_from("<i", data, at)
+            if length < 5 or at + length > size:
+                problem = "torn" if length >= 5 else f"impossible length {length}"
+            else:
+                try:
+                    yield bson.decode(data[at:at + length]), at + length
+                    at += length
+                    continue
+                except (bson.errors.InvalidBSON, ValueError) as exc:
+                    problem = f"undecodable record ({exc})"
+        if problem == "torn" and not tail_is_damage:
+            return
+        yield Damage(segment, at, size, problem + " (unchecksummed journal: the rest of the segment is set aside)",
+                     bytes(data[at:size])), size
+        return
 
 
 def journals(spool: Path) -> list[Journal]:
@@ -196,6 +431,11 @@ def journals(spool: Path) -> list[Journal]:
     spool = Path(spool)
     if not spool.is_dir():
         return []
-    folders = sorted((p for p in spool.iterdir() if p.is_dir() and (p / "state.json").exists()),
-                     key=lambda p: p.stat().st_mtime)
-    return [Journal(folder) for folder in folders]
+    folders = []
+    for path in spool.iterdir():
+        try:
+            if path.is_dir() and (path / "state.json").exists():
+                folders.append((path.stat().st_mtime, path))
+        except FileNotFoundError:  # removed by a sync running beside us
+            continue
+    return [Journal(folder) for _, folder in sorted(folders)]

@@ -7,20 +7,25 @@ import logging
 import mimetypes
 import os
 import threading
+import time
+import uuid
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from pathlib import Path
-
-from pymongo.errors import DuplicateKeyError, PyMongoError
+import bson
+import pymongo
+from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
 from sacred.commandline_options import cli_option
 from sacred.dependencies import get_digest
 from sacred.observers.base import RunObserver
 from sacred.utils import ObserverError
 
-from sacred_gpu import connection, schema
+from sacred_gpu import codec, connection, errors, schema
 from sacred_gpu.gc_freeze import GcFreeze
-from sacred_gpu.journal import default_spool
-from sacred_gpu.recorder import DEFAULT_FLUSH_TIMEOUT, Recorder, offline_from_environment, open_recorder
+from sacred_gpu.journal import Journal, default_spool
+from sacred_gpu.recorder import (DEFAULT_FLUSH_TIMEOUT, Recorder, initial_state, offline_from_environment,
+                                 open_journal, start_recorder)
 from sacred_gpu.sampling.catalog import PREFIX as SYSTEM_PREFIX
 from sacred_gpu.sampling.gpu import gpu_inventory
 from sacred_gpu.sampling.monitor import SystemMonitor, Window
@@ -31,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Sacred's default priority for its MongoObserver.
 DEFAULT_PRIORITY = 30
+#: Seconds the start of a run waits for MongoDB in all before the run goes on offline.
+DEFAULT_START_TIMEOUT = 5.0
 #: Seconds the end of a run waits for a heartbeat still being recorded.
 HEARTBEAT_WAIT = 60.0
 
@@ -61,6 +68,9 @@ class GpuMongoObserver(RunObserver):
     ``spool_dir``: where runs are journaled (default ``$SACRED_GPU_SPOOL`` or the user's data directory);
     ``offline``: record to the journal only, for ``sacred-gpu sync`` (default ``$SACRED_GPU_OFFLINE``);
     ``flush_timeout``: seconds the end of a run waits for MongoDB before leaving the rest to ``sacred-gpu sync``;
+    ``start_timeout``: seconds the start of a run waits for MongoDB in all (whatever the server does) before the
+    run goes on offline; ``write_concern``: pymongo ``WriteConcern`` arguments for every write, e.g.
+    ``{"w": "majority", "wtimeout": 10000}`` on a replica set (unacknowledged writes, ``w=0``, are refused);
     ``output_cap``: characters of captured output kept in the run document (head and tail);
     ``output_artifact``: also store the whole captured output as the artifact ``captured_out.txt`` at the end;
     ``freeze_gc``: leave the objects alive at the start of the run out of CPython's garbage collections until its
@@ -83,6 +93,8 @@ class GpuMongoObserver(RunObserver):
         spool_dir: str | os.PathLike[str] | None = None,
         offline: bool | None = None,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        write_concern: dict[str, Any] | None = None,
         output_cap: int = schema.OUTPUT_CAP,
         output_artifact: bool = False,
         freeze_gc: bool = True,
@@ -96,11 +108,17 @@ class GpuMongoObserver(RunObserver):
         self.sampling, self.sample_interval, self.slow_sample_interval = sampling, sample_interval, slow_sample_interval
         self.offline = offline_from_environment() if offline is None else offline
         self.flush_timeout, self.output_cap, self.output_artifact = flush_timeout, output_cap, output_artifact
+        self.start_timeout = start_timeout
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool()
         self.where = connection.describe(url if client is None else type(client).__name__, db_name)
-        self.target = {"url": url, "db_name": db_name, "prefix": collection_prefix}
+        # the journal keeps no password: `sacred-gpu sync` takes it from its environment or command line
+        self.target = {"url": connection.without_password(url), "db_name": db_name, "prefix": collection_prefix,
+                       "write_concern": write_concern}
+        if client is None:
+            client_kwargs = {**connection.WRITE_TIMEOUTS, **client_kwargs}
         self._client = connection.open_client(url, client, **client_kwargs)
-        self.writer = MongoWriter(self._client[db_name], schema.Collections(collection_prefix))
+        self.writer = MongoWriter(connection.database(self._client, db_name, write_concern),
+                                  schema.Collections(collection_prefix))
         self._nvml = nvml
         self.freeze_gc, self._gc = freeze_gc, GcFreeze()
         self._lock = threading.Lock()
@@ -124,6 +142,9 @@ class GpuMongoObserver(RunObserver):
         self._seq = 0
         self._artifacts: list[dict[str, Any]] = []
         self._resources: list[list[str]] = []
+        self._stub_seed = uuid.uuid4().hex  # values moved to GridFS get ids from it: each is uploaded once
+        self._moved: set[ObjectId] = set()
+        self._doc_bytes = 0  # BSON size of the run document as inserted
 
     def _report_failure(self, event: str, exc: BaseException) -> None:
         """Log a failed event: the first of each kind as a WARNING with its traceback, repeats at DEBUG."""
@@ -137,16 +158,32 @@ class GpuMongoObserver(RunObserver):
         )
 
     def _submit(self, op: str, **fields: Any) -> None:
+        if self.recorder is not None:  # None: this run is not recorded (no journal could be written)
+            self.recorder.submit(record(op, **fields))
+
+    def _update_run(self, fields: dict[str, Any]) -> None:
+        """Submit a ``$set`` of run fields, values that would take the document past 16 MB moved to GridFS."""
+        fields, large = codec.stub_large_values(fields, codec.STUB_BUDGET - self._doc_bytes, seed=self._stub_seed)
         assert self.recorder is not None
-        self.recorder.submit(record(op, **fields))
+        self._submit_moved([(value, self.recorder.journal.spool_bytes(value.data, ".bson")) for value in large])
+        self._submit("update_run", fields=fields)
+
+    def _submit_moved(self, moved: list[tuple[codec.LargeValue, str]]) -> None:
+        """Submit the upload of each moved value (spooled) not uploaded before."""
+        for value, spooled in moved:
+            if value.file_id not in self._moved:
+                self._moved.add(value.file_id)
+                self._submit("file", kind="value", file_id=value.file_id, spooled=spooled, name=value.path)
 
     # -- start ----------------------------------------------------------------------------------------------------
     def _begin(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict,
                fields: dict[str, Any], _id: Any) -> Any:
-        """Insert the run document and open the run's journal: online, or offline when MongoDB cannot be reached.
+        """Open the run's journal, then insert the run document: online, or offline when MongoDB cannot take it
+        within ``start_timeout`` seconds.
 
-        Online, the sources and the run document are written before the run starts (so the id is MongoDB's);
-        offline, they are journaled like every later record and written by ``sacred-gpu sync``.
+        The journal comes first, so nothing reaches MongoDB for a run that cannot be journaled (such a run goes on
+        unrecorded, with one ERROR). Online, the sources and the run document are written before the run starts (so
+        the id is MongoDB's); offline, they are journaled like every later record and written by ``sacred-gpu sync``.
         """
         self._reset()
         sources = [(name, os.path.abspath(os.path.join(ex_info["base_dir"], name)), md5)
@@ -155,30 +192,109 @@ class GpuMongoObserver(RunObserver):
         host["gpu_inventory"] = self._inventory = gpu_inventory(self._nvml)
         doc = {"experiment": schema.bson_safe(dict(ex_info)), "command": command, "host": host,
                "config": schema.flatten(config), "meta": schema.bson_safe(meta_info), **fields}
+        try:
+            journal = open_journal(self.spool_dir, initial_state(self.target))
+        except OSError as exc:
+            logger.error("sacred-gpu: this run of %r is NOT recorded: %s", ex_info.get("name"), exc)
+            return _id
+        doc, moved = self._movable(doc, journal)
         reason = "offline mode was asked for"
         if not self.offline:
-            try:
-                self.writer.ensure_indexes()
-                doc["experiment"]["sources"] = [[name, self.writer.put_deduplicated(path, md5)]
-                                                for name, path, md5 in sources]
-                self.run_id = self.writer.insert_run(dict(doc, _id=_id) if _id is not None else doc)
-                self.recorder = open_recorder(self.writer, self.spool_dir, self.target, self.run_id)
-            except DuplicateKeyError as exc:
-                raise ObserverError(f"sacred-gpu: run id {_id!r} is already taken in {self.where}") from exc
-            except PyMongoError as exc:
-                reason = f"MongoDB at {self.where} cannot be reached: {connection.short_error(exc)}"
-        if self.recorder is None:
-            self.recorder = open_recorder(None, self.spool_dir, self.target, _id, reason=reason)
-            self.run_id = self.recorder.run_id
-            doc["experiment"]["sources"] = []
-            for name, path, md5 in sources:
-                file_id = schema.new_object_id()
-                self._submit("file", kind="source", file_id=file_id, spooled=self.recorder.spool(path), path=path,
-                             md5=md5)
-                doc["experiment"]["sources"].append([name, file_id])
-            self._submit("insert_run", doc=doc)
-        self.recorder.start()
+            run_id, reason = self._start_online(doc, sources, _id, journal)
+            if reason is None:
+                self.run_id = run_id
+                self.recorder = start_recorder(journal, self.writer, run_id)
+                self._submit_moved(moved)
+                return run_id
+        self.recorder = start_recorder(journal, None, _id, reason=reason)
+        self.run_id = self.recorder.run_id
+        self._submit_moved(moved)
+        doc["experiment"]["sources"] = []
+        for name, path, md5 in sources:
+            file_id = schema.new_object_id()
+            self._submit("file", kind="source", file_id=file_id, path=path, md5=md5, **self.recorder.spool(path))
+            doc["experiment"]["sources"].append([name, file_id])
+        self._submit("insert_run", doc=doc)
         return self.run_id
+
+    def _movable(self, doc: dict[str, Any], journal: Journal) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
+        """The run document with values past half of MongoDB's 16 MB moved out (spooled for upload), and them."""
+        stubbed, large = codec.stub_large_values(doc, codec.STUB_BUDGET // 2, seed=self._stub_seed)
+        try:
+            moved = [(value, journal.spool_bytes(value.data, ".bson")) for value in large]
+        except OSError as exc:  # MongoDB refuses the whole document then: it is quarantined at sync, not lost
+            logger.error("sacred-gpu: cannot spool the large values of the run document (%s)", exc)
+            stubbed, moved = doc, []
+        self._doc_bytes = len(bson.encode(stubbed)) if large else len(bson.encode(doc))
+        return stubbed, moved
+
+    def _start_online(self, doc: dict[str, Any], sources: list[tuple[str, str, str]], _id: Any,
+                      journal: Journal) -> tuple[Any, str | None]:
+        """Store the sources and insert the run document, waiting at most ``start_timeout`` seconds whatever the
+        server does. Returns ``(run id, None)``, or ``(None, why the run goes offline)``.
+
+        The work runs on a thread of its own, under pymongo's ``timeout`` for the same time. Should it insert the
+        run after all, later than that, it leaves the id in the journal, so ``sacred-gpu sync`` completes that
+        document instead of inserting a second one.
+        """
+        outcome: dict[str, Any] = {}
+        lock, finished, abandoned = threading.Lock(), threading.Event(), threading.Event()
+        doc = dict(doc, experiment=dict(doc["experiment"]))  # the offline path may fill its own copy meanwhile
+
+        def start() -> None:
+            try:
+                with pymongo.timeout(min(self.start_timeout, self._server_selection_timeout())):
+                    self.writer.database.command("ping")  # fails as fast as the client is told to when no server is up
+                with pymongo.timeout(max(0.0, deadline - time.monotonic())):
+                    self._ensure_indexes()
+                    doc["experiment"]["sources"] = [[name, self.writer.put_deduplicated(path, md5)]
+                                                    for name, path, md5 in sources]
+                    outcome["run_id"] = self.writer.insert_run(dict(doc, _id=_id) if _id is not None else doc)
+            except BaseException as exc:  # noqa: BLE001 - reported by the training thread
+                outcome["error"] = exc
+            with lock:
+                finished.set()
+                late = abandoned.is_set()
+            if late and "run_id" in outcome:
+                journal.update_state(late_run_id=outcome["run_id"])
+                logger.warning("sacred-gpu: MongoDB took the run document as run %s after the run went offline; "
+                               "`sacred-gpu sync` completes that run", outcome["run_id"])
+
+        deadline = time.monotonic() + self.start_timeout
+        threading.Thread(target=start, name="sacred-gpu-start", daemon=True).start()
+        finished.wait(self.start_timeout)
+        with lock:
+            if not finished.is_set():
+                abandoned.set()
+                return None, f"MongoDB at {self.where} did not answer within start_timeout={self.start_timeout:g} s"
+        error = outcome.get("error")
+        if error is None:
+            return outcome["run_id"], None
+        if isinstance(error, DuplicateKeyError) and _id is not None:
+            journal.remove()
+            raise ObserverError(f"sacred-gpu: run id {_id!r} is already taken in {self.where}") from error
+        kind = errors.classify(error)
+        if kind is errors.TRANSIENT:
+            return None, f"MongoDB at {self.where} cannot be reached: {connection.short_error(error)}"
+        what = "refused" if kind is errors.PERMANENT else "could not store"
+        logger.error("sacred-gpu: MongoDB at %s %s the run document: %s", self.where, what,
+                     connection.short_error(error, 300), exc_info=error if kind is errors.UNKNOWN else None)
+        return None, f"MongoDB at {self.where} {what} the run document; fix the cause, then sync"
+
+    def _server_selection_timeout(self) -> float:
+        """Seconds the client waits for a server to be selected (``serverSelectionTimeoutMS``)."""
+        value = None if connection.is_mongomock(self._client) else getattr(
+            getattr(self._client, "options", None), "server_selection_timeout", None)
+        return float(value) if isinstance(value, (int, float)) else self.start_timeout
+
+    def _ensure_indexes(self) -> None:
+        """Create the indexes; a refusal (e.g. no privilege to create them) is reported once and the run goes on."""
+        try:
+            self.writer.ensure_indexes()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if errors.is_transient(exc):
+                raise
+            self._report_failure("creating indexes", exc)
 
     def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):  # noqa: ANN001
         """A run queued with ``-q``: stored with status QUEUED."""
@@ -199,6 +315,8 @@ class GpuMongoObserver(RunObserver):
             "heartbeat": None,
         }
         run_id = self._begin(ex_info, command, host_info, config, meta_info, fields, _id)
+        if self.recorder is None:  # not recorded: nothing to sample for
+            return run_id
         if self.freeze_gc:
             self._gc.start()
         self._start_monitor()
@@ -248,6 +366,8 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def heartbeat_event(self, info, captured_out, beat_time, result):  # noqa: ANN001
         """Record info, the captured output so far (capped), the beat time, the intermediate result, system metrics."""
+        if self.recorder is None:
+            return
         self._info, self._output = info, captured_out
         fields = self._record_window(self.monitor.window() if self.monitor else None, info)
         fields.update(
@@ -259,11 +379,13 @@ class GpuMongoObserver(RunObserver):
                 "result": schema.flatten(result),
             }
         )
-        self._submit("update_run", fields=fields)
+        self._update_run(fields)
 
     @_never_raises
     def log_metrics(self, metrics_by_name, info):  # noqa: ANN001
         """Record the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
+        if self.recorder is None:
+            return
         self._beat_thread = threading.current_thread()
         for name, series in metrics_by_name.items():
             values = [schema.metric_value(value) for value in series["values"]]
@@ -294,7 +416,7 @@ class GpuMongoObserver(RunObserver):
     def _metric_rollups(self) -> dict[str, Any]:
         """The run fields holding every series' roll-ups (min, max, mean, first, last and their steps)."""
         with self._lock:
-            rollups = {schema.bson_key(name): dict(series.rollup) for name, series in self._series.items()
+            rollups = {schema.rollup_key(name): dict(series.rollup) for name, series in self._series.items()
                        if series.rollup}
         return {schema.METRIC_ROLLUPS_FIELD: rollups} if rollups else {}
 
@@ -305,6 +427,8 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def resource_event(self, filename):  # noqa: ANN001
         """Record a file the run opened (stored once per content) and list it as ``[path, md5]``."""
+        if self.recorder is None:
+            return
         md5 = get_digest(filename)
         with self._lock:
             entry = [filename, md5]
@@ -312,22 +436,25 @@ class GpuMongoObserver(RunObserver):
                 return
             assert self.recorder is not None
             self._submit("file", kind="resource", file_id=schema.new_object_id(),
-                         spooled=self.recorder.spool(filename), path=os.path.abspath(filename), md5=md5)
+                         path=os.path.abspath(filename), md5=md5, **self.recorder.spool(filename))
             self._resources.append(entry)
             self._submit("update_run", fields={"resources": list(self._resources)})
 
     @_never_raises
     def artifact_event(self, name, filename, metadata=None, content_type=None):  # noqa: ANN001
         """Record an artifact (a copy is kept until it is in GridFS) and list it in ``artifacts``."""
+        if self.recorder is None:
+            return
         if content_type is None:
             content_type = mimetypes.guess_type(os.fspath(filename))[0]
         assert self.recorder is not None
         self._record_artifact(name, self.recorder.spool(filename), content_type, schema.bson_safe(metadata))
 
-    def _record_artifact(self, name: str, spooled: str, content_type: str | None, metadata: Any) -> None:
+    def _record_artifact(self, name: str, where: dict[str, str], content_type: str | None, metadata: Any) -> None:
+        """``where``: the file record's ``spooled`` or ``original`` field (see :meth:`Recorder.spool`)."""
         file_id = schema.new_object_id()
         with self._lock:
-            self._submit("file", kind="artifact", file_id=file_id, spooled=spooled, name=name,
+            self._submit("file", kind="artifact", file_id=file_id, **where, name=name,
                          content_type=content_type, metadata=metadata)
             self._artifacts.append({"name": name, "file_id": file_id})
             self._submit("update_run", fields={"artifacts": list(self._artifacts)})
@@ -335,6 +462,8 @@ class GpuMongoObserver(RunObserver):
     # -- end ------------------------------------------------------------------------------------------------------
     def _finish(self, fields: dict[str, Any]) -> None:
         self._gc.stop()
+        if self.recorder is None:
+            return
         try:
             self._await_last_beat()
             final = self._final_fields()
@@ -344,8 +473,9 @@ class GpuMongoObserver(RunObserver):
                 monitor.stop_now()
             logger.warning("sacred-gpu: interrupted while ending run %s; its end is journaled without the last "
                            "points (`sacred-gpu sync %s` uploads what MongoDB did not get)", self.run_id,
-                           self.spool_dir)
-            self._submit("update_run", fields=fields)
+                           self.recorder.journal.folder.parent)
+            self._update_run(fields)
+            self._close(timeout=0.0)
             raise
         final.update(self._metric_rollups())
         final.update(fields)
@@ -355,8 +485,8 @@ class GpuMongoObserver(RunObserver):
             self.recorder.submit(rec)  # type: ignore[union-attr]
         if self.output_artifact and self._output:
             spooled = self.recorder.journal.spool_text(self._output)  # type: ignore[union-attr]
-            self._record_artifact("captured_out.txt", spooled, "text/plain", None)
-        self._submit("update_run", fields=final)
+            self._record_artifact("captured_out.txt", {"spooled": spooled}, "text/plain", None)
+        self._update_run(final)
         self._close()
 
     def _await_last_beat(self) -> None:
@@ -369,16 +499,17 @@ class GpuMongoObserver(RunObserver):
                 logger.warning("sacred-gpu: the last heartbeat of run %s did not end within %.0f s", self.run_id,
                                HEARTBEAT_WAIT)
 
-    def _close(self) -> None:
-        """Write what is pending within ``flush_timeout``; what is left waits in the journal for ``sacred-gpu sync``."""
+    def _close(self, timeout: float | None = None) -> None:
+        """Write what is pending within ``timeout`` (default ``flush_timeout``) seconds; what is left waits in the
+        journal for ``sacred-gpu sync``."""
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
-        if recorder.close(self.flush_timeout):
+        if recorder.close(self.flush_timeout if timeout is None else timeout):
             return
         reason = "it is recorded offline" if recorder.offline else f"MongoDB at {self.where} did not take it in time"
         logger.warning("sacred-gpu: run %s is kept in %s (%s); upload it with `sacred-gpu sync %s`",
-                       self.run_id, recorder.journal.folder, reason, self.spool_dir)
+                       self.run_id, recorder.journal.folder, reason, recorder.journal.folder.parent)
 
     @_never_raises
     def completed_event(self, stop_time, result):  # noqa: ANN001
@@ -391,7 +522,7 @@ class GpuMongoObserver(RunObserver):
 
     @_never_raises
     def failed_event(self, fail_time, fail_trace):  # noqa: ANN001
-        self._finish({"stop_time": fail_time, "status": schema.FAILED, "fail_trace": fail_trace})
+        self._finish({"stop_time": fail_time, "status": schema.FAILED, "fail_trace": schema.bson_safe(fail_trace)})
 
     def join(self) -> None:
         """Called by Sacred when the run has ended: the final event already flushed (or journaled) everything."""

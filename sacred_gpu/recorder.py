@@ -9,21 +9,25 @@ writer thread and for ``sacred-gpu sync``.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
-from pymongo.errors import ConnectionFailure, PyMongoError
 
+from sacred_gpu import errors
 from sacred_gpu.connection import short_error
-from sacred_gpu.journal import Journal, Position
-from sacred_gpu.writer import MongoWriter
+from sacred_gpu.journal import Damage, Entry, Journal, Position, frame
+from sacred_gpu.quarantine import Quarantine
+from sacred_gpu.writer import MongoWriter, RunIdTaken
 
 logger = logging.getLogger(__name__)
 
@@ -32,28 +36,44 @@ OFFLINE_ENV = "SACRED_GPU_OFFLINE"
 #: Seconds the end of a run waits for MongoDB to take the last records before leaving them to ``sacred-gpu sync``.
 DEFAULT_FLUSH_TIMEOUT = 10.0
 
+#: Bytes of records held in memory while the journal cannot be written (a full disk) before new ones are dropped.
+MAX_HELD_BYTES = 256 * 1024 * 1024
+
 #: Records read from the journal per batch.
 BATCH = 2000
-#: Attempts at a record that fails for a reason other than connectivity before it is set aside.
+#: Attempts at a record that fails for an unknown reason (see :mod:`sacred_gpu.errors`) before it is set aside.
 MAX_ATTEMPTS = 5
 #: Seconds the writer thread waits between attempts while MongoDB is unreachable (doubling up to the maximum).
 BACKOFF, MAX_BACKOFF = 0.2, 5.0
 
 
 class Replayer:
-    """Applies a journal's unacknowledged records to MongoDB for one run id; remembers what it already tried."""
+    """Applies a journal's unacknowledged records to MongoDB for one run id; remembers what it already tried.
+
+    A damaged region of the journal, and a record MongoDB refuses (a permanent error, or an unknown one that
+    repeats :data:`MAX_ATTEMPTS` times), go to the journal's quarantine and the records after them go on; a transient
+    error (see :mod:`sacred_gpu.errors`) is raised for the caller to retry.
+    """
 
     def __init__(self, journal: Journal, writer: MongoWriter, run_id: Any, *, resumed: bool = False) -> None:
-        """``resumed``: the journal was written by another process, which may have applied part of it."""
+        """``resumed``: the journal was written by another process, now gone, which may have applied part of it (an
+        incomplete record at its end is then damage, not a record being written)."""
         self.journal, self.writer, self.run_id = journal, writer, run_id
+        self.quarantine = Quarantine(journal)
+        self.resumed = resumed
         # source files found already stored: their ids replace ours (kept in the journal across syncs)
         self.remap = {ObjectId(ours): ObjectId(theirs) for ours, theirs in journal.state().get("remap", {}).items()}
         #: records before this position were attempted once (their writes may be in)
         self._tried: Position | None = (1 << 62, 0) if resumed else None
         self._attempts = 0
+        #: records and damaged regions this replayer set aside in the quarantine
+        self.set_aside = 0
+
+    def _read(self, start: Position, count: int) -> Iterator[tuple[Entry, Position]]:
+        return self.journal.read(start, count, tail_is_damage=self.resumed)
 
     def step(self) -> bool:
-        """Apply one batch. True when nothing is pending. Raises ``ConnectionFailure`` when MongoDB is away.
+        """Apply one batch. True when nothing is pending. Raises the error of a failed attempt (see the class).
 
         Records are read from disk one at a time as they are applied, so a failing attempt reads only what it
         tried (during an outage each retry costs one record's decoding, not a batch's).
@@ -61,11 +81,15 @@ class Replayer:
         start = self.journal.acked()
         done = start
         try:
-            for rec, end in self.journal.read(start, BATCH):
-                self._apply(rec, retry=self._tried is not None and done < self._tried)
+            for entry, end in self._read(start, BATCH):
+                if isinstance(entry, Damage):
+                    self.quarantine.add_damage(entry, self.run_id)
+                    self.set_aside += 1
+                else:
+                    self._apply(entry, retry=self._tried is not None and done < self._tried)
                 done = end
         except BaseException:
-            following = next(iter(self.journal.read(done, 1)), None)  # the record that failed may be partly in
+            following = next(iter(self._read(done, 1)), None)  # the record that failed may be partly in
             self._tried = max(self._tried or done, following[1] if following else done)
             if done != start:
                 self.journal.ack(done)
@@ -82,32 +106,30 @@ class Replayer:
             if len(self.remap) != known:
                 self.journal.update_state(remap={str(k): str(v) for k, v in self.remap.items()})
             self._attempts = 0
-        except ConnectionFailure:
+        except RunIdTaken:
             raise
-        except (PyMongoError, OSError) as exc:
-            self._attempts += 1
-            if self._attempts < MAX_ATTEMPTS:
+        except Exception as exc:  # noqa: BLE001 - classified: retried, or this record alone set aside
+            kind = errors.classify(exc)
+            if kind is errors.TRANSIENT:
                 raise
-            self._set_aside(rec, exc)
+            self._attempts += 1
+            if kind is errors.UNKNOWN and self._attempts < MAX_ATTEMPTS:
+                raise
+            self.quarantine.add_refused(rec, self.run_id, short_error(exc, 300))
+            self.set_aside += 1
             self._attempts = 0
 
-    def _set_aside(self, rec: dict[str, Any], exc: BaseException) -> None:
-        logger.error("sacred-gpu: a %s record of run %s failed %d times (%s); set aside in %s",
-                     rec.get("op"), self.run_id, MAX_ATTEMPTS, exc, self.journal.folder / "rejected.bson")
-        import bson
-
-        with open(self.journal.folder / "rejected.bson", "ab") as handle:
-            handle.write(bson.encode(rec))
-
     def run(self, deadline: float | None = None) -> bool:
-        """Apply everything pending; True when done, False when MongoDB stayed unreachable until ``deadline``."""
+        """Apply everything pending; True when done, False when MongoDB stayed unavailable until ``deadline``."""
         delay = BACKOFF
         while True:
             try:
                 if self.step():
                     return True
                 delay = BACKOFF
-            except PyMongoError as exc:
+            except RunIdTaken:
+                raise
+            except Exception as exc:  # noqa: BLE001 - transient, or unknown and not yet set aside: retried
                 if deadline is not None and time.monotonic() + delay > deadline:
                     logger.debug("giving up replaying %s: %s", self.journal.folder, exc)
                     return False
@@ -119,35 +141,61 @@ def offline_from_environment() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _create_journal(spool: Path, state: dict[str, Any]) -> Journal:
-    """A journal in ``spool`` (private to the user: it may hold a URI with credentials), else in the temp dir."""
+def private_fallback() -> Path:
+    """The fallback spool in the temp dir: ``sacred-gpu-spool-<uid>`` if it is ours alone (owner, mode 0700, not a
+    link), else a new folder of our own with a random name (another user may have made the predictable one)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    path = Path(tempfile.gettempdir()) / f"sacred-gpu-spool-{uid}"
     try:
-        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return Journal.create(spool, state)
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
+        return path
+    logger.warning("sacred-gpu: %s is not private to this user (owner uid %d, mode %o): not used", path,
+                   info.st_uid, stat.S_IMODE(info.st_mode))
+    return Path(tempfile.mkdtemp(prefix=f"sacred-gpu-spool-{uid}-"))
+
+
+def open_journal(spool: Path, state: dict[str, Any]) -> Journal:
+    """A new journal, locked by this process, in ``spool``, else in :func:`private_fallback`; raises ``OSError``
+    naming both places when neither can be written."""
+    try:
+        journal = Journal.create(Path(spool), state)
     except OSError as exc:
-        fallback = Path(tempfile.gettempdir()) / f"sacred-gpu-spool-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        logger.warning("sacred-gpu: cannot journal in %s (%s); using %s", spool, exc, fallback)
-        fallback.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return Journal.create(fallback, state)
+        first = exc
+        try:
+            fallback = private_fallback()
+            journal = Journal.create(fallback, state)
+        except OSError as second:
+            raise OSError(f"cannot journal in {spool} ({first}) nor in the temp dir ({second})") from second
+        logger.warning("sacred-gpu: cannot journal in %s (%s); using %s", spool, first, fallback)
+    journal.try_lock()
+    return journal
 
 
-def open_recorder(writer: MongoWriter | None, spool: Path, target: dict[str, Any], run_id: Any, *,
-                  reason: str = "") -> Recorder:
+def start_recorder(journal: Journal, writer: MongoWriter | None, run_id: Any, *, reason: str = "") -> Recorder:
     """The recorder of a new run: online (``writer`` given, ``run_id`` allocated) or offline (``writer`` None).
 
     An offline run gets a provisional id (``offline-<journal>``, or the id Sacred was given) until it is synced;
     a WARNING says why it is offline and where it is journaled.
     """
     offline = writer is None
-    state = dict(target, run_id=run_id, pid=os.getpid(), finished=False, offline=offline,
-                 created=dt.datetime.now(dt.timezone.utc).isoformat())
-    journal = _create_journal(spool, state)
+    journal.update_state(run_id=run_id, offline=offline)
     recorder = Recorder(journal, writer, run_id)
     if offline:
         recorder.run_id = run_id if run_id is not None else f"offline-{journal.folder.name.removeprefix('run-')}"
         logger.warning("sacred-gpu: the run goes on OFFLINE (%s); it is journaled in %s; upload it later with "
-                       "`sacred-gpu sync %s`", reason, journal.folder, spool)
+                       "`sacred-gpu sync %s`", reason, journal.folder, journal.folder.parent)
+    recorder.start()
     return recorder
+
+
+def initial_state(target: dict[str, Any]) -> dict[str, Any]:
+    """A new journal's state: where the run is headed (``target``: url without password, db_name, prefix, ...)."""
+    return dict(target, run_id=None, pid=os.getpid(), finished=False, offline=None,
+                created=dt.datetime.now(dt.timezone.utc).isoformat())
 
 
 class Recorder:
@@ -155,7 +203,8 @@ class Recorder:
 
     ``writer`` is ``None`` for an offline run: records stay in the journal for ``sacred-gpu sync``.
     ``flush_interval`` (s): the longest the idle writer thread sleeps between looks at the journal (a submitted
-    record wakes it at once).
+    record wakes it at once). While the journal cannot be written (a full disk), records are held in memory, up to
+    :data:`MAX_HELD_BYTES`, and journaled in order as soon as it can be written again.
     """
 
     def __init__(self, journal: Journal, writer: MongoWriter | None, run_id: Any, *, flush_interval: float = 0.5):
@@ -169,6 +218,10 @@ class Recorder:
         self._outage_reported = False
         self._final_lock = threading.Lock()
         self._finalized: bool | None = None
+        self._submit_lock = threading.Lock()
+        self._held: collections.deque[bytes] = collections.deque()
+        self._held_bytes = 0
+        self.lost = 0  #: records neither journaled nor held (memory bound reached while the disk was full)
 
     @property
     def offline(self) -> bool:
@@ -180,13 +233,65 @@ class Recorder:
             self._thread.start()
 
     def submit(self, rec: dict[str, Any]) -> None:
-        """Journal a record; the writer thread takes it from there."""
-        self.journal.append(rec)
+        """Journal a record (or hold it while the disk is full); the writer thread takes it from there. A record
+        that cannot be encoded is set aside in the quarantine. Raises nothing for either."""
+        try:
+            data = frame(rec)
+        except Exception as exc:  # noqa: BLE001 - InvalidDocument, OverflowError, ...: this record alone
+            try:
+                Quarantine(self.journal).add_unencodable(rec, self.run_id, short_error(exc, 300))
+            except OSError as error:
+                logger.error("sacred-gpu: the %s record of run %s cannot be encoded (%s) nor set aside (%s)",
+                             rec.get("op"), self.run_id, short_error(exc), error)
+            return
+        with self._submit_lock:
+            if not self._held:
+                try:
+                    self.journal.append_frame(data)
+                except OSError as exc:
+                    logger.warning("sacred-gpu: cannot write the journal %s (%s); records of run %s are held in "
+                                   "memory until it can be written", self.journal.folder, exc, self.run_id)
+                    self._hold(data)
+            else:
+                self._hold(data)
+                self._drain()
         self._wake.set()
 
-    def spool(self, path: str | os.PathLike[str]) -> str:
-        """Keep a copy of a file for upload (the original may change or vanish); returns its spooled name."""
-        return self.journal.spool_file(path)
+    def _hold(self, data: bytes) -> None:
+        if self._held_bytes + len(data) > MAX_HELD_BYTES:
+            if not self.lost:
+                logger.error("sacred-gpu: the journal %s still cannot be written and %d MiB of records are held; "
+                             "records of run %s are now LOST until it can", self.journal.folder,
+                             self._held_bytes >> 20, self.run_id)
+            self.lost += 1
+            return
+        self._held.append(data)
+        self._held_bytes += len(data)
+
+    def _drain(self) -> bool:
+        """Journal the held records, in order; True when none is left."""
+        count = len(self._held)
+        while self._held:
+            try:
+                self.journal.append_frame(self._held[0])
+            except OSError:
+                return False
+            self._held_bytes -= len(self._held.popleft())
+        if count:
+            logger.warning("sacred-gpu: the journal %s can be written again: %d held records journaled%s",
+                           self.journal.folder, count, f", {self.lost} lost" if self.lost else "")
+        return True
+
+    def spool(self, path: str | os.PathLike[str]) -> dict[str, str]:
+        """Keep a copy of a file for upload (the original may change or vanish): the fields of its ``file`` record,
+        ``{"spooled": name in the journal}``, or ``{"original": absolute path}`` when no copy can be written (a full
+        disk): the file is then uploaded from where it is."""
+        try:
+            return {"spooled": self.journal.spool_file(path)}
+        except OSError as exc:
+            logger.warning("sacred-gpu: cannot copy %s into the journal (%s); it will be uploaded from its place",
+                           path, exc)
+            return {"original": os.path.abspath(path)}
 
     def _run(self) -> None:
         assert self.replayer is not None
@@ -204,15 +309,11 @@ class Recorder:
                 if caught_up:
                     self._wake.wait(self.flush_interval)
                     self._wake.clear()
-            except PyMongoError as exc:
+            except Exception as exc:  # noqa: BLE001 - the thread never dies while the run goes on
                 if not self._outage_reported:
                     self._outage_reported = True
                     logger.warning("sacred-gpu: MongoDB write failed (%s); records wait in %s and are retried",
                                    short_error(exc), self.journal.folder)
-                self._closing.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
-            except Exception:  # noqa: BLE001 - the thread never dies while the run goes on
-                logger.exception("sacred-gpu: writer thread error; retrying")
                 self._closing.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
         if self._closing.is_set():
@@ -228,7 +329,14 @@ class Recorder:
 
         Whatever is left stays in the journal, which ``sacred-gpu sync`` completes.
         """
-        self.journal.update_state(finished=True)
+        with self._submit_lock:
+            if not self._drain():
+                logger.error("sacred-gpu: %d records of run %s could not be journaled (%s is not writable) and are "
+                             "LOST", len(self._held) + self.lost, self.run_id, self.journal.folder)
+        try:
+            self.journal.update_state(finished=True, end=self.journal.end())  # a reader can tell a cut journal
+        except OSError as exc:
+            logger.warning("sacred-gpu: cannot mark the journal %s finished (%s)", self.journal.folder, exc)
         if self._thread is None:
             return self._finalize()
         self._deadline = time.monotonic() + timeout
@@ -238,14 +346,19 @@ class Recorder:
         return self._finalize() if not self._thread.is_alive() else False
 
     def _finalize(self) -> bool:
-        """Remove the journal if everything is in MongoDB, else make it durable for ``sacred-gpu sync``."""
+        """Remove the journal if everything is in MongoDB (or quarantined), else make it durable for
+        ``sacred-gpu sync``; release its lock."""
         with self._final_lock:
             if self._finalized is None:
                 done = not self.offline and not self.journal.pending()
                 if done:
                     self.journal.remove()
                 else:
-                    self.journal.sync()
+                    try:
+                        self.journal.sync()
+                    except OSError as exc:
+                        logger.warning("sacred-gpu: cannot sync the journal %s to disk (%s)", self.journal.folder, exc)
                     self.journal.close()
+                    self.journal.unlock()
                 self._finalized = done
             return self._finalized

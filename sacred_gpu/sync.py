@@ -1,7 +1,11 @@
 """``sacred-gpu sync``: upload journaled runs (offline, or unfinished when MongoDB went away) to MongoDB.
 
-Safe to run twice and safe to interrupt: an offline run's id is allocated once and kept in its journal, and every
-record is applied idempotently from the last acknowledged position.
+Safe to run twice, at once and safe to interrupt: one sync works on a journal at a time (the journal's lock, also
+held by the process recording the run), an offline run's id is allocated once and kept in its journal, and every
+record is applied idempotently from the last acknowledged position. What MongoDB refuses, and damaged journal
+regions, go to the spool's quarantine (:mod:`sacred_gpu.quarantine`).
+
+Journals keep no password: a URL's password comes from ``$SACRED_GPU_MONGO_PASSWORD`` or the ``--mu`` URL.
 """
 
 from __future__ import annotations
@@ -13,25 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pymongo.errors import PyMongoError
-
-from sacred_gpu import connection, schema
+from sacred_gpu import connection, errors, schema
 from sacred_gpu.journal import Journal, journals
 from sacred_gpu.recorder import Replayer
 from sacred_gpu.writer import MongoWriter, RunIdTaken
 
 logger = logging.getLogger(__name__)
 
+#: Environment variable holding the password of the user named in a journal's URL.
+PASSWORD_ENV = "SACRED_GPU_MONGO_PASSWORD"
+
 
 @dataclass
 class SyncResult:
     """What happened to one journal: ``synced`` (and removed if the run had ended), ``running`` (skipped: its
-    process is alive), ``unreachable`` (MongoDB did not answer in time; the journal is kept) or ``failed``."""
+    process is alive), ``busy`` (skipped: another sync holds it), ``unreachable`` (MongoDB did not answer in time;
+    the journal is kept) or ``failed``. ``set_aside``: records and damaged regions put in the quarantine."""
 
     folder: Path
     run_id: Any
     outcome: str
     detail: str = ""
+    set_aside: int = 0
 
 
 def _alive(pid: Any) -> bool:
@@ -50,36 +57,48 @@ def sync_journal(journal: Journal, *, client: Any = None, url: str | None = None
                  force: bool = False, timeout: float = 30.0) -> SyncResult:
     """Upload one journal. ``client``/``url``/``db_name`` override where the run was headed; ``timeout`` (s)
     bounds the wait for an unreachable MongoDB."""
+    if not journal.try_lock():
+        return SyncResult(journal.folder, journal.state().get("run_id"), "busy",
+                          "its run is being recorded or another sync is uploading it")
     state = journal.state()
+    if not state:  # removed by the sync that held the lock before us
+        return SyncResult(journal.folder, None, "gone", "uploaded by another sync meanwhile")
     if not force and not state.get("finished") and _alive(state.get("pid")):
         return SyncResult(journal.folder, state.get("run_id"), "running", f"process {state['pid']} is still running")
+    target_url = url or connection.with_password(state.get("url"), os.environ.get(PASSWORD_ENV))
     target_db = db_name or state.get("db_name") or connection.DEFAULT_DB
-    where = connection.describe(url or state.get("url"), target_db)
+    where = connection.describe(target_url, target_db)
+    run_id = state["run_id"] if state.get("run_id") is not None else state.get("late_run_id")
+    replayer = None
     try:
-        mongo = connection.open_client(None if client is not None else (url or state.get("url")), client)
-        writer = MongoWriter(mongo[target_db], schema.Collections(state.get("prefix", "")))
+        kwargs = connection.WRITE_TIMEOUTS if client is None else {}
+        mongo = connection.open_client(None if client is not None else target_url, client, **kwargs)
+        writer = MongoWriter(connection.database(mongo, target_db, state.get("write_concern")),
+                             schema.Collections(state.get("prefix", "")))
         writer.ensure_indexes()
-        run_id = state.get("run_id")
         for _ in range(10):
             if run_id is None:
                 run_id = writer.next_run_id()
                 journal.update_state(run_id=run_id)  # kept before anything is written with it
             try:
-                done = Replayer(journal, writer, run_id, resumed=True).run(deadline=time.monotonic() + timeout)
+                replayer = Replayer(journal, writer, run_id, resumed=True)
+                done = replayer.run(deadline=time.monotonic() + timeout)
                 break
             except RunIdTaken:
                 logger.warning("sacred-gpu: run id %s was taken meanwhile; allocating another", run_id)
                 run_id = None
         else:
             return SyncResult(journal.folder, run_id, "failed", "no free run id")
-    except PyMongoError as exc:
-        return SyncResult(journal.folder, state.get("run_id"), "unreachable",
-                          f"{where}: {connection.short_error(exc)}")
+    except Exception as exc:  # noqa: BLE001 - classified: unreachable, or refused (e.g. no privilege)
+        outcome = "unreachable" if errors.is_transient(exc) else "failed"
+        return SyncResult(journal.folder, run_id, outcome, f"{where}: {connection.short_error(exc, 300)}",
+                          replayer.set_aside if replayer else 0)
     if not done:
-        return SyncResult(journal.folder, run_id, "unreachable", f"{where} did not take every record")
+        return SyncResult(journal.folder, run_id, "unreachable", f"{where} did not take every record",
+                          replayer.set_aside)
     if state.get("finished"):
         journal.remove()
-    return SyncResult(journal.folder, run_id, "synced", where)
+    return SyncResult(journal.folder, run_id, "synced", where, replayer.set_aside)
 
 
 def sync_spool(spool: Path, **kwargs: Any) -> list[SyncResult]:
@@ -88,6 +107,9 @@ def sync_spool(spool: Path, **kwargs: Any) -> list[SyncResult]:
     for journal in journals(spool):
         try:
             results.append(sync_journal(journal, **kwargs))
+        except FileNotFoundError:  # removed by a sync running beside us
+            continue
         finally:
             journal.close()
+            journal.unlock()
     return results

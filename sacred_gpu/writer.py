@@ -13,14 +13,16 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from typing import Any
 
 import pymongo
 from bson import ObjectId
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
-from sacred_gpu import schema
+from sacred_gpu import codec, schema
 from sacred_gpu.connection import is_mongomock
+from sacred_gpu.errors import RecordRefused
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +33,9 @@ MAX_ID_ATTEMPTS = 100
 #: ``insert_run`` {doc}; ``update_run`` {fields}; ``metric`` {metric_id, name, seq, steps, values, timestamps,
 #: full_points?}; ``chunk`` {chunk_id, metric_id, name, seq, steps, values, timestamps} (columns packed by
 #: :func:`schema.pack_column`; stored with the fields of :func:`schema.chunk_summary`); ``samples``
-#: {samples: [{t, values}]}; ``file`` {kind: source|resource|artifact, file_id, spooled, path, name, md5,
-#: content_type, metadata}.
+#: {samples: [{t, values}]}; ``file`` {kind: source|resource|artifact|value, file_id, spooled (or original: the
+#: file's own path, when it could not be copied into the journal), path, name, md5,
+#: content_type, metadata} (``value``: a value moved out of the run document, ``name`` its dotted path).
 OPS = ("insert_run", "update_run", "metric", "chunk", "samples", "file")
 
 
@@ -136,11 +139,15 @@ class MongoWriter:
         raise RuntimeError(f"could not allocate a run id after {MAX_ID_ATTEMPTS} attempts")
 
     def update_run(self, run_id: Any, fields: dict[str, Any]) -> None:
-        """``$set`` the given top-level or dotted fields of a run; every other field is left as it is."""
+        """``$set`` the given top-level or dotted fields of a run; every other field is left as it is.
+
+        Raises :class:`~sacred_gpu.errors.RecordRefused` when the run has no document (its insertion was refused).
+        """
         for name in fields:
             if name.split(".")[0] in schema.FOREIGN_FIELDS:
                 raise ValueError(f"sacred-gpu never writes {name!r}: other tools own it")
-        self.runs.update_one({"_id": run_id}, {"$set": fields})
+        if self.runs.update_one({"_id": run_id}, {"$set": fields}).matched_count == 0:
+            raise RecordRefused(f"run {run_id!r} has no document in {self.collections.runs}")
 
     # -- metrics --------------------------------------------------------------------------------------------------
     def push_metric(
@@ -190,7 +197,8 @@ class MongoWriter:
         elif op == "samples":
             self._insert_samples(run_id, rec["samples"], retry)
         elif op == "file":
-            self._put_spooled(run_id, rec, os.path.join(files, rec["spooled"]), remap)
+            path = os.path.join(files, rec["spooled"]) if rec.get("spooled") else rec["original"]
+            self._put_spooled(run_id, rec, path, remap)
         elif op == "insert_run":
             self._insert_recorded_run(run_id, rec["doc"], remap)
         else:
@@ -243,6 +251,8 @@ class MongoWriter:
                 remap[rec["file_id"]] = existing["_id"]
                 return
             filename = rec["path"]
+        elif rec["kind"] == "value":  # a value moved out of the run document (see codec.stub_large_values)
+            filename = codec.stub_filename(self.collections.runs, run_id, rec["name"])
         else:
             filename = schema.artifact_filename(self.collections.runs, run_id, rec["name"])
         if self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one({"_id": rec["file_id"]}, {"_id": 1}):
@@ -295,6 +305,9 @@ class MongoWriter:
             return 0
         files = self.database[f"{schema.GRIDFS_BUCKET}.files"]
         doomed = [a["file_id"] for run in runs for a in run.get("artifacts", [])]
+        for run_id in ids:  # values moved out of the run document
+            prefix = re.escape(codec.stub_filename(self.collections.runs, run_id, ""))
+            doomed += [f["_id"] for f in files.find({"filename": {"$regex": f"^{prefix}"}}, {"_id": 1})]
         for run in runs:
             for _, file_id in run.get("experiment", {}).get("sources", []):
                 used = {"_id": {"$nin": ids}, "experiment.sources": {"$elemMatch": {"$in": [file_id]}}}
