@@ -268,7 +268,7 @@ class Subprocess:
                     run_started = time.monotonic()
                 if journal is not None:
                     for rec, position in journal.read(position):
-                        if rec.get("op") == "metric" and not rec["name"].startswith("sys/"):
+                        if isinstance(rec, dict) and rec.get("op") == "metric" and not rec["name"].startswith("sys/"):
                             self.epoch = max([self.epoch, *rec["steps"]])
                     if self.epoch >= self.min_epochs and time.monotonic() - run_started >= self.min_seconds:
                         self._end(getattr(signal, self.spec.signal_name), _ending(journal, position))
@@ -331,7 +331,8 @@ def _ending(journal: Journal, position: tuple[int, int]) -> Callable[[], bool]:
     def ended() -> bool:
         nonlocal position, seen
         for rec, position in journal.read(position):
-            seen = seen or (rec.get("op") == "update_run" and "status" in rec.get("fields", {}))
+            ended = isinstance(rec, dict) and rec.get("op") == "update_run" and "status" in rec.get("fields", {})
+            seen = seen or ended
         return seen
 
     return ended

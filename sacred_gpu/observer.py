@@ -233,9 +233,9 @@ class GpuMongoObserver(RunObserver):
         """Store the sources and insert the run document, waiting at most ``start_timeout`` seconds whatever the
         server does. Returns ``(run id, None)``, or ``(None, why the run goes offline)``.
 
-        The work runs on a thread of its own, under pymongo's ``timeout`` for the same time. Should it insert the
-        run after all, later than that, it leaves the id in the journal, so ``sacred-gpu sync`` completes that
-        document instead of inserting a second one.
+        The work runs on a thread of its own, under pymongo's ``timeout`` for the same time. When the run goes
+        offline after an insert was sent (a timeout: the server may still apply it), the id it was sent with is
+        left in the journal, so ``sacred-gpu sync`` completes that document instead of inserting a second one.
         """
         outcome: dict[str, Any] = {}
         lock, finished, abandoned = threading.Lock(), threading.Event(), threading.Event()
@@ -254,11 +254,12 @@ class GpuMongoObserver(RunObserver):
                 outcome["error"] = exc
             with lock:
                 finished.set()
-                late = abandoned.is_set()
-            if late and "run_id" in outcome:
-                journal.update_state(late_run_id=outcome["run_id"])
-                logger.warning("sacred-gpu: MongoDB took the run document as run %s after the run went offline; "
-                               "`sacred-gpu sync` completes that run", outcome["run_id"])
+                offline = abandoned.is_set() or "error" in outcome
+            if offline and _id is None and doc.get("_id") is not None:
+                try:
+                    journal.update_state(attempted_run_id=doc["_id"])
+                except OSError as exc:
+                    logger.warning("sacred-gpu: cannot note run id %s in %s (%s)", doc["_id"], journal.folder, exc)
 
         deadline = time.monotonic() + self.start_timeout
         threading.Thread(target=start, name="sacred-gpu-start", daemon=True).start()

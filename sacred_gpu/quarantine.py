@@ -31,6 +31,8 @@ from sacred_gpu.journal import FILE_MODE, Damage, Journal, make_private_folder
 
 logger = logging.getLogger(__name__)
 
+#: Entries of one journal logged as ERROR each; later ones are logged at DEBUG (``sacred-gpu sync`` lists them all).
+LOUD_ENTRIES = 3
 #: Folder of a spool that holds the quarantines of its journals.
 FOLDER = "quarantine"
 _LOG = "entries.jsonl"
@@ -59,6 +61,18 @@ class Quarantine:
         self.journal = journal
         self.folder = journal.folder.parent / FOLDER / journal.folder.name
         self._lock = threading.Lock()
+        self._logged = 0
+
+    def _report(self, message: str, *args: Any) -> None:
+        """An ERROR for each of the first :data:`LOUD_ENTRIES` entries, then one saying the rest go to DEBUG."""
+        self._logged += 1
+        if self._logged <= LOUD_ENTRIES:
+            logger.error(message, *args)
+            if self._logged == LOUD_ENTRIES:
+                logger.error("sacred-gpu: further records of %s set aside are logged at DEBUG; `sacred-gpu sync` "
+                             "lists every one", self.journal.folder)
+        else:
+            logger.debug(message, *args)
 
     def _prepare(self) -> None:
         make_private_folder(self.folder)
@@ -94,7 +108,7 @@ class Quarantine:
             path = self._write(f"damaged-{damage.segment:06d}-{damage.start}.bin", damage.data)
             what = f"{len(damage.data)} damaged bytes at {damage.segment:06d}:{damage.start}"
             self._log("damaged", run_id, what, damage.reason, path)
-        logger.error("sacred-gpu: journal %s of run %s: %s (%s); set aside in %s, the records after it go on",
+        self._report("sacred-gpu: journal %s of run %s: %s (%s); set aside in %s, the records after it go on",
                      self.journal.folder, run_id, what, damage.reason, path)
         return path
 
@@ -107,7 +121,7 @@ class Quarantine:
                 make_private_folder(self.folder / "files")
                 shutil.copyfile(self.journal.files / rec["spooled"], self.folder / "files" / rec["spooled"])
             self._log("refused", run_id, describe_record(rec), reason, path)
-        logger.error("sacred-gpu: MongoDB refused the %s of run %s (%s); set aside in %s, the records after it go on",
+        self._report("sacred-gpu: MongoDB refused the %s of run %s (%s); set aside in %s, the records after it go on",
                      describe_record(rec), run_id, reason, path)
         return path
 
@@ -117,7 +131,7 @@ class Quarantine:
             self._prepare()
             path = self._write(f"unencodable-{self._count() + 1:04d}.txt", repr(rec).encode("utf-8", "replace"))
             self._log("unencodable", run_id, describe_record(rec), reason, path)
-        logger.error("sacred-gpu: the %s of run %s cannot be encoded (%s); set aside in %s",
+        self._report("sacred-gpu: the %s of run %s cannot be encoded (%s); set aside in %s",
                      describe_record(rec), run_id, reason, path)
         return path
 

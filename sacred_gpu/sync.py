@@ -68,7 +68,7 @@ def sync_journal(journal: Journal, *, client: Any = None, url: str | None = None
     target_url = url or connection.with_password(state.get("url"), os.environ.get(PASSWORD_ENV))
     target_db = db_name or state.get("db_name") or connection.DEFAULT_DB
     where = connection.describe(target_url, target_db)
-    run_id = state["run_id"] if state.get("run_id") is not None else state.get("late_run_id")
+    run_id = state["run_id"] if state.get("run_id") is not None else state.get("attempted_run_id")
     replayer = None
     try:
         kwargs = connection.WRITE_TIMEOUTS if client is None else {}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pymongo
 from bson import ObjectId
-from pymongo.errors import CollectionInvalid, DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from sacred_gpu import codec, schema
 from sacred_gpu.connection import is_mongomock
@@ -26,6 +26,8 @@ from sacred_gpu.errors import RecordRefused
 
 logger = logging.getLogger(__name__)
 
+#: MongoDB's error code for "a collection of this name exists".
+NAMESPACE_EXISTS = 48
 #: How many ids :meth:`MongoWriter.insert_run` tries before giving up (each clash means another writer won).
 MAX_ID_ATTEMPTS = 100
 
@@ -97,6 +99,9 @@ class MongoWriter:
                 self.database.create_collection(name, timeseries=schema.SAMPLES_TIMESERIES)
         except CollectionInvalid:  # another process created it meanwhile
             pass
+        except OperationFailure as exc:
+            if exc.code != NAMESPACE_EXISTS:  # created meanwhile, after pymongo checked that it was not there
+                raise
 
     # -- run ids --------------------------------------------------------------------------------------------------
     def next_run_id(self) -> int:

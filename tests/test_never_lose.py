@@ -280,4 +280,5 @@ def test_the_journal_holds_no_password_and_sync_takes_it_from_the_environment(sp
                         or real(url, client, **kw))
     monkeypatch.setenv("SACRED_GPU_MONGO_PASSWORD", "s3cret")
     [result] = sync_spool(spool, timeout=0.5)
-    assert result.outcome == "unreachable" and seen == ["mongodb://bob:s3cret@127.0.0.1:9/?serverSelectionTimeoutMS=200"]
+    assert result.outcome == "unreachable"
+    assert seen == ["mongodb://bob:s3cret@127.0.0.1:9/?serverSelectionTimeoutMS=200"]

@@ -12,9 +12,10 @@ Faults (each until :meth:`WireServer.restore`, unless it says otherwise):
     connection fails first with AutoReconnect (its connection was dropped; pymongo raises that rather than the
     retry's selection error), later ones with ServerSelectionTimeoutError. ``accept_connections()`` listens again
     on the same port.
-``hang_after_hello()``
+``hang_after_hello(only=None)``
     Answer hello/isMaster (so the server stays selectable and connections complete their handshake) but hold
-    every other command unanswered, the connection open, until ``restore()`` (then it is answered) or shutdown.
+    every other command (or those named in ``only``, on ``collection`` if given) unanswered, the connection open,
+    until ``restore()`` (then it is answered) or shutdown.
 ``slow(seconds)``
     Answer every command, hello included, only after ``seconds``.
 ``close_mid_batch(after=k, collection=None)``
@@ -101,6 +102,8 @@ class _Refusal:
 @dataclass
 class _Faults:
     hang: bool = False
+    hang_only: frozenset[str] | None = None
+    hang_collection: str | None = None
     slow_s: float = 0.0
     mid_batch: tuple[int, str | None] | None = None
     refusals: list[_Refusal] = field(default_factory=list)
@@ -198,10 +201,13 @@ class WireServer:
                                               name=f"wire-server-{self.port}-listen", daemon=True)
             self._listener.start()
 
-    def hang_after_hello(self) -> None:
-        """Answer hellos only; hold every other command unanswered until :meth:`restore`."""
+    def hang_after_hello(self, only: set[str] | None = None, collection: str | None = None) -> None:
+        """Answer hellos only; hold every other command (or the commands named in ``only``, e.g. ``{"insert"}``, on
+        ``collection`` if given) unanswered until :meth:`restore`."""
         with self._lock:
             self._faults.hang = True
+            self._faults.hang_only = frozenset(only) if only is not None else None
+            self._faults.hang_collection = collection
 
     def slow(self, seconds: float) -> None:
         """Answer every command only after ``seconds``."""
@@ -288,7 +294,9 @@ class WireServer:
         with self._lock:
             self.commands.append(name)
             faults, wake = self._faults, self._wake
-            slow_s, hang = faults.slow_s, faults.hang and name not in HELLO_COMMANDS
+            slow_s, hang = faults.slow_s, faults.hang and name not in HELLO_COMMANDS and (
+                faults.hang_only is None or name in faults.hang_only) and (
+                faults.hang_collection is None or request.body.get(name) == faults.hang_collection)
         if slow_s:
             self._hold(connection, wake, slow_s)
         if hang and not self._hold(connection, wake, HOLD_LIMIT_S):

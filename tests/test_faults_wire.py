@@ -1,0 +1,118 @@
+"""Faults that need a real MongoDB client over TCP (tests/support/wire_server.py): concurrent syncs, documents the
+server refuses as too large, a refused run document, a server that answers only after the run went offline."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from sacred_gpu import GpuMongoObserver, cli, quarantine
+from sacred_gpu.journal import Journal, journals
+from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.store import RunStore
+from sacred_gpu.writer import record
+from tests.support.wire_server import WireServer
+
+from .conftest import run_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server():
+    with WireServer() as running:
+        yield running
+
+
+def observer(server: WireServer, **kwargs) -> GpuMongoObserver:
+    return GpuMongoObserver(url=server.url, nvml=FakeNvml([]), sampling=False, serverSelectionTimeoutMS=1000,
+                            **kwargs)
+
+
+def steps(count: int = 50):
+    def main(_run):
+        for step in range(count):
+            _run.log_scalar("loss", float(step), step)
+        return count
+
+    return main
+
+
+def test_two_syncs_at_once_upload_each_run_once(server, spool):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for round_ in range(3):
+        for _ in range(4):
+            run_experiment(steps(), observer(server, offline=True))
+        syncs = [subprocess.Popen([sys.executable, "-m", "sacred_gpu.cli", "sync", str(spool), "--mu", server.url],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outputs = [sync.communicate(timeout=120) for sync in syncs]
+        for sync, (out, err) in zip(syncs, outputs):
+            assert sync.returncode == 0 and "Traceback" not in err, (out, err)
+        with server.lock:
+            runs = list(server.client["sacred"].runs.find({}, {"_id": 1, "status": 1}))
+            points = [step for m in server.client["sacred"].metrics.find({"name": "loss"}) for step in m["steps"]]
+        assert len(runs) == 4 * (round_ + 1) and {run["status"] for run in runs} == {"COMPLETED"}
+        assert len(points) == 50 * len(runs) and journals(spool) == []
+    assert not list(spool.glob("**/*.tmp"))
+
+
+def test_a_record_over_16_mb_is_set_aside_and_the_other_journals_of_the_spool_are_synced(server, spool, capsys):
+    """A journal written before values were moved out of documents holds a 17 MB run document."""
+    big = Journal.create(spool, {"db_name": "sacred", "prefix": "", "finished": True})
+    big.append(record("insert_run", doc={"status": "COMPLETED", "config": {"blob": "b" * (17 * 1024 * 1024)}}))
+    big.append(record("update_run", fields={"result": 1}))
+    big.update_state(end=big.end())
+    big.close()
+    run_experiment(steps(), observer(server, offline=True))
+    capsys.readouterr()
+    assert cli.main(["sync", str(spool), "--mu", server.url]) == 1
+    out = capsys.readouterr().out
+    assert "QUARANTINED: 2 entries" in out and "insert_run record" in out and "too large" in out
+    with server.lock:
+        [run] = list(server.client["sacred"].runs.find({}))
+    assert run["status"] == "COMPLETED" and run["result"] == 50 and journals(spool) == []
+    [refused, _] = quarantine.entries(spool)
+    assert refused.path.stat().st_size > 17 * 1024 * 1024  # the whole record is kept for a person to deal with
+
+
+def test_a_twenty_megabyte_config_is_stored_through_a_real_server(server):
+    blob = "x" * (20 * 1024 * 1024)
+    run = run_experiment(steps(), observer(server), config={"blob": blob})
+    store = RunStore(pymongo.MongoClient(server.url, serverSelectionTimeoutMS=2000)["sacred"])
+    assert store.run(run._id)["status"] == "COMPLETED" and store.run(run._id)["config"]["blob"] == blob
+
+
+def test_a_refused_run_document_is_reported_as_refused_and_never_as_unreachable(server, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    server.refuse_write("runs", code=121, errmsg="Document failed validation")
+    run = run_experiment(steps(), observer(server))
+    assert run.result == 50 and str(run._id).startswith("offline-")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("refused the run document: WriteError (code 121)" in m for m in messages)
+    assert not any("cannot be reached" in m or "did not answer" in m for m in messages)
+
+
+def test_a_run_document_stored_after_the_run_went_offline_is_completed_by_sync_not_duplicated(server, spool):
+    """The insert of the run document is sent, the client gives up at start_timeout, the server applies it later."""
+    server.hang_after_hello(only={"insert"}, collection="runs")
+    started = time.monotonic()
+    run = run_experiment(steps(), observer(server, start_timeout=1.0))
+    assert str(run._id).startswith("offline-") and time.monotonic() - started < 10
+    server.restore()  # the held insert is applied now: a RUNNING run the training process knows nothing of
+    deadline = time.monotonic() + 10
+    while not (stored := server.client["sacred"].runs.find_one({})):
+        assert time.monotonic() < deadline, "the held insert was never applied"
+        time.sleep(0.05)
+    assert stored["status"] == "RUNNING" and journals(spool)[0].state()["attempted_run_id"] == stored["_id"]
+    assert cli.main(["sync", str(spool), "--mu", server.url]) == 0
+    with server.lock:
+        [doc] = list(server.client["sacred"].runs.find({}))
+    assert doc["_id"] == stored["_id"] and doc["status"] == "COMPLETED" and doc["result"] == 50
