@@ -121,7 +121,7 @@ class Quarantine:
                 make_private_folder(self.folder / "files")
                 shutil.copyfile(self.journal.files / rec["spooled"], self.folder / "files" / rec["spooled"])
             self._log("refused", run_id, describe_record(rec), reason, path)
-        self._report("sacred-gpu: MongoDB refused the %s of run %s (%s); set aside in %s, the records after it go on",
+        self._report("sacred-gpu: the %s of run %s cannot be written (%s); set aside in %s, the records after it go on",
                      describe_record(rec), run_id, reason, path)
         return path
 

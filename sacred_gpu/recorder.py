@@ -289,6 +289,8 @@ class Recorder:
         try:
             return {"spooled": self.journal.spool_file(path)}
         except OSError as exc:
+            if exc.filename is not None and os.fspath(exc.filename) == os.fspath(path):
+                raise  # the file itself cannot be read: the caller's error, not the journal's
             logger.warning("sacred-gpu: cannot copy %s into the journal (%s); it will be uploaded from its place",
                            path, exc)
             return {"original": os.path.abspath(path)}
