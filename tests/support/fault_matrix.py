@@ -135,15 +135,18 @@ def _segment(trial: Trial) -> Path:
 
 
 def flip_a_byte(trial: Trial) -> None:
-    """Flip one byte in the middle of the journal's largest record."""
+    """Flip one byte in the middle of the journal's middle record of the run's own metric points."""
     path = _segment(trial)
     data = bytearray(path.read_bytes())
-    at, largest = 0, (0, 0)
+    at, metric_records = 0, []
     while at < len(data):
         length = int.from_bytes(data[at + 4:at + 8], "little")
-        largest = max(largest, (length, at))
+        rec = bson.decode(bytes(data[at + 12:at + 12 + length]))
+        if rec.get("op") == "metric" and rec.get("name") in METRICS:
+            metric_records.append((at, length))
         at += 12 + length
-    data[largest[1] + 12 + largest[0] // 2] ^= 0x10
+    at, length = metric_records[len(metric_records) // 2]
+    data[at + 12 + length // 2] ^= 0x10
     path.write_bytes(bytes(data))
 
 
