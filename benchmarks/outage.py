@@ -143,9 +143,7 @@ def rate_trial(seconds: float, rate: int = 100_000) -> None:
         recorder = observer.recorder
         if recorder is None:
             return 0
-        journal = recorder.journal
-        segment, offset = journal.acked()
-        return sum(p.stat().st_size for p in journal.folder.glob("*.bson")) - offset if journal.segments() else 0
+        return recorder.journal.backlog()
 
     def watch(run_id, started):
         while not stop.wait(2.0):

@@ -314,6 +314,18 @@ class Journal:
             if segment < position[0] and segment != current:
                 self._segment_path(segment).unlink(missing_ok=True)
 
+    def backlog(self) -> int:
+        """Bytes journaled and not acknowledged yet."""
+        segment, offset = self.acked()
+        total = 0
+        for number in self.segments():
+            if number >= segment:
+                try:
+                    total += self._segment_path(number).stat().st_size
+                except FileNotFoundError:  # trimmed meanwhile
+                    continue
+        return max(0, total - offset)
+
     def pending(self) -> bool:
         """Whether anything journaled (a record or a damaged region) is not acknowledged yet."""
         return next(iter(self.read(self.acked(), max_records=1)), None) is not None
@@ -351,31 +363,33 @@ def _read_segment(path: Path, segment: int, offset: int, limit: int | None,
         return
 
 
-def _valid_frame(data: mmap.mmap, at: int, size: int) -> tuple[int, str]:
-    """``(end, "")`` for a valid frame at ``at``, else ``(0, why not)``; ``"torn"`` when it runs past ``size``."""
+def _valid_frame(data: mmap.mmap, at: int, size: int) -> tuple[int, str, bytes]:
+    """``(end, "", payload)`` for a valid frame at ``at``, else ``(0, why not, b"")``; ``"torn"`` when it runs past
+    ``size``."""
     if size - at < _HEADER.size:
-        return 0, "torn"
+        return 0, "torn", b""
     magic, length, crc = _HEADER.unpack_from(data, at)
     if magic != MAGIC:
-        return 0, "no record starts here"
+        return 0, "no record starts here", b""
     if length > MAX_PAYLOAD:
-        return 0, f"impossible length {length}"
+        return 0, f"impossible length {length}", b""
     end = at + _HEADER.size + length
     if end > size:
-        return 0, "torn"
-    if zlib.crc32(data[at + _HEADER.size:end], zlib.crc32(data[at + 4:at + 8])) != crc:
-        return 0, "checksum mismatch"
-    return end, ""
+        return 0, "torn", b""
+    payload = data[at + _HEADER.size:end]
+    if zlib.crc32(payload, zlib.crc32(data[at + 4:at + 8])) != crc:
+        return 0, "checksum mismatch", b""
+    return end, "", payload
 
 
 def _read_frames(data: mmap.mmap, segment: int, offset: int, size: int,
                  tail_is_damage: bool) -> Iterator[tuple[Entry, int]]:
     at = offset
     while at < size:
-        end, problem = _valid_frame(data, at, size)
+        end, problem, payload = _valid_frame(data, at, size)
         if not problem:
             try:
-                yield bson.decode(data[at + _HEADER.size:end]), end
+                yield bson.decode(payload), end
                 at = end
                 continue
             except (bson.errors.InvalidBSON, ValueError) as exc:  # checksummed yet undecodable: written so
@@ -394,7 +408,7 @@ def _next_frame(data: mmap.mmap, start: int, size: int) -> int | None:
     """The offset of the first valid frame at or after ``start``, or None."""
     at = data.find(MAGIC, start, size)
     while at != -1:
-        if _valid_frame(data, at, size)[0]:
+        if not _valid_frame(data, at, size)[1]:
             return at
         at = data.find(MAGIC, at + 1, size)
     return None

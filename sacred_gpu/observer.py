@@ -6,6 +6,7 @@ import functools
 import logging
 import mimetypes
 import os
+import sys
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 import bson
 import pymongo
+import sacred.run
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 from sacred.commandline_options import cli_option
@@ -38,8 +40,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_PRIORITY = 30
 #: Seconds the start of a run waits for MongoDB in all before the run goes on offline.
 DEFAULT_START_TIMEOUT = 5.0
-#: Seconds the end of a run waits for a heartbeat still being recorded.
-HEARTBEAT_WAIT = 60.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,6 +124,7 @@ class GpuMongoObserver(RunObserver):
         self._lock = threading.Lock()
         self._beat_thread: threading.Thread | None = None  # Sacred's heartbeat thread, seen in log_metrics
         self._reported: set[str] = set()
+        self._finisher: threading.Thread | None = None  # records the end of a run whose last beat came late
         self._reset()
 
     def __repr__(self) -> str:
@@ -131,8 +132,12 @@ class GpuMongoObserver(RunObserver):
 
     # -- state of the current run ---------------------------------------------------------------------------------
     def _reset(self) -> None:
+        if self._finisher is not None:  # the previous run's end is still being recorded
+            self._finisher.join()
+            self._finisher = None
         self.run_id: Any = None
         self.recorder: Recorder | None = None
+        self._ended = False  # the run's journal is closed: events now come too late
         self.monitor: SystemMonitor | None = None
         self._info: dict[str, Any] | None = None
         self._output = ""
@@ -145,6 +150,16 @@ class GpuMongoObserver(RunObserver):
         self._stub_seed = uuid.uuid4().hex  # values moved to GridFS get ids from it: each is uploaded once
         self._moved: set[ObjectId] = set()
         self._doc_bytes = 0  # BSON size of the run document as inserted
+
+    def _not_recording(self, event: str, points: int = 0) -> bool:
+        """Whether the run has no journal to take ``event``: it is not recorded (one ERROR said so at its start), or
+        the event came after the run's end was recorded, which is a bug, logged as an ERROR with what it carried."""
+        if self.recorder is not None:
+            return False
+        if self._ended:
+            logger.error("sacred-gpu: %s of run %s arrived after the run's end was recorded; %d points it carried are "
+                         "not recorded", event, self.run_id, points)
+        return True
 
     def _report_failure(self, event: str, exc: BaseException) -> None:
         """Log a failed event: the first of each kind as a WARNING with its traceback, repeats at DEBUG."""
@@ -367,7 +382,7 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def heartbeat_event(self, info, captured_out, beat_time, result):  # noqa: ANN001
         """Record info, the captured output so far (capped), the beat time, the intermediate result, system metrics."""
-        if self.recorder is None:
+        if self._not_recording("heartbeat_event"):
             return
         self._info, self._output = info, captured_out
         fields = self._record_window(self.monitor.window() if self.monitor else None, info)
@@ -385,7 +400,7 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def log_metrics(self, metrics_by_name, info):  # noqa: ANN001
         """Record the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
-        if self.recorder is None:
+        if self._not_recording("log_metrics", sum(len(series["values"]) for series in metrics_by_name.values())):
             return
         self._beat_thread = threading.current_thread()
         for name, series in metrics_by_name.items():
@@ -428,7 +443,7 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def resource_event(self, filename):  # noqa: ANN001
         """Record a file the run opened (stored once per content) and list it as ``[path, md5]``."""
-        if self.recorder is None:
+        if self._not_recording("resource_event"):
             return
         md5 = get_digest(filename)
         with self._lock:
@@ -444,7 +459,7 @@ class GpuMongoObserver(RunObserver):
     @_never_raises
     def artifact_event(self, name, filename, metadata=None, content_type=None):  # noqa: ANN001
         """Record an artifact (a copy is kept until it is in GridFS) and list it in ``artifacts``."""
-        if self.recorder is None:
+        if self._not_recording("artifact_event"):
             return
         if content_type is None:
             content_type = mimetypes.guess_type(os.fspath(filename))[0]
@@ -462,12 +477,30 @@ class GpuMongoObserver(RunObserver):
 
     # -- end ------------------------------------------------------------------------------------------------------
     def _finish(self, fields: dict[str, Any]) -> None:
+        """End the run with ``fields`` (status, stop time, result or fail trace) once Sacred's last heartbeat is in.
+
+        Sacred stops its heartbeat thread but waits only 2 s for its last beat, which carries every point logged since
+        the beat before and the output's tail. The training thread waits for that beat at most ``flush_timeout``
+        seconds, then for MongoDB at most ``flush_timeout`` seconds; a beat still on its way then is recorded when it
+        arrives, and the run's end with it, by a thread of ours that the process waits for (as it waits for Sacred's
+        heartbeat thread).
+        """
         self._gc.stop()
         if self.recorder is None:
             return
+        beat = self._heartbeat_thread()
         try:
-            self._await_last_beat()
-            final = self._final_fields()
+            if beat is not None:
+                beat.join(self.flush_timeout)
+            if beat is not None and beat.is_alive():
+                logger.warning("sacred-gpu: the last heartbeat of run %s is still on its way after %g s; the run's end "
+                               "is recorded as soon as it arrives (the process waits for it)", self.run_id,
+                               self.flush_timeout)
+                self._finisher = threading.Thread(target=self._finish_after, args=(beat, fields),
+                                                  name="sacred-gpu-finish")
+                self._finisher.start()
+                return
+            self._record_end(fields)
         except KeyboardInterrupt:  # Ctrl-C again while the run ends: record its end without waiting, then stop
             monitor, self.monitor = self.monitor, None
             if monitor is not None:
@@ -478,6 +511,18 @@ class GpuMongoObserver(RunObserver):
             self._update_run(fields)
             self._close(timeout=0.0)
             raise
+
+    def _finish_after(self, beat: threading.Thread, fields: dict[str, Any]) -> None:
+        """On our own thread: wait for Sacred's late last beat, then record the run's end."""
+        try:
+            beat.join()
+            self._record_end(fields)
+        except Exception as exc:  # noqa: BLE001 - nothing to raise to
+            self._report_failure("recording the end of the run", exc)
+
+    def _record_end(self, fields: dict[str, Any]) -> None:
+        """Stop sampling, submit the closing records and the final fields, and close the run's journal."""
+        final = self._final_fields()
         final.update(self._metric_rollups())
         final.update(fields)
         with self._lock:
@@ -490,15 +535,18 @@ class GpuMongoObserver(RunObserver):
         self._update_run(final)
         self._close()
 
-    def _await_last_beat(self) -> None:
-        """Sacred has stopped its heartbeat thread but waits only 2 s for its last beat; a long one (a huge backlog
-        of points) must be recorded before the run is closed."""
+    def _heartbeat_thread(self) -> threading.Thread | None:
+        """Sacred's heartbeat thread of this run, if it may still deliver a beat: the thread our ``log_metrics`` was
+        called on, else the ``Run`` that is ending it (a run shorter than one beat interval has had no beat yet)."""
         beat = self._beat_thread
-        if beat is not None and beat is not threading.current_thread():
-            beat.join(HEARTBEAT_WAIT)
-            if beat.is_alive():
-                logger.warning("sacred-gpu: the last heartbeat of run %s did not end within %.0f s", self.run_id,
-                               HEARTBEAT_WAIT)
+        if beat is None:
+            frame = sys._getframe(1)
+            while frame is not None and beat is None:
+                owner = frame.f_locals.get("self")
+                if isinstance(owner, sacred.run.Run):
+                    beat = getattr(owner, "_heartbeat", None)
+                frame = frame.f_back
+        return beat if isinstance(beat, threading.Thread) and beat is not threading.current_thread() else None
 
     def _close(self, timeout: float | None = None) -> None:
         """Write what is pending within ``timeout`` (default ``flush_timeout``) seconds; what is left waits in the
@@ -506,6 +554,7 @@ class GpuMongoObserver(RunObserver):
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
+        self._ended = True
         if recorder.close(self.flush_timeout if timeout is None else timeout):
             return
         reason = "it is recorded offline" if recorder.offline else f"MongoDB at {self.where} did not take it in time"
