@@ -173,14 +173,20 @@ class GpuMongoObserver(RunObserver):
         )
 
     def _submit(self, op: str, **fields: Any) -> None:
-        if self.recorder is not None:  # None: this run is not recorded (no journal could be written)
-            self.recorder.submit(record(op, **fields))
+        self._submit_record(record(op, **fields))
+
+    def _submit_record(self, rec: dict[str, Any]) -> None:
+        recorder = self.recorder
+        if not self._not_recording(f"a {rec['op']} record"):
+            recorder.submit(rec)  # type: ignore[union-attr]
 
     def _update_run(self, fields: dict[str, Any]) -> None:
         """Submit a ``$set`` of run fields, values that would take the document past 16 MB moved to GridFS."""
+        recorder = self.recorder
+        if self._not_recording("an update of the run document"):
+            return
         fields, large = codec.stub_large_values(fields, codec.STUB_BUDGET - self._doc_bytes, seed=self._stub_seed)
-        assert self.recorder is not None
-        self._submit_moved([(value, self.recorder.journal.spool_bytes(value.data, ".bson")) for value in large])
+        self._submit_moved([(value, recorder.journal.spool_bytes(value.data, ".bson")) for value in large])
         self._submit("update_run", fields=fields)
 
     def _submit_moved(self, moved: list[tuple[codec.LargeValue, str]]) -> None:
@@ -426,8 +432,7 @@ class GpuMongoObserver(RunObserver):
         with self._lock:
             records = series.records(steps, values, stamps, self._next_seq)
         for rec in records:
-            assert self.recorder is not None
-            self.recorder.submit(rec)
+            self._submit_record(rec)
 
     def _metric_rollups(self) -> dict[str, Any]:
         """The run fields holding every series' roll-ups (min, max, mean, first, last and their steps)."""
@@ -450,7 +455,6 @@ class GpuMongoObserver(RunObserver):
             entry = [filename, md5]
             if entry in self._resources:
                 return
-            assert self.recorder is not None
             self._submit("file", kind="resource", file_id=schema.new_object_id(),
                          path=os.path.abspath(filename), md5=md5, **self.recorder.spool(filename))
             self._resources.append(entry)
@@ -463,7 +467,6 @@ class GpuMongoObserver(RunObserver):
             return
         if content_type is None:
             content_type = mimetypes.guess_type(os.fspath(filename))[0]
-        assert self.recorder is not None
         self._record_artifact(name, self.recorder.spool(filename), content_type, schema.bson_safe(metadata))
 
     def _record_artifact(self, name: str, where: dict[str, str], content_type: str | None, metadata: Any) -> None:
@@ -528,7 +531,7 @@ class GpuMongoObserver(RunObserver):
         with self._lock:
             closing = [rec for series in self._series.values() for rec in series.closing_records(self._next_seq)]
         for rec in closing:
-            self.recorder.submit(rec)  # type: ignore[union-attr]
+            self._submit_record(rec)
         if self.output_artifact and self._output:
             spooled = self.recorder.journal.spool_text(self._output)  # type: ignore[union-attr]
             self._record_artifact("captured_out.txt", {"spooled": spooled}, "text/plain", None)

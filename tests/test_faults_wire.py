@@ -116,3 +116,32 @@ def test_a_run_document_stored_after_the_run_went_offline_is_completed_by_sync_n
     with server.lock:
         [doc] = list(server.client["sacred"].runs.find({}))
     assert doc["_id"] == stored["_id"] and doc["status"] == "COMPLETED" and doc["result"] == 50
+
+
+def test_writes_carry_the_write_concern_asked_for_and_unacknowledged_writes_are_refused(server):
+    from pymongo import monitoring
+
+    class Commands(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.concerns: list = []
+
+        def started(self, event):
+            if event.command_name in ("insert", "update"):
+                self.concerns.append(event.command.get("writeConcern"))
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    listener = Commands()
+    run = run_experiment(steps(), observer(server, write_concern={"w": "majority", "wtimeout": 5000},
+                                           event_listeners=[listener]))
+    with server.lock:
+        assert server.client["sacred"].runs.find_one({"_id": run._id})["status"] == "COMPLETED"
+    # (under the start's time limit pymongo replaces wtimeout by that limit)
+    assert listener.concerns and all(c["w"] == "majority" for c in listener.concerns)
+    assert {"w": "majority", "wtimeout": 5000} in listener.concerns
+    with pytest.raises(ValueError, match="w=0"):
+        observer(server, write_concern={"w": 0})
