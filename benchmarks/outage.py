@@ -7,8 +7,9 @@
    1 s: ten times Sacred's default) while the database is down from 2 s after the start to 2 s before the end
    (pymongo's AutoReconnect from a fault-injecting client in front of mongomock). Three arms, their order rotated
    over trials: the same loop without an observer (the noise floor of this machine: its own garbage collections,
-   the VM's scheduling), the observer as it comes (``freeze_gc=True``: the objects alive at the start of the run
-   are left out of the collector's walks, see ``sacred_gpu.gc_freeze``), and the observer with ``freeze_gc=False``.
+   the VM's scheduling), the observer as it comes (``freeze_gc=False``, the default), and the observer with
+   ``freeze_gc=True`` (the objects alive at the start of the run are left out of the collector's walks, see
+   ``sacred_gpu.gc_freeze``).
    Printed per trial: the median and longest step, the steps over 20 ms, the longest pause of CPython's garbage
    collector (which stops every thread, observer or not) and the longest step once the time spent in collections
    is taken out (with ``freeze_gc`` the longest pause is usually the one collection made as the run starts, before
@@ -196,7 +197,8 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
 
     print("1. training-thread stall through an outage")
-    arms = {"no observer": None, "observer, database down": True, "  same, freeze_gc=False": False}
+    as_it_comes = "observer, database down"  # freeze_gc=False, the default since issue 22
+    arms = {"no observer": None, as_it_comes: False, "  same, freeze_gc=True": True}
     longest: dict[str, list[float]] = {label: [] for label in arms}
     beyond_gc: dict[str, list[float]] = {label: [] for label in arms}
     for trial in range(args.pairs):
@@ -216,7 +218,7 @@ def main() -> int:
     for label in arms:
         print(f"    {label.strip():<24} {statistics.median(longest[label]) * 1e3:5.1f} ms"
               f"  ({statistics.median(beyond_gc[label]) * 1e3:5.1f} ms)")
-    stall = statistics.median(longest["observer, database down"])
+    stall = statistics.median(longest[as_it_comes])
     print(f"  target: longest stall under 50 ms with the observer as it comes -> "
           f"{'MET' if stall < 0.05 else 'NOT MET'} ({stall * 1e3:.1f} ms)")
     print("2. sustained write rate")

@@ -73,11 +73,11 @@ Entry = Union[dict, Damage]
 
 
 def default_spool() -> Path:
-    """``$SACRED_GPU_SPOOL``, else the user's data directory (``$XDG_DATA_HOME/sacred-gpu/spool``)."""
+    """``$SACRED_GPU_SPOOL``, else the user's data directory (``$XDG_DATA_HOME/sacred-gpu/spool``), absolute."""
     if os.environ.get(SPOOL_ENV):
-        return Path(os.environ[SPOOL_ENV]).expanduser()
+        return Path(os.environ[SPOOL_ENV]).expanduser().absolute()
     data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data_home) / "sacred-gpu" / "spool"
+    return (Path(data_home) / "sacred-gpu" / "spool").absolute()
 
 
 def make_private_folder(path: Path) -> Path:

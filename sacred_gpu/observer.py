@@ -74,7 +74,9 @@ class GpuMongoObserver(RunObserver):
     ``output_cap``: characters of captured output kept in the run document (head and tail);
     ``output_artifact``: also store the whole captured output as the artifact ``captured_out.txt`` at the end;
     ``freeze_gc``: leave the objects alive at the start of the run out of CPython's garbage collections until its
-    end (``gc.freeze``), which cuts the collector's pauses in the training loop (see ``sacred_gpu.gc_freeze``);
+    end (``gc.freeze``), which cuts the collector's pauses in the training loop but keeps cyclic garbage older than
+    the run (a model dropped in main) until the run ends, and costs a full collection at the start: off by default
+    (see ``sacred_gpu.gc_freeze``);
     ``nvml``: a pynvml-compatible module to read GPUs through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml``
     simulates GPUs). Other keyword arguments go to ``pymongo.MongoClient``.
     """
@@ -97,7 +99,7 @@ class GpuMongoObserver(RunObserver):
         write_concern: dict[str, Any] | None = None,
         output_cap: int = schema.OUTPUT_CAP,
         output_artifact: bool = False,
-        freeze_gc: bool = True,
+        freeze_gc: bool = False,
         nvml: Any = None,
         **client_kwargs: Any,
     ) -> None:
@@ -109,7 +111,8 @@ class GpuMongoObserver(RunObserver):
         self.offline = offline_from_environment() if offline is None else offline
         self.flush_timeout, self.output_cap, self.output_artifact = flush_timeout, output_cap, output_artifact
         self.start_timeout = start_timeout
-        self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool()
+        # absolute now: a run that changes the working directory must not lose its journal
+        self.spool_dir = (Path(spool_dir).expanduser() if spool_dir is not None else default_spool()).absolute()
         self.where = connection.describe(url if client is None else type(client).__name__, db_name)
         # the journal keeps no password: `sacred-gpu sync` takes it from its environment or command line
         self.target = {"url": connection.without_password(url), "db_name": db_name, "prefix": collection_prefix,
@@ -123,7 +126,6 @@ class GpuMongoObserver(RunObserver):
         self.freeze_gc, self._gc = freeze_gc, GcFreeze()
         self._lock = threading.Lock()
         self._beat_thread: threading.Thread | None = None  # Sacred's heartbeat thread, seen in log_metrics
-        self._reported: set[str] = set()
         self._finisher: threading.Thread | None = None  # records the end of a run whose last beat came late
         self._reset()
 
@@ -137,6 +139,7 @@ class GpuMongoObserver(RunObserver):
             self._finisher = None
         self.run_id: Any = None
         self.recorder: Recorder | None = None
+        self._reported: set[str] = set()  # failures reported at WARNING in this run (repeats go to DEBUG)
         self._ended = False  # the run's journal is closed: events now come too late
         self.monitor: SystemMonitor | None = None
         self._info: dict[str, Any] | None = None
@@ -164,13 +167,11 @@ class GpuMongoObserver(RunObserver):
     def _report_failure(self, event: str, exc: BaseException) -> None:
         """Log a failed event: the first of each kind as a WARNING with its traceback, repeats at DEBUG."""
         if event in self._reported:
-            logger.debug("sacred-gpu: %s failed again for run %s: %s", event, self.run_id, exc)
+            logger.debug("sacred-gpu: %s failed again for run %s: %s", event, self.run_id, connection.short_error(exc))
             return
         self._reported.add(event)
-        logger.warning(
-            "sacred-gpu: %s failed for run %s (%s): %s; the run goes on",
-            event, self.run_id, self.where, exc, exc_info=True,
-        )
+        logger.warning("sacred-gpu: %s failed for run %s (%s): %s; the run goes on", event, self.run_id, self.where,
+                       connection.short_error(exc, 300), exc_info=exc)
 
     def _submit(self, op: str, **fields: Any) -> None:
         self._submit_record(record(op, **fields))
@@ -206,6 +207,10 @@ class GpuMongoObserver(RunObserver):
         unrecorded, with one ERROR). Online, the sources and the run document are written before the run starts (so
         the id is MongoDB's); offline, they are journaled like every later record and written by ``sacred-gpu sync``.
         """
+        if self.recorder is not None:
+            raise ObserverError(f"sacred-gpu: this GpuMongoObserver is already recording run {self.run_id}: it is "
+                                "attached to the run twice (is it in ex.observers twice? a notebook cell run again "
+                                "appends it again)")
         self._reset()
         sources = [(name, os.path.abspath(os.path.join(ex_info["base_dir"], name)), md5)
                    for name, md5 in ex_info.get("sources", [])]

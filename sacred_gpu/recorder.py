@@ -80,6 +80,7 @@ class Replayer:
         """
         start = self.journal.acked()
         done = start
+        uploaded: list[str] = []  # spooled copies of the files written (or set aside) in this batch
         try:
             for entry, end in self._read(start, BATCH):
                 if isinstance(entry, Damage):
@@ -87,17 +88,25 @@ class Replayer:
                     self.set_aside += 1
                 else:
                     self._apply(entry, retry=self._tried is not None and done < self._tried)
+                    if entry.get("op") == "file" and entry.get("spooled"):
+                        uploaded.append(entry["spooled"])
                 done = end
         except BaseException:
             following = next(iter(self._read(done, 1)), None)  # the record that failed may be partly in
             self._tried = max(self._tried or done, following[1] if following else done)
-            if done != start:
-                self.journal.ack(done)
+            self._acknowledge(start, done, uploaded)
             raise
+        return not self._acknowledge(start, done, uploaded)
+
+    def _acknowledge(self, start: Position, done: Position, uploaded: list[str]) -> bool:
+        """Remember that everything before ``done`` is written, then remove the local copies of the files it wrote
+        (the spool holds only what is in flight). False when there was nothing to acknowledge."""
         if done == start:
-            return True
+            return False
         self.journal.ack(done)
-        return False
+        for name in uploaded:
+            (self.journal.files / name).unlink(missing_ok=True)
+        return True
 
     def _apply(self, rec: dict[str, Any], retry: bool) -> None:
         try:

@@ -281,9 +281,9 @@ def test_client_arguments_are_checked(client):
 
 
 @pytest.mark.parametrize("fails", [False, True])
-def test_heap_is_frozen_for_the_run_and_given_back_at_its_end(client, db, fails):
-    """Objects alive at the start skip the collector's walks during the run (shorter pauses in the loop); any end of
-    the run gives them back."""
+def test_heap_is_frozen_for_the_run_and_given_back_at_its_end_when_asked(client, db, fails):
+    """With ``freeze_gc=True`` objects alive at the start skip the collector's walks during the run (shorter pauses
+    in the loop); any end of the run gives them back."""
     seen = {}
 
     def main():
@@ -294,26 +294,26 @@ def test_heap_is_frozen_for_the_run_and_given_back_at_its_end(client, db, fails)
     assert gc.get_freeze_count() == 0
     if fails:
         with pytest.raises(RuntimeError):
-            run_experiment(main, GpuMongoObserver(client=client, sampling=False))
+            run_experiment(main, GpuMongoObserver(client=client, sampling=False, freeze_gc=True))
     else:
-        run_experiment(main, GpuMongoObserver(client=client, sampling=False))
+        run_experiment(main, GpuMongoObserver(client=client, sampling=False, freeze_gc=True))
     assert seen["frozen"] > 1000  # the imports of this process at least
     assert gc.get_freeze_count() == 0
     assert db.runs.find_one()["status"] == ("FAILED" if fails else "COMPLETED")
 
 
-def test_heap_left_alone_when_asked_or_already_frozen(client):
+def test_heap_left_alone_by_default_or_when_already_frozen(client):
     seen = []
 
     def main():
         seen.append(gc.get_freeze_count())
 
-    run_experiment(main, GpuMongoObserver(client=client, sampling=False, freeze_gc=False))
+    run_experiment(main, GpuMongoObserver(client=client, sampling=False))
     assert seen == [0]
     gc.freeze()  # someone else's freeze (a pre-fork server): not ours to undo
     try:
         frozen = gc.get_freeze_count()
-        run_experiment(main, GpuMongoObserver(client=client, sampling=False))
+        run_experiment(main, GpuMongoObserver(client=client, sampling=False, freeze_gc=True))
         # not frozen again (the count would grow), not unfrozen (it would drop to 0); a few frozen objects are freed
         assert 0 < seen[1] <= frozen and 0 < gc.get_freeze_count() <= frozen
     finally:

@@ -1,0 +1,137 @@
+"""What ordinary Sacred scripts do to the observer (issue 22): change directory, checkpoint every epoch, drop big
+objects, run in notebooks (an observer appended twice, many runs in one process)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+from sacred import Experiment
+from sacred.observers.base import RunObserver
+
+from sacred_gpu import GpuMongoObserver
+from sacred_gpu.journal import journals
+from sacred_gpu.sampling.fake_nvml import FakeNvml
+
+from .conftest import FAST, run_experiment
+
+
+def observer(client, **kwargs) -> GpuMongoObserver:
+    return GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False, **kwargs)
+
+
+def wait_for(condition, what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds:g} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["spool_dir", "environment"])
+def test_a_run_that_changes_directory_keeps_its_journal(client, db, tmp_path, monkeypatch, how):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    if how == "environment":
+        monkeypatch.setenv("SACRED_GPU_SPOOL", "journal")
+    watcher = observer(client, **({"spool_dir": "journal"} if how == "spool_dir" else {}))
+
+    def main(_run):
+        os.chdir(tmp_path / "out")
+        for step in range(5):
+            _run.log_scalar("loss", float(step), step)
+        Path("model.bin").write_bytes(b"m" * 100)
+        _run.add_artifact("model.bin")
+
+    run = run_experiment(main, watcher)
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and [a["name"] for a in doc["artifacts"]] == ["model.bin"]
+    assert db.metrics.find_one({"run_id": run._id, "name": "loss"})["steps"] == list(range(5))
+    assert watcher.spool_dir == tmp_path / "journal" and journals(tmp_path / "journal") == []
+
+
+def test_checkpoints_every_epoch_leave_the_spool_as_soon_as_mongodb_has_them(client, db, tmp_path):
+    """The spool holds what is in flight, not every checkpoint of the run."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    held = []
+
+    def main(_run):
+        [journal] = journals(watcher.spool_dir)
+        for epoch in range(6):
+            checkpoint.write_bytes(os.urandom(2 * 1024 * 1024))
+            _run.add_artifact(str(checkpoint), name=f"checkpoint-{epoch}.pt")
+            wait_for(lambda: db["fs.files"].count_documents({"filename": {"$regex": "checkpoint-"}}) == epoch + 1,
+                     f"checkpoint {epoch} in GridFS")
+            wait_for(lambda: not any(journal.files.iterdir()), f"checkpoint {epoch}'s copy removed from the spool")
+            held.append(sum(p.stat().st_size for p in journal.folder.rglob("*") if p.is_file()))
+
+    watcher = observer(client)
+    run = run_experiment(main, watcher)
+    assert len(db.runs.find_one({"_id": run._id})["artifacts"]) == 6
+    assert max(held) < 1024 * 1024  # the journal's records, no copy of a checkpoint
+
+
+def test_the_users_heap_is_theirs_cyclic_garbage_dropped_in_main_is_freed(client):
+    class Node:
+        def __init__(self) -> None:
+            self.peer = self
+
+    model = [Node() for _ in range(10_000)]
+    probe = weakref.ref(model[0])
+    freed = {}
+
+    def main():
+        nonlocal model
+        model = None
+        gc.collect()
+        freed["model"] = probe() is None
+
+    run_experiment(main, observer(client))
+    assert freed["model"] and gc.get_freeze_count() == 0
+
+
+def test_an_observer_attached_twice_fails_the_run_once_and_leaves_nothing_behind(client, db, spool):
+    watcher = observer(client)
+    ex = Experiment("twice", save_git_info=False)
+    ex.main(lambda: 1)
+    ex.observers.extend([watcher, watcher])  # a notebook cell that appends it, run twice
+    with pytest.raises(Exception, match="attached to the run twice"):
+        ex.run(options=FAST)
+    [doc] = list(db.runs.find({}))
+    assert doc["status"] == "FAILED" and "attached to the run twice" in "".join(doc["fail_trace"])
+    assert journals(spool) == []
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("sacred-gpu")],
+             "the observer's threads ending")
+    ex.observers.pop()  # fixed: the next run of the same observer is recorded as usual
+    assert ex.run(options=FAST).status == "COMPLETED" and db.runs.count_documents({"status": "COMPLETED"}) == 1
+
+
+def test_warnings_are_per_run(client, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    watcher = observer(client)
+
+    def main(_run):
+        _run.add_artifact(str(tmp_path / "missing.bin"))
+
+    for _ in range(3):
+        run_experiment(main, watcher)
+    assert sum("artifact_event failed" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_another_observers_failed_start_leaves_no_warning_of_ours(client, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+
+    class Broken(RunObserver):
+        priority = 100  # called before ours
+
+        def started_event(self, *args, **kwargs):
+            raise RuntimeError("broken observer")
+
+    with pytest.raises(RuntimeError, match="broken observer"):
+        run_experiment(lambda: 1, Broken(), observer(client))
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("sacred_gpu")] == []
