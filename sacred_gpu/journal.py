@@ -286,23 +286,28 @@ class Journal:
         with self._lock:
             own = (self._segment, self._size) if self._fd is not None else None
         segments = [s for s in self.segments() if s >= start[0]]
-        count, position, damaged = 0, start, False
+        written = tuple(self.state().get("end") or ()) if tail_is_damage else ()  # where its run's appends ended
+        count, position = 0, start
         for index, segment in enumerate(segments):
             last = index == len(segments) - 1
             offset = start[1] if segment == start[0] else 0
             limit = own[1] if own is not None and own[0] == segment else None
             for entry, end in _read_segment(self._segment_path(segment), segment, offset, limit,
                                             tail_is_damage or not last):
-                if not isinstance(entry, Damage):
+                position = (segment, end)
+                if isinstance(entry, Damage):
+                    if last and written and position < written and end == entry.end == _size(self, segment):
+                        # a torn tail of a journal cut short: the cut is part of the damage
+                        entry = Damage(entry.segment, entry.start, entry.end,
+                                       f"{entry.reason}; {_cut(position, written)}", entry.data)
+                        position = written
+                else:
                     count += 1
-                position, damaged = (segment, end), isinstance(entry, Damage)
                 yield entry, position
                 if count >= max_records:
                     return
-        written = self.state().get("end") if tail_is_damage else None
-        if written and position < tuple(written) and not damaged:  # whole records missing at the end: cut there
-            yield Damage(position[0], position[1], position[1], f"the journal ends at {position[0]:06d}:"
-                         f"{position[1]}, its run wrote up to {written[0]:06d}:{written[1]}", b""), tuple(written)
+        if written and position < written:  # whole records missing at the end: the journal was cut there
+            yield Damage(position[0], position[1], position[1], _cut(position, written), b""), written
 
     def ack(self, position: Position) -> None:
         """Everything before ``position`` is in MongoDB (or quarantined): remember it and delete wholly acknowledged
@@ -346,6 +351,18 @@ class Journal:
         self.close()
         shutil.rmtree(self.folder, ignore_errors=True)
         self.unlock()
+
+
+def _cut(position: Position, written: tuple) -> str:
+    return (f"the journal ends at {position[0]:06d}:{position[1]}, its run wrote up to "
+            f"{written[0]:06d}:{written[1]}")
+
+
+def _size(journal: Journal, segment: int) -> int:
+    try:
+        return journal._segment_path(segment).stat().st_size
+    except FileNotFoundError:
+        return -1
 
 
 def _read_segment(path: Path, segment: int, offset: int, limit: int | None,

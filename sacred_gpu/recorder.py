@@ -27,6 +27,7 @@ from sacred_gpu import errors
 from sacred_gpu.connection import short_error
 from sacred_gpu.journal import Damage, Entry, Journal, Position, frame
 from sacred_gpu.quarantine import Quarantine
+from sacred_gpu.uploads import Uploader
 from sacred_gpu.writer import MongoWriter, RunIdTaken
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ DEFAULT_FLUSH_TIMEOUT = 10.0
 
 #: Bytes of records held in memory while the journal cannot be written (a full disk) before new ones are dropped.
 MAX_HELD_BYTES = 256 * 1024 * 1024
+
+#: Seconds between the progress lines of uploads the end of a run waits for.
+PROGRESS_EVERY = 5.0
 
 #: Records read from the journal per batch.
 BATCH = 2000
@@ -68,6 +72,9 @@ class Replayer:
         self._attempts = 0
         #: records and damaged regions this replayer set aside in the quarantine
         self.set_aside = 0
+        #: uploads files beside the records (a live run's writer; ``sacred-gpu sync`` uploads in line)
+        self.uploader: Uploader | None = None
+        self._next: Position | None = None  # where to read on: records up to here were applied
 
     def _read(self, start: Position, count: int) -> Iterator[tuple[Entry, Position]]:
         return self.journal.read(start, count, tail_is_damage=self.resumed)
@@ -78,14 +85,16 @@ class Replayer:
         Records are read from disk one at a time as they are applied, so a failing attempt reads only what it
         tried (during an outage each retry costs one record's decoding, not a batch's).
         """
-        start = self.journal.acked()
+        start = self._next if self._next is not None else self.journal.acked()
         done = start
-        uploaded: list[str] = []  # spooled copies of the files written (or set aside) in this batch
+        uploaded: list[str] = []  # spooled copies of the files written (or set aside) in line in this batch
         try:
             for entry, end in self._read(start, BATCH):
                 if isinstance(entry, Damage):
                     self.quarantine.add_damage(entry, self.run_id)
                     self.set_aside += 1
+                elif self.uploader is not None and entry.get("op") == "file" and entry.get("kind") != "source":
+                    self.uploader.submit(done, entry)
                 else:
                     self._apply(entry, retry=self._tried is not None and done < self._tried)
                     if entry.get("op") == "file" and entry.get("spooled"):
@@ -94,19 +103,26 @@ class Replayer:
         except BaseException:
             following = next(iter(self._read(done, 1)), None)  # the record that failed may be partly in
             self._tried = max(self._tried or done, following[1] if following else done)
-            self._acknowledge(start, done, uploaded)
+            self._next = done
+            self.acknowledge(uploaded)
             raise
-        return not self._acknowledge(start, done, uploaded)
+        self._next = done
+        self.acknowledge(uploaded)
+        return done == start
 
-    def _acknowledge(self, start: Position, done: Position, uploaded: list[str]) -> bool:
-        """Remember that everything before ``done`` is written, then remove the local copies of the files it wrote
-        (the spool holds only what is in flight). False when there was nothing to acknowledge."""
-        if done == start:
-            return False
-        self.journal.ack(done)
-        for name in uploaded:
-            (self.journal.files / name).unlink(missing_ok=True)
-        return True
+    def acknowledge(self, uploaded: list[str] = ()) -> None:  # type: ignore[assignment]
+        """Remember that everything before the first upload in flight (else everything applied) is written, then
+        remove the local copies of the files written (the spool holds only what is in flight)."""
+        if self._next is None:
+            return
+        pending = self.uploader.first_pending() if self.uploader is not None else None
+        done = self.uploader.take_done() if self.uploader is not None else []
+        target = min(self._next, pending) if pending is not None else self._next
+        if target > self.journal.acked():
+            self.journal.ack(target)
+        for name in [*uploaded, *(upload.rec.get("spooled") for upload in done)]:
+            if name:
+                (self.journal.files / name).unlink(missing_ok=True)
 
     def _apply(self, rec: dict[str, Any], retry: bool) -> None:
         try:
@@ -220,6 +236,8 @@ class Recorder:
         self.journal = journal
         self.run_id = run_id
         self.replayer = None if writer is None else Replayer(journal, writer, run_id)
+        if self.replayer is not None:
+            self.replayer.uploader = Uploader(self.replayer)
         self.flush_interval = flush_interval
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -327,8 +345,6 @@ class Recorder:
                                    short_error(exc), self.journal.folder)
                 self._closing.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
-        if self._closing.is_set():
-            self._finalize()
 
     _deadline: float | None = None
 
@@ -354,7 +370,33 @@ class Recorder:
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout + 1.0)  # the thread stops at the deadline, or after the attempt it is in
-        return self._finalize() if not self._thread.is_alive() else False
+        if self._thread.is_alive():
+            return False  # what it writes from now on is acknowledged; `sacred-gpu sync` does the rest
+        assert self.replayer is not None and self.replayer.uploader is not None
+        self._await_uploads(self.replayer.uploader, timeout)
+        self.replayer.acknowledge()
+        return self._finalize()
+
+    def _await_uploads(self, uploader: Uploader, stall: float) -> bool:
+        """Wait for the files still on their way while they make progress (at most ``stall`` seconds without any),
+        saying every few seconds how far they are; False when they stalled."""
+        last, changed, reported = None, time.monotonic(), time.monotonic()
+        while pending := uploader.pending():
+            marker = (len(pending), sum(upload.sent for upload in pending))
+            now = time.monotonic()
+            if marker != last:
+                last, changed = marker, now
+            elif now - changed > stall:
+                logger.warning("sacred-gpu: the upload of %s (run %s) made no progress for %g s; it waits in %s for "
+                               "`sacred-gpu sync`", ", ".join(u.name for u in pending), self.run_id, stall,
+                               self.journal.folder)
+                return False
+            if now - reported >= PROGRESS_EVERY:
+                reported = now
+                logger.info("sacred-gpu: uploading %d file(s) of run %s: %.0f of %.0f MB", len(pending), self.run_id,
+                            marker[1] / 2**20, sum(upload.size for upload in pending) / 2**20)
+            uploader.wait(0.5)
+        return True
 
     def _finalize(self) -> bool:
         """Remove the journal if everything is in MongoDB (or quarantined), else make it durable for
@@ -370,6 +412,11 @@ class Recorder:
                     except OSError as exc:
                         logger.warning("sacred-gpu: cannot sync the journal %s to disk (%s)", self.journal.folder, exc)
                     self.journal.close()
-                    self.journal.unlock()
+                    # a sync may take the journal once no upload of ours is in progress any more
+                    uploader = self.replayer.uploader if self.replayer is not None else None
+                    if uploader is None:
+                        self.journal.unlock()
+                if self.replayer is not None and self.replayer.uploader is not None:
+                    self.replayer.uploader.stop(then=None if done else self.journal.unlock)
                 self._finalized = done
             return self._finalized

@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import re
-from typing import Any
+from typing import Any, Callable
 
 import pymongo
 from bson import ObjectId
@@ -46,6 +46,18 @@ def record(op: str, **fields: Any) -> dict[str, Any]:
     if op not in OPS:
         raise ValueError(f"unknown record op {op!r}")
     return {"op": op, **fields}
+
+
+class _Counted:
+    """A file read through, each read's size told to ``progress``."""
+
+    def __init__(self, handle: Any, progress: Callable[[int], None]) -> None:
+        self._handle, self._progress = handle, progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._progress(len(data))
+        return data
 
 
 class RunIdTaken(Exception):
@@ -186,11 +198,11 @@ class MongoWriter:
 
     # -- records --------------------------------------------------------------------------------------------------
     def apply(self, run_id: Any, rec: dict[str, Any], files: str | os.PathLike[str], remap: dict[ObjectId, ObjectId],
-              retry: bool) -> None:
+              retry: bool, progress: Callable[[int], None] | None = None) -> None:
         """Apply one journal record for run ``run_id``; ``retry``: it may have been applied (partly) before.
 
         ``files`` is the folder of spooled files; ``remap`` collects source files found already stored (their ids
-        replace ours in the run document).
+        replace ours in the run document); ``progress`` is told the bytes of a file as they are read for upload.
         """
         op = rec["op"]
         if op == "update_run":
@@ -203,7 +215,7 @@ class MongoWriter:
             self._insert_samples(run_id, rec["samples"], retry)
         elif op == "file":
             path = os.path.join(files, rec["spooled"]) if rec.get("spooled") else rec["original"]
-            self._put_spooled(run_id, rec, path, remap)
+            self._put_spooled(run_id, rec, path, remap, progress)
         elif op == "insert_run":
             self._insert_recorded_run(run_id, rec["doc"], remap)
         else:
@@ -248,7 +260,8 @@ class MongoWriter:
             samples = [sample for sample in samples if sample["t"] not in stored]
         self.insert_samples(run_id, [(sample["t"], sample["values"]) for sample in samples])
 
-    def _put_spooled(self, run_id: Any, rec: dict[str, Any], path: str, remap: dict[ObjectId, ObjectId]) -> None:
+    def _put_spooled(self, run_id: Any, rec: dict[str, Any], path: str, remap: dict[ObjectId, ObjectId],
+                     progress: Callable[[int], None] | None = None) -> None:
         if rec["kind"] in ("source", "resource"):
             existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
                 {"filename": rec["path"], "md5": rec["md5"]}, {"_id": 1})
@@ -264,7 +277,7 @@ class MongoWriter:
             return  # stored before
         self.database[f"{schema.GRIDFS_BUCKET}.chunks"].delete_many({"files_id": rec["file_id"]})  # a broken upload
         self.put_file(path, filename, file_id=rec["file_id"], content_type=rec.get("content_type"),
-                      metadata=rec.get("metadata"), md5=rec.get("md5"))
+                      metadata=rec.get("metadata"), md5=rec.get("md5"), progress=progress)
 
     def _insert_recorded_run(self, run_id: Any, doc: dict[str, Any], remap: dict[ObjectId, ObjectId]) -> None:
         doc = dict(doc, _id=run_id)
@@ -338,11 +351,14 @@ class MongoWriter:
         content_type: str | None = None,
         metadata: Any = None,
         md5: str | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> ObjectId:
-        """Store a local file in GridFS under ``filename``; returns its id. ``md5`` is kept for deduplication."""
+        """Store a local file in GridFS under ``filename``; returns its id. ``md5`` is kept for deduplication;
+        ``progress`` is told the bytes read as they are sent."""
         fields = {"_id": file_id, "content_type": content_type, "metadata": metadata, "md5": md5}
         with open(path, "rb") as handle:
-            return self.fs.put(handle, filename=filename, **{k: v for k, v in fields.items() if v is not None})
+            source = handle if progress is None else _Counted(handle, progress)
+            return self.fs.put(source, filename=filename, **{k: v for k, v in fields.items() if v is not None})
 
     def put_deduplicated(self, path: str | os.PathLike[str], md5: str) -> ObjectId:
         """Store a source or resource file once per (absolute path, md5); later runs reuse the stored copy.

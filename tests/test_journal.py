@@ -70,8 +70,9 @@ def test_a_journal_truncated_at_60_percent_reports_its_torn_tail_as_damage_once_
     *intact, damage = read_all(reader, tail_is_damage=True)
     assert [rec["seq"] for rec in intact] == list(range(60)) and isinstance(damage, Damage)
     assert damage.start == 60 * whole and len(damage.data) == cut
-    assert damage.reason == ("torn" if cut else f"the journal ends at 000001:{60 * whole}, its run wrote up to "
-                                                f"000001:{100 * whole}")
+    cut_short = f"the journal ends at 000001:{60 * whole + cut}, its run wrote up to 000001:{100 * whole}"
+    assert damage.reason == (f"torn; {cut_short}" if cut else cut_short)
+    assert list(reader.read((1, 60 * whole), tail_is_damage=True))[-1][1] == (1, 100 * whole)  # read once only
 
 
 def test_a_torn_record_with_records_behind_it_is_damage_and_they_are_read(tmp_path):

@@ -11,13 +11,15 @@ import time
 import weakref
 from pathlib import Path
 
+import gridfs
 import pytest
 from sacred import Experiment
 from sacred.observers.base import RunObserver
 
-from sacred_gpu import GpuMongoObserver
+from sacred_gpu import GpuMongoObserver, cli, connection
 from sacred_gpu.journal import journals
 from sacred_gpu.sampling.fake_nvml import FakeNvml
+from tests.support.wire_server import WireServer
 
 from .conftest import FAST, run_experiment
 
@@ -135,3 +137,59 @@ def test_another_observers_failed_start_leaves_no_warning_of_ours(client, caplog
     with pytest.raises(RuntimeError, match="broken observer"):
         run_experiment(lambda: 1, Broken(), observer(client))
     assert [r.getMessage() for r in caplog.records if r.name.startswith("sacred_gpu")] == []
+
+
+def test_the_end_of_a_run_is_never_held_behind_a_checkpoint_upload(tmp_path, spool):
+    """The final status reaches MongoDB while the checkpoint added on main's last line is still uploading; the
+    process then waits for the upload while it makes progress."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(os.urandom(8 * 1024 * 1024))
+    seen = {}
+    with WireServer() as server:
+        connection.enable_gridfs(server.client)
+        db = server.client["sacred"]
+
+        def release_once_completed():
+            wait_for(lambda: (db.runs.find_one({}, {"status": 1}) or {}).get("status") == "COMPLETED",
+                     "the final status written while the upload is held", seconds=20)
+            seen["artifact stored at COMPLETED"] = db["fs.files"].count_documents({"filename": {"$regex": "ckpt"}})
+            server.restore()
+
+        def main(_run):
+            server.hang_after_hello(only={"insert"}, collection="fs.chunks")  # the upload cannot finish
+            threading.Thread(target=release_once_completed, daemon=True).start()
+            _run.add_artifact(str(checkpoint), name="ckpt.pt")
+
+        run = run_experiment(main, GpuMongoObserver(url=server.url, nvml=FakeNvml([]), sampling=False,
+                                                    flush_timeout=10.0))
+        assert seen == {"artifact stored at COMPLETED": 0}
+        stored = gridfs.GridFS(db).find_one({"filename": {"$regex": "ckpt"}})
+        assert stored is not None and stored.read() == checkpoint.read_bytes()
+        assert db.runs.find_one({"_id": run._id})["artifacts"][0]["file_id"] == stored._id
+        assert journals(spool) == []
+
+
+def test_an_upload_that_stalls_is_left_to_sync_with_a_true_message(tmp_path, spool, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(os.urandom(1024 * 1024))
+    with WireServer() as server:
+        connection.enable_gridfs(server.client)
+
+        def main(_run):
+            server.hang_after_hello(only={"insert"}, collection="fs.chunks")
+            _run.add_artifact(str(checkpoint), name="ckpt.pt")
+
+        started = time.monotonic()
+        run = run_experiment(main, GpuMongoObserver(url=server.url, nvml=FakeNvml([]), sampling=False,
+                                                    flush_timeout=1.0))
+        assert time.monotonic() - started < 15
+        assert server.client["sacred"].runs.find_one({"_id": run._id})["status"] == "COMPLETED"
+        assert any("made no progress" in r.getMessage() for r in caplog.records)
+        [journal] = journals(spool)
+        server.restore()
+        wait_for(lambda: journal.try_lock(), "the stalled upload's attempt ending", seconds=30)
+        journal.unlock()
+        assert cli.main(["sync", str(spool), "--mu", server.url]) == 0
+        stored = gridfs.GridFS(server.client["sacred"]).find_one({"filename": {"$regex": "ckpt"}})
+        assert stored is not None and stored.read() == checkpoint.read_bytes()
