@@ -29,6 +29,8 @@ from bson.code import Code
 from bson.objectid import ObjectId
 from bson.regex import Regex
 
+from sacred_gpu import schema
+
 logger = logging.getLogger(__name__)
 
 MAX_LENGTH = 10_000  #: characters in a text query
@@ -191,7 +193,7 @@ class _Parser:
             now = datetime.datetime.now(datetime.timezone.utc)
         if now.tzinfo is not None:
             now = now.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        self.dead_before = now - datetime.timedelta(seconds=dead_after)
+        self.now, self.dead_after = now, dead_after
 
     def error(self, reason: str, tok: _Token) -> QueryError:
         return QueryError(reason, position=tok.pos, text=self.text)
@@ -353,8 +355,9 @@ class _Parser:
             except re.error as exc:
                 raise self.error(f"invalid regular expression {pattern!r}: {exc.msg}", tok) from None
             return {path: {"$regex": pattern}}
-        if path == "status" and op in ("$eq", "$ne") and isinstance(value, str) and value.upper() == "PROBABLY_DEAD":
-            dead = {"status": "RUNNING", "heartbeat": {"$lt": self.dead_before}}
+        dead_status = isinstance(value, str) and value.upper() == schema.PROBABLY_DEAD
+        if path == "status" and op in ("$eq", "$ne") and dead_status:
+            dead = schema.probably_dead_filter(self.now, self.dead_after)
             return dead if op == "$eq" else {"$nor": [dead]}
         value = self.convert(path, value, tok)
         return {path: value} if op == "$eq" else {path: {op: value}}
@@ -369,7 +372,7 @@ class _Parser:
                 raise self.error(f"expected a date like \"2026-01-02\" or \"2026-01-02T10:00:00\" for {path}, found "
                                  f"{_describe(tok)}", tok)
             return moment
-        if path == "status" and isinstance(value, str) and value.upper() == "PROBABLY_DEAD":
+        if path == "status" and isinstance(value, str) and value.upper() == schema.PROBABLY_DEAD:
             raise self.error("PROBABLY_DEAD can only be compared with == or !=", tok)
         return value
 
@@ -386,7 +389,7 @@ def _to_filter(node: tuple, text: str) -> dict:
     return {"$" + node[0]: [_to_filter(child, text) for child in node[1]]}
 
 
-def parse(text: str, *, now: datetime.datetime | None = None, dead_after: float = 120.0) -> Query:
+def parse(text: str, *, now: datetime.datetime | None = None, dead_after: float = schema.DEAD_AFTER) -> Query:
     """Compile a text query; ``now`` (default: UTC now) and ``dead_after`` seconds define PROBABLY_DEAD."""
     if not isinstance(text, str):
         raise QueryError(f"a query must be text, not {type(text).__name__}")
@@ -449,7 +452,7 @@ def check_filter(document: dict) -> dict:
 
 
 def compile_filter(filter: str | dict | None, *, now: datetime.datetime | None = None,
-                   dead_after: float = 120.0) -> Query:
+                   dead_after: float = schema.DEAD_AFTER) -> Query:
     """``None`` or blank text: every run; text: :func:`parse`; a document: :func:`check_filter`."""
     if filter is None or (isinstance(filter, str) and not filter.strip()):
         return Query({})

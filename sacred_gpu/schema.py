@@ -31,6 +31,27 @@ INTERRUPTED = "INTERRUPTED"
 TIMEOUT = "TIMEOUT"
 STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, INTERRUPTED, TIMEOUT)
 
+#: What readers call a RUNNING run that has given no sign of life for :data:`DEAD_AFTER` seconds (Omniboard's rule).
+PROBABLY_DEAD = "PROBABLY_DEAD"
+#: Seconds since the last heartbeat (or, before the first, since the start) after which a RUNNING run is
+#: PROBABLY_DEAD: Omniboard's threshold.
+DEAD_AFTER = 120.0
+
+
+def is_probably_dead(doc: dict[str, Any], now: _dt.datetime, dead_after: float = DEAD_AFTER) -> bool:
+    """The dead rule on one run document (``now``: naive UTC, as stored): RUNNING, and its heartbeat, or its start
+    time where it has had no heartbeat, older than ``dead_after`` seconds. :func:`probably_dead_filter` is the same
+    rule as a MongoDB filter."""
+    seen = doc.get("heartbeat") or doc.get("start_time")
+    return doc.get("status") == RUNNING and seen is not None and (now - seen).total_seconds() > dead_after
+
+
+def probably_dead_filter(now: _dt.datetime, dead_after: float = DEAD_AFTER) -> dict[str, Any]:
+    """:func:`is_probably_dead` as a MongoDB filter (a test checks that both agree on every case)."""
+    cutoff = now - _dt.timedelta(seconds=dead_after)
+    return {"status": RUNNING, "$or": [{"heartbeat": {"$lt": cutoff}},
+                                       {"heartbeat": None, "start_time": {"$lt": cutoff}}]}
+
 #: Fields of a run document that other tools own: we never write them.
 FOREIGN_FIELDS = ("omniboard",)
 

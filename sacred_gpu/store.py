@@ -25,9 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: Roll-ups a metric column can show.
 ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
-#: Seconds without a heartbeat after which a RUNNING run is shown as PROBABLY_DEAD (Omniboard's threshold).
-DEAD_AFTER = 120.0
-PROBABLY_DEAD = "PROBABLY_DEAD"
+DEAD_AFTER, PROBABLY_DEAD = schema.DEAD_AFTER, schema.PROBABLY_DEAD  # (the rule is schema's)
 
 _TABLE_PROJECTION = ["format", "experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname",
                      "result", "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
@@ -294,12 +292,7 @@ class RunStore(SeriesReads):
         return found
 
     def _status(self, doc: dict, now: dt.datetime) -> str:
-        status = doc.get("status")
-        if status == schema.RUNNING:
-            seen = doc.get("heartbeat") or doc.get("start_time")
-            if seen is not None and (now - seen).total_seconds() > self.dead_after:
-                return PROBABLY_DEAD
-        return status
+        return PROBABLY_DEAD if schema.is_probably_dead(doc, now, self.dead_after) else doc.get("status")
 
     def _row(self, doc: dict, now: dt.datetime, wanted: list[tuple[str, str]], stock: dict[str, dict],
              columns: Iterable[str], names: Iterable[str] = ()) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.regex import Regex
 
+from sacred_gpu import schema
 from sacred_gpu.query import MetricCondition, Query, QueryError, check_filter, compile_filter, parse
 
 NOW = datetime.datetime(2026, 1, 2, 12, 0, 0)
@@ -151,21 +152,28 @@ def test_time_fields_take_dates_as_naive_utc() -> None:
     assert runs('config.date == "2026-01-02"') == {"config.date": "2026-01-02"}  # not a time field: a string
 
 
-def test_probably_dead_uses_heartbeat_and_now() -> None:
-    dead = {"status": "RUNNING", "heartbeat": {"$lt": DEAD_BEFORE}}
+def cutoff_of(query: Query) -> datetime.datetime:
+    """The time before which a RUNNING run's last sign of life makes it PROBABLY_DEAD, in a compiled filter."""
+    [by_heartbeat, by_start] = query.runs["$or"]
+    assert by_heartbeat["heartbeat"]["$lt"] == by_start["start_time"]["$lt"]
+    return by_heartbeat["heartbeat"]["$lt"]
+
+
+def test_probably_dead_is_the_schemas_rule_at_now() -> None:
+    dead = schema.probably_dead_filter(NOW)
     assert runs("status == PROBABLY_DEAD") == dead
     assert runs("status != PROBABLY_DEAD") == {"$nor": [dead]}
     assert runs("status == 'probably_dead' or status == FAILED") == {"$or": [dead, {"status": "FAILED"}]}
-    cutoff = parse("status == PROBABLY_DEAD", now=NOW, dead_after=60).runs["heartbeat"]["$lt"]
-    assert cutoff == NOW - datetime.timedelta(seconds=60)
+    assert cutoff_of(parse("status == PROBABLY_DEAD", now=NOW)) == DEAD_BEFORE
+    assert cutoff_of(parse("status == PROBABLY_DEAD", now=NOW, dead_after=60)) == NOW - datetime.timedelta(seconds=60)
     aware = NOW.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=2)))  # 12:00+02:00 is 10:00 UTC
-    cutoff = parse("status == PROBABLY_DEAD", now=aware).runs["heartbeat"]["$lt"]
+    cutoff = cutoff_of(parse("status == PROBABLY_DEAD", now=aware))
     assert cutoff == DEAD_BEFORE - datetime.timedelta(hours=2) and cutoff.tzinfo is None
 
 
 def test_probably_dead_defaults_to_utc_now() -> None:
     before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    cutoff = parse("status == PROBABLY_DEAD").runs["heartbeat"]["$lt"]
+    cutoff = cutoff_of(parse("status == PROBABLY_DEAD"))
     after = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     assert cutoff.tzinfo is None
     assert before - datetime.timedelta(seconds=120) <= cutoff <= after - datetime.timedelta(seconds=120)
@@ -525,8 +533,8 @@ def test_random_inputs_compile_or_raise_query_error() -> None:
 
 def test_compile_filter_dispatches_on_type() -> None:
     assert compile_filter(None) == compile_filter("") == compile_filter("   ") == Query({})
-    assert compile_filter("status == PROBABLY_DEAD", now=NOW, dead_after=10).runs == {
-        "status": "RUNNING", "heartbeat": {"$lt": NOW - datetime.timedelta(seconds=10)}}
+    assert compile_filter("status == PROBABLY_DEAD", now=NOW, dead_after=10).runs == schema.probably_dead_filter(
+        NOW, 10)
     assert compile_filter({"status": "COMPLETED"}) == Query({"status": "COMPLETED"})
     with pytest.raises(QueryError, match="must be text, a document"):
         compile_filter(42)  # type: ignore[arg-type]
@@ -600,3 +608,30 @@ def test_compiled_filters_select_the_right_runs(collection: Any, filter: str | d
     query = compile_filter(filter, now=NOW)
     bson.encode(query.runs)
     assert sorted(doc["_id"] for doc in collection.find(query.runs)) == ids
+
+
+# --- the dead rule: one rule, as a predicate and as a filter ---------------------------------------------------------
+
+def test_the_dead_rule_as_a_predicate_and_as_a_filter_agree_on_every_case() -> None:
+    """Every combination of status, heartbeat and start time (missing, null, recent, old): the documents MongoDB
+    selects with ``probably_dead_filter`` are those ``is_probably_dead`` calls dead (the table and the filter of the
+    runs page used to disagree on a RUNNING run without a heartbeat)."""
+    import itertools
+
+    recent, old = NOW - datetime.timedelta(seconds=30), NOW - datetime.timedelta(seconds=600)
+    times = {"missing": ..., "null": None, "recent": recent, "old": old}
+    collection = mongomock.MongoClient().db.runs
+    docs = []
+    for i, (status, heartbeat, start) in enumerate(itertools.product(["RUNNING", "COMPLETED", "QUEUED"], times,
+                                                                       times)):
+        doc = {"_id": i, "status": status}
+        for field, kind in (("heartbeat", heartbeat), ("start_time", start)):
+            if kind != "missing":
+                doc[field] = times[kind]
+        docs.append(doc)
+    collection.insert_many(docs)
+    for dead_after in (60.0, schema.DEAD_AFTER, 3600.0):
+        selected = {doc["_id"] for doc in collection.find(schema.probably_dead_filter(NOW, dead_after))}
+        assert selected == {doc["_id"] for doc in docs if schema.is_probably_dead(doc, NOW, dead_after)}
+    # an old heartbeat, whatever the start (4); no heartbeat (missing or null) and an old start (2)
+    assert len({doc["_id"] for doc in collection.find(schema.probably_dead_filter(NOW))}) == 6

@@ -189,3 +189,14 @@ def test_runs_of_our_observer_never_aggregate_series(client, monkeypatch):
     frame = store.runs(metrics={"loss": "min"})
     assert frame.loc[1, "loss.min"] == 0.5 and pd.isna(frame.loc[2, "loss.min"])
     assert list(store.runs("loss.min < 1").index) == [1] and store.count("loss.min < 1") == 1
+
+
+def test_a_running_run_without_a_heartbeat_is_probably_dead_in_the_table_and_in_the_filter(client):
+    """The table and the filter read one rule: a RUNNING run started 10 minutes ago that never beat is dead in both."""
+    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=10)
+    client["sacred"].runs.insert_many([{"_id": 1, "status": "RUNNING", "start_time": started, "heartbeat": None},
+                                       {"_id": 2, "status": "RUNNING", "start_time": started}])
+    store = sacred_gpu.connect(client=client)
+    assert list(store.runs().status) == ["PROBABLY_DEAD", "PROBABLY_DEAD"]
+    assert sorted(store.runs("status == PROBABLY_DEAD").index) == [1, 2]
+    assert store.count("status != PROBABLY_DEAD") == 0
