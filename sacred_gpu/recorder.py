@@ -236,10 +236,10 @@ class Recorder:
         self.journal = journal
         self.run_id = run_id
         self.replayer = None if writer is None else Replayer(journal, writer, run_id)
-        if self.replayer is not None:
-            self.replayer.uploader = Uploader(self.replayer)
         self.flush_interval = flush_interval
         self._wake = threading.Event()
+        if self.replayer is not None:
+            self.replayer.uploader = Uploader(self.replayer, on_done=self._wake.set)
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._outage_reported = False

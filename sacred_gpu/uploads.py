@@ -49,8 +49,9 @@ class Upload:
 class Uploader:
     """Uploads a run's files in journal order on a thread of its own (started on the first file)."""
 
-    def __init__(self, replayer: Replayer) -> None:
-        self.replayer = replayer
+    def __init__(self, replayer: Replayer, on_done: Any = None) -> None:
+        """``on_done()`` is called after each upload ends (the writer thread then acknowledges it at once)."""
+        self.replayer, self._on_done = replayer, on_done
         self._queue: collections.deque[Upload] = collections.deque()
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -134,6 +135,8 @@ class Uploader:
                 with self._changed:
                     upload.done = True
                     self._changed.notify_all()
+                if self._on_done is not None:
+                    self._on_done()
         finally:
             self._idle()
 
