@@ -337,6 +337,8 @@ class _Parser:
         """The filter of one comparison on a document path."""
         if op == "$exists":
             return {path: {"$exists": value}}
+        if path == "status" and op in ("$eq", "$ne", "$in", "$nin"):
+            return self.status(op, value)
         if op in ("$in", "$nin"):
             return {path: {op: [self.convert(path, v, tok) for v, tok in value[0]]}}
         value, tok = value
@@ -355,12 +357,23 @@ class _Parser:
             except re.error as exc:
                 raise self.error(f"invalid regular expression {pattern!r}: {exc.msg}", tok) from None
             return {path: {"$regex": pattern}}
-        dead_status = isinstance(value, str) and value.upper() == schema.PROBABLY_DEAD
-        if path == "status" and op in ("$eq", "$ne") and dead_status:
-            dead = schema.probably_dead_filter(self.now, self.dead_after)
-            return dead if op == "$eq" else {"$nor": [dead]}
         value = self.convert(path, value, tok)
         return {path: value} if op == "$eq" else {path: {op: value}}
+
+    def status(self, op: str, value: Any) -> dict:
+        """A status comparison as the runs table shows statuses (any case): RUNNING means alive, PROBABLY_DEAD a
+        RUNNING run past the dead rule (:func:`schema.probably_dead_filter`)."""
+        names = [_status_name(item) for item, _ in (value[0] if op in ("$in", "$nin") else [value])]
+        if not {schema.RUNNING, schema.PROBABLY_DEAD} & set(names):
+            if op in ("$in", "$nin"):
+                return {"status": {op: names}}
+            return {"status": names[0]} if op == "$eq" else {"status": {"$ne": names[0]}}
+        dead = schema.probably_dead_filter(self.now, self.dead_after)
+        alive = {"$and": [{"status": schema.RUNNING}, {"$nor": [dead]}]}
+        conditions = [dead if name == schema.PROBABLY_DEAD else alive if name == schema.RUNNING else {"status": name}
+                      for name in names]
+        match = conditions[0] if len(conditions) == 1 else {"$or": conditions}
+        return match if op in ("$eq", "$in") else {"$nor": [match]}
 
     def convert(self, path: str, value: Any, tok: _Token) -> Any:
         """A value as stored at ``path``: integer ids, datetimes for time fields."""
@@ -373,8 +386,14 @@ class _Parser:
                                  f"{_describe(tok)}", tok)
             return moment
         if path == "status" and isinstance(value, str) and value.upper() == schema.PROBABLY_DEAD:
-            raise self.error("PROBABLY_DEAD can only be compared with == or !=", tok)
+            raise self.error("PROBABLY_DEAD can only be compared with ==, !=, in or not in", tok)
         return value
+
+
+def _status_name(value: Any) -> Any:
+    """A status as stored, whatever its case (``completed`` is COMPLETED); another value as it is."""
+    name = value.upper() if isinstance(value, str) else value
+    return name if name in (*schema.STATUSES, schema.PROBABLY_DEAD) else value
 
 
 def _to_filter(node: tuple, text: str) -> dict:

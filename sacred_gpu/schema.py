@@ -43,7 +43,14 @@ def is_probably_dead(doc: dict[str, Any], now: _dt.datetime, dead_after: float =
     time where it has had no heartbeat, older than ``dead_after`` seconds. :func:`probably_dead_filter` is the same
     rule as a MongoDB filter."""
     seen = doc.get("heartbeat") or doc.get("start_time")
-    return doc.get("status") == RUNNING and seen is not None and (now - seen).total_seconds() > dead_after
+    if doc.get("status") != RUNNING or not isinstance(seen, _dt.datetime):
+        return False
+    return (_naive_utc(now) - _naive_utc(seen)).total_seconds() > dead_after
+
+
+def _naive_utc(moment: _dt.datetime) -> _dt.datetime:
+    """``moment`` as stored (naive UTC), from an aware datetime too (a ``tz_aware=True`` client reads those)."""
+    return moment.astimezone(_dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo is not None else moment
 
 
 def probably_dead_filter(now: _dt.datetime, dead_after: float = DEAD_AFTER) -> dict[str, Any]:

@@ -179,9 +179,15 @@ def test_probably_dead_defaults_to_utc_now() -> None:
     assert before - datetime.timedelta(seconds=120) <= cutoff <= after - datetime.timedelta(seconds=120)
 
 
-def test_other_status_values_are_plain_equality() -> None:
-    assert runs("status == RUNNING") == {"status": "RUNNING"}
-    assert runs("status in [COMPLETED, FAILED]") == {"status": {"$in": ["COMPLETED", "FAILED"]}}
+def test_statuses_mean_what_the_table_shows_in_any_case() -> None:
+    dead = schema.probably_dead_filter(NOW)
+    alive = {"$and": [{"status": "RUNNING"}, {"$nor": [dead]}]}
+    assert runs("status == RUNNING") == alive  # a run the table shows PROBABLY_DEAD is not RUNNING here either
+    assert runs("status != running") == {"$nor": [alive]}
+    assert runs("status in [completed, FAILED]") == {"status": {"$in": ["COMPLETED", "FAILED"]}}
+    assert runs("status in [PROBABLY_DEAD, failed]") == {"$or": [dead, {"status": "FAILED"}]}
+    assert runs("status not in [RUNNING]") == {"$nor": [alive]}
+    assert runs("status == Other") == {"status": "Other"}  # not a status: as it is stored
 
 
 def test_ids_are_integers() -> None:
@@ -288,7 +294,7 @@ def test_metric_conditions_need_a_number(text: str) -> None:
     ("config.x == -", 12, "unexpected character '-'"),
     ("config.x == 99999999999999999999", 12, "integer out of range"),
     ("not", 3, "expected a field name"),
-    ("status in [PROBABLY_DEAD]", 11, "PROBABLY_DEAD can only be compared with == or !="),
+    ("status < PROBABLY_DEAD", 9, "PROBABLY_DEAD can only be compared with ==, !=, in or not in"),
 ])
 def test_malformed_queries_raise_with_position(text: str, position: int, message: str) -> None:
     with pytest.raises(QueryError, match=re.escape(message)) as info:

@@ -6,6 +6,7 @@ import datetime as dt
 import time
 
 import gridfs
+import mongomock
 import pandas as pd
 import pytest
 from sacred.observers import MongoObserver
@@ -200,3 +201,24 @@ def test_a_running_run_without_a_heartbeat_is_probably_dead_in_the_table_and_in_
     assert list(store.runs().status) == ["PROBABLY_DEAD", "PROBABLY_DEAD"]
     assert sorted(store.runs("status == PROBABLY_DEAD").index) == [1, 2]
     assert store.count("status != PROBABLY_DEAD") == 0
+
+
+def test_the_status_filter_returns_exactly_the_rows_the_status_column_shows():
+    """A live run, one whose heartbeat is 2 h old and one killed before its first beat, read by a client that returns
+    naive datetimes and by one that returns aware datetimes (``tz_aware=True``)."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    started = now - dt.timedelta(hours=3)
+    docs = [{"_id": 1, "status": "RUNNING", "start_time": started, "heartbeat": now},
+            {"_id": 2, "status": "RUNNING", "start_time": started, "heartbeat": now - dt.timedelta(hours=2)},
+            {"_id": 3, "status": "RUNNING", "start_time": started, "heartbeat": None},
+            {"_id": 4, "status": "COMPLETED", "start_time": started, "heartbeat": now}]
+    for tz_aware in (False, True):
+        client = mongomock.MongoClient(tz_aware=tz_aware)
+        client["sacred"].runs.insert_many([dict(doc) for doc in docs])
+        store = sacred_gpu.connect(client=client)
+        shown = store.runs().status.to_dict()
+        assert shown == {1: "RUNNING", 2: "PROBABLY_DEAD", 3: "PROBABLY_DEAD", 4: "COMPLETED"}
+        for status in ("RUNNING", "PROBABLY_DEAD", "COMPLETED", "completed"):
+            wanted = sorted(run_id for run_id, value in shown.items() if value == status.upper())
+            assert sorted(store.runs(f"status == {status}").index) == wanted, status
+        assert sorted(store.runs("status in [RUNNING, PROBABLY_DEAD]").index) == [1, 2, 3]
