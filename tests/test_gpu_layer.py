@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 
+import pynvml
 import pytest
 
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 from sacred_gpu.sampling.gpu import Nvml, gpu_inventory, visible_indices
+from sacred_gpu.sampling.gpu_collector import GpuCollector
 
 UUIDS = ["GPU-aaaa-1", "GPU-bbbb-2", "GPU-cccc-3"]
 
@@ -70,3 +73,51 @@ def test_real_pynvml_without_a_driver_is_handled():
 def test_cuda_version_is_formatted_major_minor():
     with Nvml.open(FakeNvml(two_gpus(), cuda_version=12020)) as nvml:
         assert nvml.cuda_driver_version() == "12.2" and nvml.driver_version() == "550.54.15"
+
+
+# --- what real drivers do (issue 24) ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("code", "level", "says"), [
+    (pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, logging.INFO, "No NVIDIA GPU found"),
+    (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, logging.INFO, "No NVIDIA GPU found"),
+    (pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH, logging.WARNING, "reboot, or reload the nvidia kernel module"),
+    (pynvml.NVML_ERROR_NO_PERMISSION, logging.WARNING, "no permission to open the GPU device files"),
+    (pynvml.NVML_ERROR_UNKNOWN, logging.WARNING, "NVML could not start"),
+])
+def test_a_failed_nvml_start_says_what_is_wrong(code, level, says, caplog):
+    caplog.set_level(logging.INFO, logger="sacred_gpu")
+    assert Nvml.open(FakeNvml(two_gpus(), init_error=code)) is None
+    [record] = [r for r in caplog.records if r.name.startswith("sacred_gpu")]
+    assert record.levelno == level and says in record.getMessage()
+
+
+def test_an_old_driver_without_the_v3_process_calls_and_the_new_throttle_name_keeps_every_other_metric(monkeypatch):
+    """R470: pynvml's versioned wrappers raise NVMLLibraryMismatchError (no NVMLError), the clocks-event name is
+    missing (FUNCTION_NOT_FOUND) and its older name works."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus = two_gpus()
+    gpus[0].util_pct, gpus[0].clocks_event_reasons = 87, 4
+    gpus[0].processes = [(os.getpid(), 512 * 1024 * 1024)]
+    old = {"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses",
+           "nvmlDeviceGetCurrentClocksEventReasons"}
+    collector = GpuCollector(FakeNvml(gpus, old_driver=old))
+    collector.start()
+    try:
+        sample = collector.sample(slow=True)
+    finally:
+        collector.close()
+    assert sample["sys/gpu0/util_pct"] == 87 and sample["sys/gpu0/throttle_reasons"] == 4
+    assert "sys/gpu1/util_pct" in sample and not any(name.endswith("proc_mem_mib") for name in sample)
+
+
+def test_process_memory_nvml_cannot_give_is_left_out_not_zero(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus = two_gpus()
+    gpus[0].processes = [(os.getpid(), None)]  # usedGpuMemory not available (e.g. MIG parents, some containers)
+    gpus[1].processes = [(os.getpid(), 256 * 1024 * 1024)]
+    collector = GpuCollector(FakeNvml(gpus))
+    collector.start()
+    try:
+        sample = collector.sample(slow=True)
+    finally:
+        collector.close()
+    assert "sys/gpu0/proc_mem_mib" not in sample and sample["sys/gpu1/proc_mem_mib"] == 256.0

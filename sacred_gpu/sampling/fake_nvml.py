@@ -2,7 +2,10 @@
 
 It raises ``pynvml``'s own error classes, so code under test takes exactly the paths it takes on real hardware.
 Scenarios: :func:`two_gpus`, a field that is not supported (``FakeGpu.unsupported``), a GPU lost mid-run
-(:meth:`FakeNvml.lose`), MIG instances (``FakeGpu.mig``), and the library missing (``FakeNvml(missing=True)``).
+(:meth:`FakeNvml.lose`), MIG instances (``FakeGpu.mig``), the library missing (``FakeNvml(missing=True)``), ``nvmlInit``
+failing with a given NVML error code (``FakeNvml(init_error=pynvml.NVML_ERROR_NO_PERMISSION)``), and functions an old
+driver lacks (``FakeNvml(old_driver={"nvmlDeviceGetComputeRunningProcesses"})``: pynvml raises
+``NVMLLibraryMismatchError`` for its versioned calls, ``NVMLError_FunctionNotFound`` for the others).
 Values are plain attributes a test (or the demo) changes between samples; the energy counter advances with the
 power draw in real time, as on hardware.
 """
@@ -77,11 +80,15 @@ class FakeNvml:
         gpus: list[FakeGpu] | None = None,
         *,
         missing: bool = False,
+        init_error: int | None = None,
+        old_driver: set[str] | None = None,
         driver_version: str = "550.54.15",
         cuda_version: int = 12040,
     ) -> None:
         self.gpus = list(gpus or [])
         self.missing = missing
+        self.init_error = init_error
+        self.old_driver = set(old_driver or ())
         self.driver_version = driver_version
         self.cuda_version = cuda_version
         self.initialised = 0
@@ -113,11 +120,17 @@ class FakeNvml:
             raise NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         if function in gpu.unsupported:
             raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if function in self.old_driver:
+            if function.endswith("RunningProcesses"):  # pynvml's _v3 wrappers check the driver's version first
+                raise pynvml.NVMLLibraryMismatchError(f"{function}_v3 is not supported by this driver")
+            raise NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
         return gpu
 
     def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
         if self.missing:
             raise NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+        if self.init_error is not None:
+            raise NVMLError(self.init_error)
         self.initialised += 1
 
     def nvmlShutdown(self) -> None:  # noqa: N802
@@ -183,6 +196,9 @@ class FakeNvml:
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:  # noqa: N802
         return self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons").clocks_event_reasons
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:  # noqa: N802 - the pre-R535 name
+        return self._gpu(handle, "nvmlDeviceGetCurrentClocksThrottleReasons").clocks_event_reasons
 
     def nvmlDeviceGetFanSpeed(self, handle: int) -> int:  # noqa: N802
         return self._gpu(handle, "nvmlDeviceGetFanSpeed").fan_pct

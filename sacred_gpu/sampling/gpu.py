@@ -40,8 +40,8 @@ class Nvml:
                 return None
         try:
             lib.nvmlInit()
-        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no GPU here
-            logger.info("No NVIDIA GPU found (NVML: %s); GPU fields are empty", exc)
+        except Exception as exc:  # noqa: BLE001 - said below, once; the run goes on without GPU fields
+            _report_init_failure(lib, exc)
             return None
         return cls(lib)
 
@@ -57,10 +57,11 @@ class Nvml:
         self.close()
 
     def query(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call one NVML function; ``None`` if it fails (not supported, GPU lost, ...)."""
+        """Call one NVML function; ``None`` if it fails (not supported, GPU lost, a call the driver lacks: any
+        exception of the binding, ``NVMLLibraryMismatchError`` included, which is no ``NVMLError``)."""
         try:
             return fn(*args)
-        except self.lib.NVMLError as exc:
+        except Exception as exc:  # noqa: BLE001 - degrade per field
             logger.debug("NVML %s%s failed: %s", getattr(fn, "__name__", fn), args, exc)
             return None
 
@@ -80,6 +81,32 @@ class Nvml:
         if version is None:
             version = self.query(self.lib.nvmlSystemGetCudaDriverVersion)
         return None if version is None else f"{version // 1000}.{version % 1000 // 10}"
+
+
+#: What a failed ``nvmlInit`` means, by NVML error code, where it is not simply "no NVIDIA GPU here".
+INIT_FAILURES = {
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "the NVIDIA driver was upgraded but the old kernel module is still loaded: "
+                                          "reboot, or reload the nvidia kernel module",
+    "NVML_ERROR_NO_PERMISSION": "no permission to open the GPU device files (/dev/nvidia*): check their permissions, "
+                                "or the container's device access",
+    "NVML_ERROR_INSUFFICIENT_POWER": "a GPU is not correctly powered (check its power cables)",
+    "NVML_ERROR_IRQ_ISSUE": "the NVIDIA kernel driver reports an interrupt problem (see dmesg)",
+}
+#: Codes that mean there is no usable NVIDIA GPU or driver on this machine (said at INFO, not a problem).
+NO_GPU = ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_DRIVER_NOT_LOADED")
+
+
+def _report_init_failure(lib: Any, exc: BaseException) -> None:
+    """Say once why NVML did not start: INFO where there is no GPU, WARNING with the remedy where there is one."""
+    code = getattr(exc, "value", None)
+    named = {getattr(lib, name, None): name for name in (*INIT_FAILURES, *NO_GPU)}
+    name = named.get(code) if code is not None else None
+    if name in INIT_FAILURES:
+        logger.warning("GPU metrics unavailable: NVML could not start (%s): %s", exc, INIT_FAILURES[name])
+    elif name in NO_GPU or code is None and isinstance(exc, ImportError):
+        logger.info("No NVIDIA GPU found (NVML: %s); GPU fields are empty", exc)
+    else:
+        logger.warning("GPU metrics unavailable: NVML could not start (%s: %s)", type(exc).__name__, exc)
 
 
 def visible_indices(uuids: Sequence[str], env: str | None) -> list[int]:

@@ -19,6 +19,16 @@ logger = logging.getLogger(__name__)
 Reader = Callable[[Any, Any], "float | None"]  # (pynvml module, handle) -> value
 
 
+def _mismatch(lib: Any) -> type[BaseException]:
+    """pynvml's error for a versioned call the driver lacks (not an ``NVMLError``); a never-raised stand-in if the
+    binding has none."""
+    return getattr(lib, "NVMLLibraryMismatchError", None) or _Never
+
+
+class _Never(Exception):
+    """Raised by nothing."""
+
+
 def _memory(lib: Any, handle: Any) -> Any:
     """Memory info with v2 semantics (``used`` excludes driver-reserved memory) where the driver has it."""
     try:
@@ -28,9 +38,14 @@ def _memory(lib: Any, handle: Any) -> Any:
 
 
 def _clocks_event_reasons(lib: Any, handle: Any) -> int:
-    getter = (getattr(lib, "nvmlDeviceGetCurrentClocksEventReasons", None)
-              or lib.nvmlDeviceGetCurrentClocksThrottleReasons)  # the older name, on older nvidia-ml-py
-    return getter(handle)
+    """Why clocks are held down; drivers before ~R535 (and old bindings) have only the older name."""
+    getter = getattr(lib, "nvmlDeviceGetCurrentClocksEventReasons", None)
+    if getter is not None:
+        try:
+            return getter(handle)
+        except lib.NVMLError_FunctionNotFound:
+            pass
+    return lib.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
 
 
 #: (field, tier, reader) for whole GPUs. Readers return the value in the unit of the field's name.
@@ -109,8 +124,8 @@ class GpuCollector:
         for name, tier, reader in fields:
             try:
                 value = reader(lib, device.handle)
-            except lib.NVMLError:
-                continue  # not supported on this device: dropped silently
+            except Exception:  # noqa: BLE001 - any failure of the binding: this field is left out on this device
+                continue
             if name == "energy_j":
                 device.energy_base = value
             device.fields[tier].append((name, reader))
@@ -118,7 +133,7 @@ class GpuCollector:
             try:
                 self._process_memory(device.handle)
                 device.fields["slow"].append(("proc_mem_mib", lambda lib, h: self._process_memory(h)))
-            except lib.NVMLError:
+            except Exception:  # noqa: BLE001 - e.g. NVMLLibraryMismatchError: a driver without the _v3 calls
                 pass
         return device
 
@@ -132,12 +147,15 @@ class GpuCollector:
         found = (nvml.query(nvml.lib.nvmlDeviceGetMigDeviceHandleByIndex, handle, j) for j in range(count))
         return [h for h in found if h is not None]
 
-    def _process_memory(self, handle: Any) -> float:
-        """GPU memory of the training process tree on this device, MiB (host PIDs: see README's caveat)."""
+    def _process_memory(self, handle: Any) -> float | None:
+        """GPU memory of the training process tree on this device, MiB (host PIDs: see README's caveat); None when
+        NVML cannot say how much one of its processes uses (``usedGpuMemory`` not available)."""
         lib, pids = self._nvml.lib, self._pids()  # type: ignore[union-attr]
         processes = list(lib.nvmlDeviceGetComputeRunningProcesses(handle))
         processes += lib.nvmlDeviceGetGraphicsRunningProcesses(handle)
-        used = {p.pid: p.usedGpuMemory or 0 for p in processes if p.pid in pids}
+        used = {p.pid: p.usedGpuMemory for p in processes if p.pid in pids}
+        if None in used.values():
+            return None
         return sum(used.values()) / MIB
 
     # -- sampling -------------------------------------------------------------------------------------------------
@@ -152,16 +170,19 @@ class GpuCollector:
             for fields in tiers:
                 for name, reader in list(fields):
                     try:
-                        value = float(reader(lib, device.handle))
+                        reading = reader(lib, device.handle)
                     except lib.NVMLError_GpuIsLost:
                         self._drop(device)
                         break
-                    except lib.NVMLError_NotSupported:
-                        fields.remove((name, reader))
+                    except (lib.NVMLError_NotSupported, lib.NVMLError_FunctionNotFound, _mismatch(lib)):
+                        fields.remove((name, reader))  # this device or driver cannot give it: stop asking
                         continue
-                    except lib.NVMLError as exc:
+                    except Exception as exc:  # noqa: BLE001 - this field, this time
                         logger.debug("NVML %s%s failed: %s", device.prefix, name, exc)
                         continue
+                    if reading is None:  # unknown stays unknown, never 0
+                        continue
+                    value = float(reading)
                     if name == "energy_j" and device.energy_base is not None:
                         value -= device.energy_base
                     values[device.prefix + name] = value
