@@ -17,7 +17,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ class Replayer:
         self.acknowledge(uploaded)
         return done == start
 
-    def acknowledge(self, uploaded: list[str] = ()) -> None:  # type: ignore[assignment]
+    def acknowledge(self, uploaded: Sequence[str] = ()) -> None:
         """Remember that everything before the first upload in flight (else everything applied) is written, then
         remove the local copies of the files written (the spool holds only what is in flight)."""
         if self._next is None:

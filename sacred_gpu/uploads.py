@@ -151,7 +151,8 @@ class Uploader:
                 self._in_flight = True
             try:
                 upload.sent = 0
-                replayer.writer.apply(replayer.run_id, upload.rec, replayer.journal.files, replayer.remap, retry=True,
+                # its own remap: only sources (never uploaded here) are referenced by id from the run document
+                replayer.writer.apply(replayer.run_id, upload.rec, replayer.journal.files, {}, retry=True,
                                       progress=self._progress(upload))
                 return True
             except Exception as exc:  # noqa: BLE001 - classified: retried, or this file alone set aside
