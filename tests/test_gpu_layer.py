@@ -121,3 +121,26 @@ def test_process_memory_nvml_cannot_give_is_left_out_not_zero(monkeypatch):
     finally:
         collector.close()
     assert "sys/gpu0/proc_mem_mib" not in sample and sample["sys/gpu1/proc_mem_mib"] == 256.0
+
+
+@pytest.mark.parametrize(("order", "sampled"), [(None, "NVIDIA H100 80GB HBM3"),
+                                                ("FASTEST_FIRST", "NVIDIA H100 80GB HBM3"),
+                                                ("PCI_BUS_ID", "NVIDIA A100-SXM4-40GB")])
+def test_a_cuda_index_means_the_device_cuda_means_on_a_machine_with_mixed_gpus(monkeypatch, order, sampled):
+    """NVML counts in PCI order; CUDA counts fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID."""
+    a100, h100 = reversed(two_gpus())  # the slower card sits on the lower PCI bus: NVML index 0
+    a100.pci_bus_id, h100.pci_bus_id = "00000000:17:00.0", "00000000:65:00.0"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    if order is None:
+        monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_DEVICE_ORDER", order)
+    inventory = gpu_inventory(FakeNvml([a100, h100]))
+    assert [gpu["name"] for gpu in inventory if gpu["visible"]] == [sampled]
+    collector = GpuCollector(FakeNvml([a100, h100]))
+    collector.start()
+    try:
+        [device] = collector.devices
+    finally:
+        collector.close()
+    assert device.prefix == f"sys/gpu{[gpu['name'] for gpu in inventory].index(sampled)}/"

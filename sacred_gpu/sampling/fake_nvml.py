@@ -36,6 +36,7 @@ class FakeGpu:
     memory_total_bytes: int = 80 * 1024**3
     memory_used_bytes: int = 0
     pci_bus_id: str = "00000000:00:00.0"
+    compute_capability: tuple[int, int] = (9, 0)
     util_pct: int = 0
     mem_util_pct: int = 0
     power_mw: int = 70_000
@@ -66,6 +67,7 @@ def two_gpus() -> list[FakeGpu]:
             uuid="GPU-22222222-aaaa-bbbb-cccc-000000000000",
             memory_total_bytes=40 * 1024**3,
             pci_bus_id="00000000:65:00.0",
+            compute_capability=(8, 0),
         ),
     ]
 
@@ -196,6 +198,9 @@ class FakeNvml:
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:  # noqa: N802
         return self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons").clocks_event_reasons
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle: int) -> tuple[int, int]:  # noqa: N802
+        return self._gpu(handle, "nvmlDeviceGetCudaComputeCapability").compute_capability
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:  # noqa: N802 - the pre-R535 name
         return self._gpu(handle, "nvmlDeviceGetCurrentClocksThrottleReasons").clocks_event_reasons

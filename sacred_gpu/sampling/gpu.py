@@ -109,32 +109,58 @@ def _report_init_failure(lib: Any, exc: BaseException) -> None:
         logger.warning("GPU metrics unavailable: NVML could not start (%s: %s)", type(exc).__name__, exc)
 
 
-def visible_indices(uuids: Sequence[str], env: str | None) -> list[int]:
+def cuda_order(capabilities: Sequence[tuple[int, int] | None], bus_ids: Sequence[str | None],
+               order: str | None) -> list[int]:
+    """NVML indices in CUDA's device order, which ``CUDA_VISIBLE_DEVICES`` indices count in (``order``: the value of
+    ``CUDA_DEVICE_ORDER``). ``PCI_BUS_ID``: by PCI bus id. ``FASTEST_FIRST`` (CUDA's default): the highest compute
+    capability first, PCI bus order among equals. NVML's own index "may not correlate with the CUDA device index"
+    (NVML's documentation): on a machine with mixed GPUs the two differ."""
+    def bus(index: int) -> tuple[str, int]:
+        return (bus_ids[index] or "").lower(), index
+
+    indices = sorted(range(len(capabilities)), key=bus)
+    if (order or "").strip().upper() == "PCI_BUS_ID":
+        return indices
+    return sorted(indices, key=lambda index: tuple(-part for part in (capabilities[index] or (0, 0))))
+
+
+def visible_indices(uuids: Sequence[str], env: str | None, *,
+                    capabilities: Sequence[tuple[int, int] | None] | None = None,
+                    bus_ids: Sequence[str | None] | None = None, order: str | None = None) -> list[int]:
     """NVML indices of the devices a CUDA process sees, per ``CUDA_VISIBLE_DEVICES`` (``env``).
 
-    ``uuids`` are the devices' UUIDs in NVML index order. Like CUDA: unset means all, entries are indices or
-    (prefixes of) UUIDs, parsing stops at the first entry that names no device, and duplicates end the list.
+    ``uuids`` are the devices' UUIDs in NVML index order; ``capabilities`` (compute capability) and ``bus_ids`` in the
+    same order, with ``order`` (``CUDA_DEVICE_ORDER``), say which device a CUDA index means (:func:`cuda_order`;
+    without them NVML's order is taken). Like CUDA: unset means all, entries are indices or (prefixes of) UUIDs,
+    parsing stops at the first entry that names no device, and duplicates end the list.
     """
     if env is None:
         return list(range(len(uuids)))
+    by_cuda_index = cuda_order(capabilities or [None] * len(uuids), bus_ids or [None] * len(uuids), order)
     chosen: list[int] = []
     for entry in (part.strip() for part in env.split(",")):
-        index = _resolve_device(entry, uuids)
+        index = _resolve_device(entry, uuids, by_cuda_index)
         if index is None or index in chosen:
             break
         chosen.append(index)
     return chosen
 
 
-def _resolve_device(entry: str, uuids: Sequence[str]) -> int | None:
+def _resolve_device(entry: str, uuids: Sequence[str], by_cuda_index: Sequence[int]) -> int | None:
     if entry.isdigit():
         index = int(entry)
-        return index if index < len(uuids) else None
+        return by_cuda_index[index] if index < len(by_cuda_index) else None
     if not entry:
         return None
     token = entry if entry.startswith(("GPU-", "MIG-")) else f"GPU-{entry}"
     matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(token)]
     return matches[0] if len(matches) == 1 else None
+
+
+def capability(nvml: Nvml, handle: Any) -> tuple[int, int] | None:
+    """A device's CUDA compute capability, ``(major, minor)``, or None."""
+    value = nvml.query(nvml.lib.nvmlDeviceGetCudaComputeCapability, handle)
+    return (int(value[0]), int(value[1])) if value is not None else None
 
 
 def gpu_inventory(lib: Any = None) -> list[dict[str, Any]]:
@@ -148,6 +174,7 @@ def gpu_inventory(lib: Any = None) -> list[dict[str, Any]]:
     with nvml:
         driver, cuda = nvml.driver_version(), nvml.cuda_driver_version()
         gpus: list[dict[str, Any]] = []
+        capabilities: list[tuple[int, int] | None] = []
         for index in range(nvml.device_count()):
             handle = nvml.handle(index)
             if handle is None:
@@ -155,6 +182,7 @@ def gpu_inventory(lib: Any = None) -> list[dict[str, Any]]:
             memory = nvml.query(nvml.lib.nvmlDeviceGetMemoryInfo, handle)
             pci = nvml.query(nvml.lib.nvmlDeviceGetPciInfo, handle)
             name, uuid = nvml.query(nvml.lib.nvmlDeviceGetName, handle), nvml.query(nvml.lib.nvmlDeviceGetUUID, handle)
+            capabilities.append(capability(nvml, handle))
             gpus.append(
                 {
                     "index": index,
@@ -166,7 +194,9 @@ def gpu_inventory(lib: Any = None) -> list[dict[str, Any]]:
                     "cuda_driver_version": cuda,
                 }
             )
-    visible = set(visible_indices([g["uuid"] or "" for g in gpus], os.environ.get("CUDA_VISIBLE_DEVICES")))
+    visible = set(visible_indices([g["uuid"] or "" for g in gpus], os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                  capabilities=capabilities, bus_ids=[g["pci_bus_id"] for g in gpus],
+                                  order=os.environ.get("CUDA_DEVICE_ORDER")))
     for position, gpu in enumerate(gpus):
         gpu["visible"] = position in visible
     if not gpus:

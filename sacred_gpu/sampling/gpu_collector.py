@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sacred_gpu.sampling.gpu import MIB, Nvml, _text, visible_indices
+from sacred_gpu.sampling.gpu import MIB, Nvml, _text, capability, visible_indices
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,12 @@ class GpuCollector:
         nvml, lib = self._nvml, self._nvml.lib
         handles = [nvml.handle(i) for i in range(nvml.device_count())]
         uuids = [_text(nvml.query(lib.nvmlDeviceGetUUID, h) or "") if h is not None else "" for h in handles]
-        for index in visible_indices(uuids, os.environ.get("CUDA_VISIBLE_DEVICES")):
+        pci = [nvml.query(lib.nvmlDeviceGetPciInfo, h) if h is not None else None for h in handles]
+        visible = visible_indices(uuids, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                  capabilities=[capability(nvml, h) if h is not None else None for h in handles],
+                                  bus_ids=[_text(info.busId) if info is not None else None for info in pci],
+                                  order=os.environ.get("CUDA_DEVICE_ORDER"))
+        for index in visible:
             if handles[index] is None:
                 continue
             gpu = self._probe(_Device(f"sys/gpu{index}/", handles[index]), GPU_FIELDS)
