@@ -10,10 +10,14 @@ for on a retry.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pymongo
@@ -262,20 +266,28 @@ class MongoWriter:
 
     def _put_spooled(self, run_id: Any, rec: dict[str, Any], path: str, remap: dict[ObjectId, ObjectId],
                      progress: Callable[[int], None] | None = None) -> None:
-        if rec["kind"] in ("source", "resource"):
-            existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
-                {"filename": rec["path"], "md5": rec["md5"]}, {"_id": 1})
-            if existing is not None:
-                remap[rec["file_id"]] = existing["_id"]
-                return
-            filename = rec["path"]
-        elif rec["kind"] == "value":  # a value moved out of the run document (see codec.stub_large_values)
+        if rec["kind"] in ("source", "resource"):  # stored once per (path, md5), by whichever run comes first
+            with _one_upload(rec["path"], rec["md5"]):
+                existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
+                    {"filename": rec["path"], "md5": rec["md5"]}, {"_id": 1})
+                if existing is not None:
+                    remap[rec["file_id"]] = existing["_id"]
+                    return
+                self._upload_once(rec, rec["path"], path, progress)
+            return
+        if rec["kind"] == "value":  # a value moved out of the run document (see codec.stub_large_values)
             filename = codec.stub_filename(self.collections.runs, run_id, rec["name"])
         else:
             filename = schema.artifact_filename(self.collections.runs, run_id, rec["name"])
+        self._upload_once(rec, filename, path, progress)
+
+    def _upload_once(self, rec: dict[str, Any], filename: str, path: str,
+                     progress: Callable[[int], None] | None) -> None:
+        """Upload a ``file`` record's file under its id, unless stored before (a retry after a broken upload first
+        removes the chunks it left)."""
         if self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one({"_id": rec["file_id"]}, {"_id": 1}):
-            return  # stored before
-        self.database[f"{schema.GRIDFS_BUCKET}.chunks"].delete_many({"files_id": rec["file_id"]})  # a broken upload
+            return
+        self.database[f"{schema.GRIDFS_BUCKET}.chunks"].delete_many({"files_id": rec["file_id"]})
         self.put_file(path, filename, file_id=rec["file_id"], content_type=rec.get("content_type"),
                       metadata=rec.get("metadata"), md5=rec.get("md5"), progress=progress)
 
@@ -366,10 +378,41 @@ class MongoWriter:
         The ``md5`` field is the one Sacred's observer looks up, so Sacred reuses our copies and we reuse its.
         """
         filename = os.path.abspath(path)
-        existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
-            {"filename": filename, "md5": md5}, {"_id": 1}
-        )
-        if existing is not None:
-            return existing["_id"]
-        return self.put_file(filename, filename, md5=md5)
+        with _one_upload(filename, md5):
+            existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
+                {"filename": filename, "md5": md5}, {"_id": 1}
+            )
+            if existing is not None:
+                return existing["_id"]
+            return self.put_file(filename, filename, md5=md5)
+
+
+#: Seconds an upload of a source or resource waits for the same file's upload in flight in this process.
+IN_FLIGHT_WAIT = 60.0
+_in_flight: dict[tuple[str, str], threading.Event] = {}
+_in_flight_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_upload(filename: str, md5: str) -> Iterator[None]:
+    """One upload of a given (filename, md5) at a time in this process: a second run's upload of the same source
+    or resource waits for the first (at most :data:`IN_FLIGHT_WAIT` seconds), then finds its copy stored; GridFS
+    lists a file only once all of its chunks are in, so without this both would upload."""
+    key, deadline = (filename, md5), time.monotonic() + IN_FLIGHT_WAIT
+    mine: threading.Event | None = None
+    while mine is None:
+        with _in_flight_lock:
+            other = _in_flight.get(key)
+            if other is None:
+                mine = _in_flight[key] = threading.Event()
+                break
+        if not other.wait(max(0.0, deadline - time.monotonic())):
+            break  # the other upload is stuck: upload without waiting longer
+    try:
+        yield
+    finally:
+        if mine is not None:
+            with _in_flight_lock:
+                _in_flight.pop(key, None)
+            mine.set()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gridfs
 import pytest
+from bson import ObjectId
 from sacred import Experiment
 from sacred.observers.base import RunObserver
 
@@ -193,3 +194,31 @@ def test_an_upload_that_stalls_is_left_to_sync_with_a_true_message(tmp_path, spo
         assert cli.main(["sync", str(spool), "--mu", server.url]) == 0
         stored = gridfs.GridFS(server.client["sacred"]).find_one({"filename": {"$regex": "ckpt"}})
         assert stored is not None and stored.read() == checkpoint.read_bytes()
+
+
+def test_two_runs_uploading_the_same_resource_at_once_store_it_once(tmp_path):
+    """GridFS lists a file only once all its chunks are in: a second run's dedup must know the upload in flight."""
+    import pymongo
+
+    from sacred_gpu.writer import MongoWriter, record
+
+    data = tmp_path / "data.csv"
+    data.write_bytes(os.urandom(600 * 1024))  # a few GridFS chunks
+    with WireServer() as server:
+        server.slow(0.05)  # every chunk takes a while
+        recs = [record("file", kind="resource", file_id=ObjectId(), path=str(data), md5="m" * 32,
+                       original=str(data)) for _ in range(2)]
+        writers = [MongoWriter(pymongo.MongoClient(server.url, serverSelectionTimeoutMS=2000)["sacred"])
+                   for _ in range(2)]
+        remaps: list[dict] = [{}, {}]
+        threads = [threading.Thread(target=writer.apply, args=(1, rec, tmp_path, remap, False))
+                   for writer, rec, remap in zip(writers, recs, remaps)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        server.restore()
+        with server.lock:
+            stored = list(server.client["sacred"]["fs.files"].find({"filename": str(data)}))
+        assert len(stored) == 1
+        assert sum(len(remap) for remap in remaps) == 1  # the second run points at the first one's copy
