@@ -48,11 +48,10 @@ class SeriesReads:
     _chunks: Any
     _samples: Any
 
-    def metrics(self, run_id: Any, names: Iterable[str] | None = None) -> pd.DataFrame:
-        """The run's metric series at full resolution: columns ``name``, ``step``, ``timestamp``, ``value``."""
-        query: dict[str, Any] = {"run_id": run_id}
-        if names is not None:
-            query["name"] = {"$in": list(names)}
+    def metrics(self, run_id: Any, names: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """The run's metric series at full resolution: columns ``name``, ``step``, ``timestamp``, ``value``.
+        ``names``: the series wanted (one name, or several), default all."""
+        query = _series_query(run_id, names)
         frames = []
         for doc in self._metrics.find(query):
             full = doc.get("full_points")
@@ -105,7 +104,7 @@ class SeriesReads:
         return sorted({m["name"].removeprefix("sys/") for m in (doc.get("info") or {}).get("metrics", [])
                        if m["name"].startswith("sys/")})
 
-    def metric_overview(self, run_id: Any, names: Iterable[str] | None = None, *,
+    def metric_overview(self, run_id: Any, names: str | Iterable[str] | None = None, *,
                         timestamps: bool = True) -> pd.DataFrame:
         """The run's metric series for an overview plot, without reading every point of long series.
 
@@ -116,9 +115,7 @@ class SeriesReads:
         leaves them unread (column of None): a third less to read where the step is what is plotted.
         """
         fields = ("steps", "values", "timestamps") if timestamps else ("steps", "values")
-        query: dict[str, Any] = {"run_id": run_id}
-        if names is not None:
-            query["name"] = {"$in": list(names)}
+        query = _series_query(run_id, names)
         frames = []
         for head in self._metrics.find(query, {"name": 1, "full_points": 1}):
             full, parts = head.get("full_points"), []
@@ -173,3 +170,11 @@ class SeriesReads:
         resolution)."""
         projection = {"name": 1, **{key: 1 if full is None else {"$slice": full} for key in fields}}
         return self._metrics.find_one({"_id": metric_id}, projection) or {}
+
+
+def _series_query(run_id: Any, names: str | Iterable[str] | None) -> dict[str, Any]:
+    """The metric documents of ``run_id`` named ``names`` (one name, several, or None: all)."""
+    query: dict[str, Any] = {"run_id": run_id}
+    if names is not None:
+        query["name"] = {"$in": [names] if isinstance(names, str) else list(names)}
+    return query

@@ -63,11 +63,20 @@ class BoardSettings:
     layout: tuple[dict, ...] = ()
 
 
-def connect(url: str | None = None, db_name: str = connection.DEFAULT_DB, *, client: Any = None,
+def connect(url: str | None = None, db_name: str | None = None, *, client: Any = None,
             collection_prefix: str = "", dead_after: float = DEAD_AFTER, **client_kwargs: Any) -> RunStore:
-    """A :class:`RunStore` on ``url`` (a URI or ``host:port``) or on ``client`` (pymongo or mongomock)."""
+    """A :class:`RunStore` on ``url`` or on ``client`` (pymongo or mongomock).
+
+    ``url`` takes what ``sacred-board -m`` and ``-g`` take: ``host:port``, ``host:port:db_name``, ``db_name`` or a
+    ``mongodb://`` URI (whose path names the database); ``db_name``, if given, overrides the database it names.
+    """
+    if url is not None:
+        spec = connection.parse_mongo_spec(url)
+        url, db_name = spec.url, db_name or spec.db_name
     mongo = connection.open_client(url, client, **client_kwargs)
-    return RunStore(mongo[db_name], schema.Collections(collection_prefix), dead_after=dead_after)
+    db_name = db_name or connection.DEFAULT_DB
+    where = connection.describe(url if client is None else type(client).__name__, db_name)
+    return RunStore(mongo[db_name], schema.Collections(collection_prefix), dead_after=dead_after, where=where)
 
 
 def _rollup_request(metrics: Mapping[str, str | Iterable[str]] | None) -> list[tuple[str, str]]:
@@ -120,8 +129,10 @@ class RunStore(SeriesReads):
     the series and samples through :class:`~sacred_gpu.series_reads.SeriesReads`."""
 
     def __init__(self, database: Any, collections: schema.Collections | None = None, *,
-                 dead_after: float = DEAD_AFTER) -> None:
+                 dead_after: float = DEAD_AFTER, where: str | None = None) -> None:
+        """``where``: the database in words, for messages (credentials left out)."""
         self.database = database
+        self.where = where or f"database {database.name!r}"
         self.collections = collections or schema.Collections()
         self.dead_after = dead_after
         self._runs = database[self.collections.runs]
@@ -129,6 +140,9 @@ class RunStore(SeriesReads):
         self._chunks = database[self.collections.chunks]
         self._samples = database[self.collections.samples]
         self._writer = MongoWriter(database, self.collections)
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.where}, runs collection {self.collections.runs!r})"
 
     def ping(self) -> None:
         """Ask the server to answer; raises pymongo's error when it cannot be reached."""

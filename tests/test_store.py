@@ -222,3 +222,21 @@ def test_the_status_filter_returns_exactly_the_rows_the_status_column_shows():
             wanted = sorted(run_id for run_id, value in shown.items() if value == status.upper())
             assert sorted(store.runs(f"status == {status}").index) == wanted, status
         assert sorted(store.runs("status in [RUNNING, PROBABLY_DEAD]").index) == [1, 2, 3]
+
+
+def test_connect_takes_the_boards_specs_and_a_name_is_one_name(client, monkeypatch):
+    """``connect()`` takes what ``sacred-board -m`` takes; ``metrics(run, names="loss")`` is the loss series."""
+    opened = []
+    import sacred_gpu.store as store_module
+
+    real = store_module.connection.open_client
+    monkeypatch.setattr(store_module.connection, "open_client",
+                        lambda url=None, client_=None, **kw: opened.append(url) or real(client=client))
+    store = sacred_gpu.connect("db.lab:27017:vision")
+    assert opened == ["db.lab:27017"] and store.database.name == "vision"
+    assert repr(store) == "RunStore(db.lab:27017 (database 'vision'), runs collection 'runs')"
+    assert sacred_gpu.connect("mongodb://db.lab/other").database.name == "other"
+    assert sacred_gpu.connect("db.lab:27017", db_name="mine").database.name == "mine"
+    client["vision"].metrics.insert_one({"run_id": 1, "name": "loss", "steps": [0, 1], "values": [1.0, 0.5],
+                                         "timestamps": [dt.datetime(2026, 1, 1)] * 2})
+    assert list(store.metrics(1, names="loss")["value"]) == [1.0, 0.5]
