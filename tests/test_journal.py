@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import struct
@@ -12,6 +11,7 @@ import pytest
 
 from sacred_gpu import journal as journal_module
 from sacred_gpu.journal import Damage, Journal, frame, journals
+from tests.support.fault_matrix import FullDisk
 
 
 def records(count: int, size: int = 100) -> list[dict]:
@@ -99,35 +99,15 @@ def test_garbage_between_records_is_one_damaged_region(tmp_path):
     assert [e["seq"] if isinstance(e, dict) else len(e.data) for e in entries] == [1, 5000, 2]
 
 
-class FailingWrites:
-    """``os.write`` of the journal's segment files fails like a full disk: ``short`` bytes land, then ENOSPC."""
-
-    def __init__(self, monkeypatch, short: int) -> None:
-        self.full, self.short, self.refused = True, short, 0
-        real = os.write
-
-        def write(fd, data):
-            if self.full and os.readlink(f"/proc/self/fd/{fd}").endswith(".log"):
-                if self.short:
-                    written = real(fd, bytes(data)[: self.short])
-                    self.short = 0
-                    return written
-                self.refused += 1
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return real(fd, data)
-
-        monkeypatch.setattr(journal_module.os, "write", write)
-
-
-def test_a_write_that_fails_half_way_is_rolled_back_before_the_next_append(tmp_path, monkeypatch):
+def test_a_write_that_fails_half_way_is_rolled_back_before_the_next_append(tmp_path):
     journal = Journal.create(tmp_path, {})
     journal.append({"seq": 1})
-    disk = FailingWrites(monkeypatch, short=17)
-    with pytest.raises(OSError):
-        journal.append({"seq": 2, "payload": "z" * 500})
-    assert disk.refused == 1 and segment_file(journal).stat().st_size == len(frame({"seq": 1}))
-    disk.full = False
-    journal.append({"seq": 3})
+    with FullDisk(room=17).installed() as disk:  # 17 bytes of the next record land, then ENOSPC
+        with pytest.raises(OSError):
+            journal.append({"seq": 2, "payload": "z" * 500})
+        assert disk.refused == 1 and segment_file(journal).stat().st_size == len(frame({"seq": 1}))
+        disk.free()
+        journal.append({"seq": 3})
     assert [rec["seq"] for rec in read_all(journal, tail_is_damage=True)] == [1, 3]
 
 

@@ -3,7 +3,6 @@ past 16 MB, names MongoDB cannot store as keys, and a spool that cannot be writt
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -17,12 +16,13 @@ import bson
 import pytest
 
 from sacred_gpu import GpuMongoObserver, cli, quarantine
-from sacred_gpu import journal as journal_module
 from sacred_gpu.journal import Journal, frame, journals
 from sacred_gpu.recorder import Recorder, private_fallback
 from sacred_gpu.sampling.fake_nvml import FakeNvml
 from sacred_gpu.store import RunStore
 from sacred_gpu.sync import sync_spool
+
+from tests.support.fault_matrix import FullDisk
 
 from .conftest import run_experiment
 
@@ -123,35 +123,12 @@ def test_a_journal_cut_at_60_percent_keeps_what_is_before_and_says_what_is_gone(
     assert stored_steps(db, run_id)[:len(kept)] == kept and db.runs.find_one({"_id": run_id})["status"] == "RUNNING"
 
 
-class FullDisk:
-    """The journal's segment files on a disk that fills after ``room`` bytes (one write lands in part) until
-    ``free()``."""
-
-    def __init__(self, monkeypatch, room: int) -> None:
-        self.room, self.refused = room, 0
-        real = os.write
-
-        def write(fd, data):
-            if self.room is not None and os.readlink(f"/proc/self/fd/{fd}").endswith(".log"):
-                if self.room <= 0:
-                    self.refused += 1
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                written = real(fd, bytes(data)[: self.room])
-                self.room -= written
-                return written
-            return real(fd, data)
-
-        monkeypatch.setattr(journal_module.os, "write", write)
-
-    def free(self) -> None:
-        self.room = None
-
-
 def test_a_full_disk_mid_run_warns_once_holds_the_records_and_journals_them_when_space_returns(
         client, db, spool, monkeypatch, caplog):
     caplog.set_level(logging.WARNING, logger="sacred_gpu")
-    disk = FullDisk(monkeypatch, room=3000)
-    run = run_experiment(logging_steps(hook=lambda step: step == 200 and disk.free()), observer(client, offline=True))
+    with FullDisk(room=3000).installed() as disk:
+        run = run_experiment(logging_steps(hook=lambda step: step == 200 and disk.free()),
+                             observer(client, offline=True))
     assert disk.refused > 0 and run.result == "done"
     messages = [r.getMessage() for r in caplog.records]
     assert sum("cannot write the journal" in m for m in messages) == 1

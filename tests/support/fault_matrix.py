@@ -92,10 +92,14 @@ class FullDisk:
     """The journal's segment writes on a disk with ``room`` bytes left (a write lands in part, then ENOSPC);
     ``None``: no limit."""
 
-    def __init__(self) -> None:
-        self.room: int | None = None
+    def __init__(self, room: int | None = None) -> None:
+        self.room = room
         self.refused = 0
         self._real = journal_module._write_all
+
+    def free(self) -> None:
+        """Space returns: every write lands again."""
+        self.room = None
 
     def _write_all(self, fd: int, data: bytes) -> None:
         if self.room is None or not os.readlink(f"/proc/self/fd/{fd}").endswith(".log"):
