@@ -59,11 +59,13 @@ class Replayer:
     error (see :mod:`sacred_gpu.errors`) is raised for the caller to retry.
     """
 
-    def __init__(self, journal: Journal, writer: MongoWriter, run_id: Any, *, resumed: bool = False) -> None:
+    def __init__(self, journal: Journal, writer: MongoWriter, run_id: Any, *, resumed: bool = False,
+                 quarantine: Quarantine | None = None) -> None:
         """``resumed``: the journal was written by another process, now gone, which may have applied part of it (an
-        incomplete record at its end is then damage, not a record being written)."""
+        incomplete record at its end is then damage, not a record being written). ``quarantine``: the journal's,
+        when the caller sets records aside too."""
         self.journal, self.writer, self.run_id = journal, writer, run_id
-        self.quarantine = Quarantine(journal)
+        self.quarantine = quarantine or Quarantine(journal)
         self.resumed = resumed
         # source files found already stored: their ids replace ours (kept in the journal across syncs)
         self.remap = {ObjectId(ours): ObjectId(theirs) for ours, theirs in journal.state().get("remap", {}).items()}
@@ -235,7 +237,8 @@ class Recorder:
     def __init__(self, journal: Journal, writer: MongoWriter | None, run_id: Any, *, flush_interval: float = 0.5):
         self.journal = journal
         self.run_id = run_id
-        self.replayer = None if writer is None else Replayer(journal, writer, run_id)
+        self.quarantine = Quarantine(journal)  # one per journal: its first entries are logged loudly, then DEBUG
+        self.replayer = None if writer is None else Replayer(journal, writer, run_id, quarantine=self.quarantine)
         self.flush_interval = flush_interval
         self._wake = threading.Event()
         if self.replayer is not None:
@@ -266,7 +269,7 @@ class Recorder:
             data = frame(rec)
         except Exception as exc:  # noqa: BLE001 - InvalidDocument, OverflowError, ...: this record alone
             try:
-                Quarantine(self.journal).add_unencodable(rec, self.run_id, short_error(exc, 300))
+                self.quarantine.add_unencodable(rec, self.run_id, short_error(exc, 300))
             except OSError as error:
                 logger.error("sacred-gpu: the %s record of run %s cannot be encoded (%s) nor set aside (%s)",
                              rec.get("op"), self.run_id, short_error(exc), error)
