@@ -16,7 +16,7 @@ import bson
 import pytest
 
 from sacred_gpu import GpuMongoObserver, cli, quarantine
-from sacred_gpu.journal import Journal, frame, journals
+from sacred_gpu.journal import Journal, journals
 from sacred_gpu.recorder import Recorder, private_fallback
 from sacred_gpu.sampling.fake_nvml import FakeNvml
 from sacred_gpu.store import RunStore
@@ -51,14 +51,14 @@ def stored_steps(db, run_id, name: str = "loss") -> list[int]:
     return [step for doc in db.metrics.find({"run_id": run_id, "name": name}) for step in doc["steps"]]
 
 
-def journal_steps(path: Path) -> dict[int, list[int]]:
-    """The steps of each metric record of a segment file, by the record's offset."""
+def journal_steps(path: Path) -> dict[int, tuple[list[int], int]]:
+    """The steps of each metric record of a segment file and the offset where the record ends, by its offset."""
     data, at, found = path.read_bytes(), 0, {}
     while at < len(data):
         length = int.from_bytes(data[at + 4:at + 8], "little")
         rec = bson.decode(data[at + 12:at + 12 + length])
         if rec["op"] == "metric":
-            found[at] = list(rec["steps"])
+            found[at] = (list(rec["steps"]), at + 12 + length)
         at += 12 + length
     return found
 
@@ -87,7 +87,7 @@ def test_a_flipped_byte_sets_one_record_aside_and_every_other_point_and_the_end_
     [segment] = journal.folder.glob("*.log")
     records = journal_steps(segment)
     assert len(records) >= 3, "the run should have been journaled in several metric records"
-    offset, lost = list(records.items())[len(records) // 2]
+    offset, (lost, _) = list(records.items())[len(records) // 2]
     data = bytearray(segment.read_bytes())
     data[offset + 40] ^= 0x01
     segment.write_bytes(bytes(data))
@@ -118,7 +118,7 @@ def test_a_journal_cut_at_60_percent_keeps_what_is_before_and_says_what_is_gone(
         handle.truncate(cut)
     code, out = sync_cli(spool, capsys)
     assert code == 1 and "damaged" in out
-    kept = [step for at, steps in records.items() if at + 12 + len(frame({"steps": steps})) <= cut for step in steps]
+    kept = [step for steps, end in records.values() if end <= cut for step in steps]  # records wholly before the cut
     run_id = db.runs.find_one({})["_id"]
     assert stored_steps(db, run_id)[:len(kept)] == kept and db.runs.find_one({"_id": run_id})["status"] == "RUNNING"
 
