@@ -52,17 +52,15 @@ GRID = {"display": "grid", "gridTemplateColumns": "repeat(auto-fill, minmax(520p
 
 
 #: The run document's fields :func:`plot_context` reads.
-PLOT_FIELDS = ("info.metrics", schema.SYSTEM_FIELD, "start_time", "stop_time", "heartbeat", schema.METRIC_ROLLUPS_FIELD,
-               "status")
+PLOT_FIELDS = ("info.metrics", "format", schema.SYSTEM_FIELD, "start_time", "stop_time", "heartbeat",
+               schema.METRIC_ROLLUPS_FIELD, "status")
 
 
 def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
     """What the plot callbacks need to know of a run (JSON, for a ``dcc.Store``), from its document's
     :data:`PLOT_FIELDS`: id, start and stop, sample count, metric and ``sys/`` series names, roll-up extents, and
     whether it is running (its plots are then redrawn as it goes)."""
-    names = [m["name"] for m in (doc.get("info") or {}).get("metrics") or []
-             if isinstance(m, dict) and isinstance(m.get("name"), str)]
-    user = [name for name in dict.fromkeys(names) if not name.startswith("sys/")]
+    user, system_names = schema.series_names(doc)
     system = doc.get(schema.SYSTEM_FIELD) or {}
     start = doc.get("start_time")
     stop = doc.get("stop_time") or doc.get("heartbeat")
@@ -70,8 +68,8 @@ def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"run_id": doc["_id"], "running": doc.get("status") == schema.RUNNING,
             "start": start.isoformat() if start else None,
             "stop": stop.isoformat() if stop else None, "samples": system.get("samples"),
-            "metric_names": user, "system_names": sorted({name for name in names if name.startswith("sys/")}),
-            "rollups": {name: {field: value for field, value in (codec.find_rollup(rollups, name, names) or {}).items()
+            "metric_names": user, "system_names": sorted(system_names),
+            "rollups": {name: {field: value for field, value in (codec.find_rollup(rollups, name, user) or {}).items()
                                if field in ("count", "first_step", "last_step")} for name in user}}
 
 
@@ -306,7 +304,7 @@ def system_data(board: Board, run: Mapping[str, Any], bounds: tuple[dt.datetime,
     names = sorted({column for panel in figures.system_panels(run.get("system_names") or [])
                     for column in panel.columns})  # the series the panels draw, not every sys/ series
     # their step is the window's seconds since the start: the time, without reading timestamps
-    windows = store.metric_overview(run_id, names, timestamps=start is None) if names else pd.DataFrame()
+    windows = store.metric_overview(run_id, names, timestamps=start is None, system=True) if names else pd.DataFrame()
     if windows.empty:
         frame = store.system(run_id, *(bounds or (None, None)), max_points=figures.MAX_POINTS)
         return frame, f"{len(frame):,} time buckets (means)"

@@ -12,7 +12,7 @@ logger = logging.getLogger("sacred_gpu")
 def _demo(args: argparse.Namespace) -> int:
     import mongomock
 
-    from sacred_gpu import connection
+    from sacred_gpu import connection, schema
     from sacred_gpu.demo import populate
 
     client = connection.open_client(client=mongomock.MongoClient())
@@ -21,10 +21,9 @@ def _demo(args: argparse.Namespace) -> int:
     lines = [f"{'id':>4}  {'status':<11} {'experiment':<14}  {'result':>8}  tags  metrics (points)  artifacts"]
     for run_id in run_ids:
         doc = database["runs"].find_one({"_id": run_id})
-        metrics = {m["name"]: len(m["values"]) for m in database["metrics"].find({"run_id": run_id})}
-        series = ", ".join(f"{name} ({count})" for name, count in sorted(metrics.items())
-                           if not name.startswith("sys/"))
-        system = sum(name.startswith("sys/") for name in metrics)
+        metrics = {m["name"]: len(m["values"]) for m in database["metrics"].find(schema.series_filter(run_id, False))}
+        series = ", ".join(f"{name} ({count})" for name, count in sorted(metrics.items()))
+        system = database["metrics"].count_documents(schema.series_filter(run_id, True))
         result = doc.get("result")
         fields = [
             f"{run_id:>4}  {doc['status']:<11} {doc['experiment']['name']:<14}",

@@ -1,8 +1,9 @@
 """Keys and values made storable: nothing a user can log makes a record BSON or MongoDB refuses.
 
-- :func:`bson_key`, :func:`bson_safe`, :func:`flatten`, :func:`metric_value`: what Sacred does to config, info,
-  result and logged scalars, plus what Sacred misses (NUL in keys, lone surrogates, nesting deeper than MongoDB
-  takes, integers past int64).
+- :func:`bson_safe`, :func:`flatten`, :func:`metric_value`: what Sacred does to config, info, result and logged
+  scalars, plus what Sacred misses (NUL in keys, lone surrogates, nesting deeper than MongoDB takes, integers past
+  int64). Keys keep their ``.`` and ``$`` as the stock observer sends them; :func:`sacred_keys` (Sacred's
+  :func:`bson_key` form, without its collisions) is for a server that refuses them.
 - :func:`rollup_key` / :func:`rollup_name`: an unambiguous field name for each metric in ``metric_rollups``.
 - :func:`stub_large_values` / :func:`resolve_stubs`: values that would take a run document past MongoDB's 16 MB
   limit are moved to GridFS files and left in the document as small stub dicts, read back transparently.
@@ -16,6 +17,7 @@ import datetime as _dt
 import hashlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,9 +68,39 @@ def bson_key(key: Any) -> str:
     return key.replace(".", ",").replace("\x00", NUL_REPLACEMENT)
 
 
+def storable_key(key: Any) -> str:
+    """``key`` as a ``str`` BSON can hold: NUL -> :data:`NUL_REPLACEMENT`, lone surrogates escaped; ``.`` and ``$``
+    are kept (MongoDB 5.0 and later store them; :func:`sacred_keys` rewrites them for a server that refuses them).
+    Never raises."""
+    try:
+        key = _utf8(str(key))
+    except Exception:  # noqa: BLE001 - a key whose __str__ fails
+        key = f"<unprintable {type(key).__name__}>"
+    return key.replace("\x00", NUL_REPLACEMENT)
+
+
+def sacred_keys(obj: Any) -> Any:
+    """``obj`` with every key in Sacred's storable form (:func:`bson_key`: ``.`` -> ``,``, leading ``$`` -> ``@``),
+    for a server that refuses ``.`` and ``$`` in field names. Where that form would make two keys of one document
+    the same (``x.y`` beside ``x,y``), the rewritten one is percent-encoded instead (``x%2Ey``): no value is lost."""
+    if isinstance(obj, list):
+        return [sacred_keys(item) for item in obj]
+    if not isinstance(obj, dict):
+        return obj
+    wanted = {key: bson_key(key) for key in obj}
+    taken = Counter(wanted.values())
+    out = {}
+    for key, value in obj.items():
+        form = wanted[key]
+        if form != key and taken[form] > 1:
+            form = rollup_key(key)
+        out[form] = sacred_keys(value)
+    return out
+
+
 def bson_safe(obj: Any, _depth: int = 0) -> Any:
-    """Return ``obj`` with every key made valid (:func:`bson_key`) and every value BSON cannot hold turned into
-    ``str``.
+    """Return ``obj`` with every key made storable (:func:`storable_key`) and every value BSON cannot hold turned
+    into ``str``.
 
     Used for fields Sacred stores as they come (experiment, host, meta, artifact metadata). Numpy scalars
     become Python numbers, tuples and sets become lists; containers nested deeper than :data:`MAX_DEPTH` (cycles
@@ -79,7 +111,7 @@ def bson_safe(obj: Any, _depth: int = 0) -> Any:
     if isinstance(obj, (dict, list, tuple, set, frozenset)) and _depth >= MAX_DEPTH:
         return _text(obj)
     if isinstance(obj, dict):
-        return {bson_key(k): bson_safe(v, _depth + 1) for k, v in obj.items()}
+        return {storable_key(k): bson_safe(v, _depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [bson_safe(v, _depth + 1) for v in obj]
     if isinstance(obj, int) and not isinstance(obj, bool):

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+from sacred_gpu import schema
 from sacred_gpu.journal import Journal
 from sacred_gpu.observer import GpuMongoObserver
 from sacred_gpu.sampling.fake_nvml import FakeGpu, FakeNvml
@@ -268,7 +269,7 @@ class Subprocess:
                     run_started = time.monotonic()
                 if journal is not None:
                     for rec, position in journal.read(position):
-                        if isinstance(rec, dict) and rec.get("op") == "metric" and not rec["name"].startswith("sys/"):
+                        if isinstance(rec, dict) and rec.get("op") == "metric" and schema.ORIGIN not in rec:
                             self.epoch = max([self.epoch, *rec["steps"]])
                     if self.epoch >= self.min_epochs and time.monotonic() - run_started >= self.min_seconds:
                         self._end(getattr(signal, self.spec.signal_name), _ending(journal, position))
@@ -410,6 +411,5 @@ def _mark_best(store: Any, run_ids: list[Any]) -> None:
 
 def _last_epoch(store: Any, run_id: Any) -> int:
     """The highest step of the run's own (non-system) metrics."""
-    steps = store.metrics(run_id)
-    steps = steps[~steps["name"].str.startswith("sys/")]["step"]
+    steps = store.metrics(run_id)["step"]
     return int(steps.max()) if len(steps) else 0

@@ -81,6 +81,20 @@ def classify(exc: BaseException) -> Kind:
     return UNKNOWN
 
 
+#: Codes of a server refusing field names: DollarPrefixedFieldName, InvalidDBRef (``$ref``/``$id``), DottedFieldName.
+FIELD_NAME_CODES = frozenset({52, 55, 57})
+
+
+def refused_field_names(exc: BaseException) -> bool:
+    """Whether ``exc`` is a server refusing a document for ``.`` or ``$`` in its field names (MongoDB before 5.0
+    does, and 5.0 and later in some updates)."""
+    if not isinstance(exc, (WriteError, OperationFailure)) or isinstance(exc, BulkWriteError):
+        return False
+    message = str((exc.details or {}).get("errmsg", exc)).lower()
+    return exc.code in FIELD_NAME_CODES or (exc.code == 2 and "field" in message
+                                            and any(word in message for word in ("prefixed", "dotted", "'.'")))
+
+
 def is_transient(exc: BaseException) -> bool:
     return classify(exc) is TRANSIENT
 

@@ -26,9 +26,15 @@ from sacred.utils import ObserverError
 from sacred_gpu import codec, connection, errors, schema
 from sacred_gpu.gc_freeze import GcFreeze
 from sacred_gpu.journal import Journal, default_spool
-from sacred_gpu.recorder import (DEFAULT_FLUSH_TIMEOUT, Recorder, initial_state, offline_from_environment,
-                                 open_journal, start_recorder)
-from sacred_gpu.sampling.catalog import PREFIX as SYSTEM_PREFIX
+from sacred_gpu.own_lines import OwnLines
+from sacred_gpu.recorder import (
+    DEFAULT_FLUSH_TIMEOUT,
+    Recorder,
+    initial_state,
+    offline_from_environment,
+    open_journal,
+    start_recorder,
+)
 from sacred_gpu.sampling.gpu import gpu_inventory
 from sacred_gpu.sampling.monitor import SystemMonitor, Window
 from sacred_gpu.series import MetricSeries
@@ -147,12 +153,14 @@ class GpuMongoObserver(RunObserver):
         self._beat_thread = None
         self._inventory: list[dict[str, Any]] = []
         self._series: dict[str, MetricSeries] = {}
+        self._system_series: dict[str, MetricSeries] = {}  # the observer's own (``sys/...``), apart from the user's
         self._seq = 0
         self._artifacts: list[dict[str, Any]] = []
         self._resources: list[list[str]] = []
         self._stub_seed = uuid.uuid4().hex  # values moved to GridFS get ids from it: each is uploaded once
         self._moved: set[ObjectId] = set()
         self._doc_bytes = 0  # BSON size of the run document as inserted
+        self._own_lines = OwnLines()
 
     def _not_recording(self, event: str, points: int = 0) -> bool:
         """Whether the run has no journal to take ``event``: it is not recorded (one ERROR said so at its start), or
@@ -212,6 +220,7 @@ class GpuMongoObserver(RunObserver):
                                 "attached to the run twice (is it in ex.observers twice? a notebook cell run again "
                                 "appends it again)")
         self._reset()
+        self._own_lines.attach()  # from here to the run's end, our log lines stay out of its captured output
         sources = [(name, os.path.abspath(os.path.join(ex_info["base_dir"], name)), md5)
                    for name, md5 in ex_info.get("sources", [])]
         host = schema.bson_safe(dict(host_info))
@@ -222,6 +231,7 @@ class GpuMongoObserver(RunObserver):
             journal = open_journal(self.spool_dir, initial_state(self.target))
         except OSError as exc:
             logger.error("sacred-gpu: this run of %r is NOT recorded: %s", ex_info.get("name"), exc)
+            self._own_lines.detach()
             return _id
         doc, moved = self._movable(doc, journal)
         reason = "offline mode was asked for"
@@ -367,7 +377,7 @@ class GpuMongoObserver(RunObserver):
             if window.samples:
                 self._submit("samples", samples=[{"t": t, "values": values} for t, values in window.samples])
             for name, (step, value, stamp) in window.points.items():
-                self._append_series(name, [step], [value], [stamp], info)
+                self._append_series(name, [step], [value], [stamp], info, system=True)
         except Exception as exc:  # noqa: BLE001 - the heartbeat's own fields are still recorded
             self._report_failure("system metrics", exc)
         return {schema.SYSTEM_FIELD: window.rollups} if window.rollups else {}
@@ -395,13 +405,13 @@ class GpuMongoObserver(RunObserver):
         """Record info, the captured output so far (capped), the beat time, the intermediate result, system metrics."""
         if self._not_recording("heartbeat_event"):
             return
-        self._info, self._output = info, captured_out
+        self._info, self._output = info, self._own_lines.strip(captured_out or "")
         fields = self._record_window(self.monitor.window() if self.monitor else None, info)
         fields.update(
             {
                 **self._metric_rollups(),
                 "info": schema.flatten(info),
-                "captured_out": schema.cap_output(captured_out, self.output_cap),
+                "captured_out": schema.cap_output(self._output, self.output_cap),
                 "heartbeat": beat_time,
                 "result": schema.flatten(result),
             }
@@ -426,21 +436,25 @@ class GpuMongoObserver(RunObserver):
             if values:
                 self._append_series(name, list(steps), values, list(stamps), info)
 
-    def _append_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any]) -> None:
-        """Append to the run's series ``name``; a new series is referenced in ``info["metrics"]`` as Sacred does."""
-        series = self._series.get(name)
+    def _append_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any],
+                       system: bool = False) -> None:
+        """Append to the run's series ``name`` (the user's, or with ``system`` the observer's own: two namespaces, so
+        a user's ``sys/...`` metric is kept as logged); a new series is referenced in ``info["metrics"]`` as Sacred
+        does, the observer's marked with its origin."""
+        owned = self._system_series if system else self._series
+        series = owned.get(name)
         if series is None:
-            # system series are already bounded by their window thinning; user series are capped here
-            series = self._series[name] = MetricSeries(name, schema.new_object_id(),
-                                                       capped=not name.startswith(SYSTEM_PREFIX))
-            info.setdefault("metrics", []).append({"name": name, "id": str(series.metric_id)})
+            series = owned[name] = MetricSeries(name, schema.new_object_id(), system=system)
+            entry = {"name": name, "id": str(series.metric_id)}
+            info.setdefault("metrics", []).append({**entry, schema.ORIGIN: schema.SYSTEM_ORIGIN} if system else entry)
         with self._lock:
             records = series.records(steps, values, stamps, self._next_seq)
         for rec in records:
             self._submit_record(rec)
 
     def _metric_rollups(self) -> dict[str, Any]:
-        """The run fields holding every series' roll-ups (min, max, mean, first, last and their steps)."""
+        """The run field holding every user series' roll-ups (min, max, mean, first, last and their steps); the
+        observer's own series are summed up in ``system`` instead."""
         with self._lock:
             rollups = {schema.rollup_key(name): dict(series.rollup) for name, series in self._series.items()
                        if series.rollup}
@@ -560,6 +574,7 @@ class GpuMongoObserver(RunObserver):
         """Write what is pending within ``timeout`` (default ``flush_timeout``) seconds; what is left waits in the
         journal for ``sacred-gpu sync``."""
         recorder, self.recorder = self.recorder, None
+        self._own_lines.detach()
         if recorder is None:
             return
         self._ended = True

@@ -8,7 +8,7 @@ reshaped Sacred field.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,14 @@ from bson import ObjectId
 # Making arbitrary Python values storable lives in sacred_gpu.codec (no pandas); importable from here as before.
 from sacred_gpu.codec import bson_key, bson_safe, flatten, metric_value, rollup_key  # noqa: F401
 
-#: The ``format`` field of every run document we write (Sacred writes ``MongoObserver-0.7.0``).
-FORMAT = "GpuMongoObserver-1"
+# Name prefix of the observer's own series (``sys/gpu0/util_pct``): the catalog's; a name never says whose it is.
+from sacred_gpu.sampling.catalog import PREFIX as SYSTEM_PREFIX
+
+#: The ``format`` field of every run document we write (Sacred writes ``MongoObserver-0.7.0``). Version 2 marks the
+#: observer's own series (``origin``); version 1 told them apart by their ``sys/`` name alone.
+FORMAT = "GpuMongoObserver-2"
+#: Every ``format`` we have written, oldest first.
+FORMATS = ("GpuMongoObserver-1", FORMAT)
 
 #: Run statuses, as Sacred spells them.
 QUEUED = "QUEUED"
@@ -236,13 +242,39 @@ def chunk_summary(steps: np.ndarray | list, values: np.ndarray | list,
     return summary
 
 
-#: Field of the run document holding each metric's roll-ups, kept current at every heartbeat so a runs table reads
+#: Field of the run document holding each user metric's roll-ups (the observer's own series are summed up in
+#: :data:`SYSTEM_FIELD` instead), kept current at every heartbeat so a runs table reads
 #: no series: ``{<codec.rollup_key(metric name)>: {count, sum, mean, first, first_step, last, last_step, min,
 #: min_step, max, max_step}}``.
 METRIC_ROLLUPS_FIELD = "metric_rollups"
 
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
 SYSTEM_FIELD = "system"
+
+#: Field marking the observer's own series: in their ``metrics`` document and their ``info.metrics`` entry its
+#: value is :data:`SYSTEM_ORIGIN`; a user's series has no such field, whatever its name (a user may log ``sys/x``).
+ORIGIN = "origin"
+SYSTEM_ORIGIN = "system"
+
+
+def series_names(doc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The names of a run's user series and of its system series, each in logging order without repeats, from its
+    ``info.metrics`` (and ``format``: runs of format 1 marked nothing, their ``sys/`` series were the system's)."""
+    entries = [entry for entry in ((doc.get("info") or {}).get("metrics") or [])
+               if isinstance(entry, Mapping) and isinstance(entry.get("name"), str)]
+    legacy = doc.get("format") == FORMATS[0]
+    user: dict[str, None] = {}
+    system: dict[str, None] = {}
+    for entry in entries:
+        name = entry["name"]
+        own = entry.get(ORIGIN) == SYSTEM_ORIGIN or (legacy and name.startswith(SYSTEM_PREFIX))
+        (system if own else user)[name] = None
+    return list(user), list(system)
+
+
+def series_filter(run_id: Any, system: bool) -> dict[str, Any]:
+    """The ``metrics`` (and chunk) documents of ``run_id``'s system series, or of its user series."""
+    return {"run_id": run_id, ORIGIN: SYSTEM_ORIGIN if system else {"$ne": SYSTEM_ORIGIN}}
 
 #: Time field and per-run field of a sample document; the other fields are metric names without ``sys/``.
 SAMPLE_TIME = "t"
@@ -254,7 +286,7 @@ SAMPLES_TIMESERIES = {"timeField": SAMPLE_TIME, "metaField": SAMPLE_RUN, "granul
 def sample_document(run_id: Any, time: _dt.datetime, values: dict[str, float]) -> dict[str, Any]:
     """A system sample as stored: ``{"t": time, "run_id": id, "gpu0/util_pct": 97.0, ...}``."""
     doc: dict[str, Any] = {SAMPLE_TIME: time, SAMPLE_RUN: run_id}
-    doc.update((name.removeprefix("sys/"), value) for name, value in values.items())
+    doc.update((name.removeprefix(SYSTEM_PREFIX), value) for name, value in values.items())
     return doc
 
 

@@ -47,10 +47,12 @@ def _kept(start: int, stop: int, cap: int) -> list[int]:
 class MetricSeries:
     """One metric of one run: turns batches of points into ``metric`` and ``chunk`` records."""
 
-    def __init__(self, name: str, metric_id: ObjectId, *, capped: bool = True, cap: int | None = None,
+    def __init__(self, name: str, metric_id: ObjectId, *, system: bool = False, cap: int | None = None,
                  chunk_points: int | None = None) -> None:
-        """``cap`` and ``chunk_points`` default to :data:`schema.METRIC_CAP` and :data:`schema.CHUNK_POINTS`."""
-        self.name, self.metric_id, self.capped = name, metric_id, capped
+        """``system``: one of the observer's own series (marked :data:`schema.SYSTEM_ORIGIN`, uncapped: their window
+        thinning bounds them); ``cap`` and ``chunk_points`` default to :data:`schema.METRIC_CAP` and
+        :data:`schema.CHUNK_POINTS`."""
+        self.name, self.metric_id, self.system, self.capped = name, metric_id, system, not system
         self.cap = cap or schema.METRIC_CAP
         self.chunk_points = chunk_points or schema.CHUNK_POINTS
         self.count = 0  #: points received so far
@@ -118,6 +120,8 @@ class MetricSeries:
         return [self._metric_record(next_seq(), [step], [value], [stamp])]
 
     def _metric_record(self, seq: int, steps: list, values: list, stamps: list) -> dict[str, Any]:
-        extra = {"full_points": self.cap} if self.capped and self.count > self.cap else {}
+        extra: dict[str, Any] = {"full_points": self.cap} if self.capped and self.count > self.cap else {}
+        if self.system:
+            extra[schema.ORIGIN] = schema.SYSTEM_ORIGIN
         return record("metric", metric_id=self.metric_id, name=self.name, seq=seq, steps=steps, values=values,
                       timestamps=stamps, **extra)

@@ -48,10 +48,12 @@ class SeriesReads:
     _chunks: Any
     _samples: Any
 
-    def metrics(self, run_id: Any, names: str | Iterable[str] | None = None) -> pd.DataFrame:
+    def metrics(self, run_id: Any, names: str | Iterable[str] | None = None, *, system: bool = False
+                ) -> pd.DataFrame:
         """The run's metric series at full resolution: columns ``name``, ``step``, ``timestamp``, ``value``.
-        ``names``: the series wanted (one name, or several), default all."""
-        query = _series_query(run_id, names)
+        ``names``: the series wanted (one name, or several), default all; ``system``: the observer's own series
+        (``sys/...``, one point per heartbeat window) instead of those the run logged."""
+        query = _series_query(run_id, names, system)
         frames = []
         for doc in self._metrics.find(query):
             full = doc.get("full_points")
@@ -99,23 +101,23 @@ class SeriesReads:
         return docs
 
     def _sample_fields(self, run_id: Any) -> list[str]:
-        """Sample fields of a run: the names of its ``sys/`` series, without the prefix."""
-        doc = self._runs.find_one({"_id": run_id}, {"info.metrics": 1}) or {}
-        return sorted({m["name"].removeprefix("sys/") for m in (doc.get("info") or {}).get("metrics", [])
-                       if m["name"].startswith("sys/")})
+        """Sample fields of a run: the names of its system series, without the prefix."""
+        doc = self._runs.find_one({"_id": run_id}, {"info.metrics": 1, "format": 1}) or {}
+        return sorted(name.removeprefix(schema.SYSTEM_PREFIX) for name in schema.series_names(doc)[1])
 
     def metric_overview(self, run_id: Any, names: str | Iterable[str] | None = None, *,
-                        timestamps: bool = True) -> pd.DataFrame:
+                        timestamps: bool = True, system: bool = False) -> pd.DataFrame:
         """The run's metric series for an overview plot, without reading every point of long series.
 
         Columns ``name``, ``step``, ``timestamp``, ``value``. A series of at most ``METRIC_CAP`` points is returned
         whole. Past the cap: the complete head of Sacred's document, then every chunk's ``preview`` (the lowest and
         highest point of each 100), or, if a chunk was written without one, Sacred's decimated document (one point
         in 2, 4, 8, ... after the head). :meth:`metric_range` reads a range at full resolution. ``timestamps=False``
-        leaves them unread (column of None): a third less to read where the step is what is plotted.
+        leaves them unread (column of None): a third less to read where the step is what is plotted. ``system``: as
+        in :meth:`metrics`.
         """
         fields = ("steps", "values", "timestamps") if timestamps else ("steps", "values")
-        query = _series_query(run_id, names)
+        query = _series_query(run_id, names, system)
         frames = []
         for head in self._metrics.find(query, {"name": 1, "full_points": 1}):
             full, parts = head.get("full_points"), []
@@ -133,15 +135,15 @@ class SeriesReads:
 
     def metric_range(self, run_id: Any, name: str, start_step: float | None = None, end_step: float | None = None,
                      *, start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
-                     timestamps: bool = True) -> pd.DataFrame:
+                     timestamps: bool = True, system: bool = False) -> pd.DataFrame:
         """Every point of series ``name`` with ``start_step <= step <= end_step`` and ``start_time <= timestamp <=
         end_time`` (bounds left out: unbounded; times naive UTC as stored), same columns as :meth:`metrics`. Reads
         Sacred's document and only the chunks whose ``first_step``..``last_step`` (``first_time``..``last_time``)
         overlap the range; chunks stored without these fields are always read. ``timestamps=False``: as in
-        :meth:`metric_overview` (read all the same when a time bound is given)."""
+        :meth:`metric_overview` (read all the same when a time bound is given). ``system``: as in :meth:`metrics`."""
         timestamps = timestamps or start_time is not None or end_time is not None
         fields = ("steps", "values", "timestamps") if timestamps else ("steps", "values")
-        head = self._metrics.find_one({"run_id": run_id, "name": name}, {"full_points": 1})
+        head = self._metrics.find_one({**schema.series_filter(run_id, system), "name": name}, {"full_points": 1})
         if head is None:
             return _concat_series([])
         full = head.get("full_points")
@@ -172,9 +174,10 @@ class SeriesReads:
         return self._metrics.find_one({"_id": metric_id}, projection) or {}
 
 
-def _series_query(run_id: Any, names: str | Iterable[str] | None) -> dict[str, Any]:
-    """The metric documents of ``run_id`` named ``names`` (one name, several, or None: all)."""
-    query: dict[str, Any] = {"run_id": run_id}
+def _series_query(run_id: Any, names: str | Iterable[str] | None, system: bool = False) -> dict[str, Any]:
+    """The metric documents of ``run_id``'s user series (or ``system`` series) named ``names`` (one name, several,
+    or None: all)."""
+    query = schema.series_filter(run_id, system)
     if names is not None:
         query["name"] = {"$in": [names] if isinstance(names, str) else list(names)}
     return query

@@ -402,11 +402,11 @@ class RunStore(SeriesReads):
 
     # -- what the table can show ---------------------------------------------------------------------------------
     def metric_names(self, sample: int = 500) -> list[str]:
-        """Names of the metric series of the ``sample`` newest runs (from their ``info.metrics``), sorted."""
+        """Names of the user metric series of the ``sample`` newest runs (from their ``info.metrics``), sorted."""
         names: set[str] = set()
-        for doc in self._page({}, ("start_time", -1), 0, sample, {"info.metrics.name": 1}):
-            names.update(m.get("name") for m in (doc.get("info") or {}).get("metrics") or [] if isinstance(m, dict))
-        return sorted(name for name in names if isinstance(name, str))
+        for doc in self._page({}, ("start_time", -1), 0, sample, {"info.metrics": 1, "format": 1}):
+            names.update(schema.series_names(doc)[0])
+        return sorted(names)
 
     def config_keys(self, sample: int = 200) -> list[str]:
         """Flattened ``config.*`` keys of the ``sample`` newest runs, in first-seen order."""

@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import pymongo
 from bson import ObjectId
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, WriteError
 
-from sacred_gpu import codec, schema
+from sacred_gpu import codec, connection, errors, schema
 from sacred_gpu.connection import is_mongomock
 from sacred_gpu.errors import RecordRefused
 
@@ -83,6 +83,7 @@ class MongoWriter:
         self.samples = database[self.collections.samples]
         self.chunks = database[self.collections.chunks]
         self._indexed = False
+        self._keys_rewritten = False  # the server refused '.' or '$' in field names (said once, at WARNING)
 
     @functools.cached_property
     def fs(self) -> Any:
@@ -148,12 +149,12 @@ class MongoWriter:
     def insert_run(self, doc: dict[str, Any]) -> Any:
         """Insert a new run document; allocate its ``_id`` when it has none. Returns the id."""
         if doc.get("_id") is not None:
-            self.runs.insert_one(doc)
+            self._insert_run_document(doc)
             return doc["_id"]
         for _ in range(MAX_ID_ATTEMPTS):
             doc["_id"] = self.next_run_id()
             try:
-                self.runs.insert_one(doc)
+                self._insert_run_document(doc)
                 return doc["_id"]
             except DuplicateKeyError:  # another writer took this id by "max + 1" (e.g. Sacred's own observer)
                 logger.debug("run id %s taken, allocating another", doc["_id"])
@@ -167,8 +168,32 @@ class MongoWriter:
         for name in fields:
             if name.split(".")[0] in schema.FOREIGN_FIELDS:
                 raise ValueError(f"sacred-gpu never writes {name!r}: other tools own it")
-        if self.runs.update_one({"_id": run_id}, {"$set": fields}).matched_count == 0:
+        try:
+            matched = self.runs.update_one({"_id": run_id}, {"$set": fields}).matched_count
+        except (WriteError, OperationFailure) as exc:
+            if not errors.refused_field_names(exc):
+                raise
+            self._say_keys_rewritten(exc)
+            rewritten = {name: codec.sacred_keys(value) for name, value in fields.items()}  # our paths kept
+            matched = self.runs.update_one({"_id": run_id}, {"$set": rewritten}).matched_count
+        if matched == 0:
             raise RecordRefused(f"run {run_id!r} has no document in {self.collections.runs}")
+
+    def _insert_run_document(self, doc: dict[str, Any]) -> None:
+        """Insert a run document as it is, or, where the server refuses its field names, as Sacred would store it."""
+        try:
+            self.runs.insert_one(doc)
+        except (WriteError, OperationFailure) as exc:
+            if isinstance(exc, DuplicateKeyError) or not errors.refused_field_names(exc):
+                raise
+            self._say_keys_rewritten(exc)
+            self.runs.insert_one(codec.sacred_keys(doc))
+
+    def _say_keys_rewritten(self, exc: BaseException) -> None:
+        level = logging.DEBUG if self._keys_rewritten else logging.WARNING
+        self._keys_rewritten = True
+        logger.log(level, "sacred-gpu: MongoDB refused field names with '.' or a leading '$' (%s); they are stored "
+                   "as Sacred stores them ('.' -> ',', leading '$' -> '@')", connection.short_error(exc))
 
     # -- metrics --------------------------------------------------------------------------------------------------
     def push_metric(
@@ -240,7 +265,8 @@ class MongoWriter:
         if appended.matched_count == 0:
             self.metrics.update_one(
                 {"_id": rec["metric_id"]},
-                {"$setOnInsert": {"run_id": run_id, "name": rec["name"], **points, **marks}},
+                {"$setOnInsert": {"run_id": run_id, "name": rec["name"], **points, **marks,
+                                  **({schema.ORIGIN: rec[schema.ORIGIN]} if schema.ORIGIN in rec else {})}},
                 upsert=True,
             )
 
@@ -298,7 +324,7 @@ class MongoWriter:
             experiment = dict(experiment, sources=[[name, remap.get(fid, fid)] for name, fid in experiment["sources"]])
             doc["experiment"] = experiment
         try:
-            self.runs.insert_one(doc)
+            self._insert_run_document(doc)
         except DuplicateKeyError:  # inserted by an earlier attempt, or the id is another run's
             stored = self.runs.find_one({"_id": run_id}, {"start_time": 1, "experiment.name": 1, "host.hostname": 1})
 

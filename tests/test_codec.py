@@ -270,3 +270,11 @@ def test_run_plots_read_roll_ups_under_both_keys():
                                          "top5%25": {"count": 2, "first_step": 1, "last_step": 2}}}
     assert plots.plot_context(doc)["rollups"] == {"val.loss": {"count": 4, "first_step": 0, "last_step": 30},
                                                   "top5%": {"count": 2, "first_step": 1, "last_step": 2}}
+
+
+def test_sacred_keys_rewrite_as_sacred_does_and_never_make_two_keys_one():
+    doc = {"x.y": 1, "x,y": 2, "$z": [{"a.b": 3}], "@z": 4, "plain": {"$in": 5}, "ok": "v.$"}
+    assert codec.sacred_keys(doc) == {"x%2Ey": 1, "x,y": 2, "%24z": [{"a,b": 3}], "@z": 4, "plain": {"@in": 5},
+                                      "ok": "v.$"}
+    assert codec.sacred_keys({"a.b": 1}) == {"a,b": 1} and codec.sacred_keys([1, "a.b"]) == [1, "a.b"]
+    assert codec.bson_safe({"a.b": {"$c": 1}}) == {"a.b": {"$c": 1}}  # kept as logged until a server refuses

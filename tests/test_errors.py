@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import bson.errors
 import pytest
-from pymongo.errors import (AutoReconnect, BulkWriteError, DocumentTooLarge, DuplicateKeyError, ExecutionTimeout,
-                            NetworkTimeout, NotPrimaryError, OperationFailure, ServerSelectionTimeoutError,
-                            WriteConcernError, WriteError)
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    NetworkTimeout,
+    NotPrimaryError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+    WriteConcernError,
+    WriteError,
+)
 
 from sacred_gpu import errors
 from sacred_gpu.errors import PERMANENT, TRANSIENT, UNKNOWN, RecordRefused
@@ -43,3 +53,16 @@ def bulk(*codes: int) -> BulkWriteError:
 ])
 def test_classify(error, kind):
     assert errors.classify(error) is kind
+
+
+@pytest.mark.parametrize(("exc", "refused"), [
+    (WriteError("The dotted field 'a.b' in 'info.a.b' is not valid for storage.", 57, {}), True),
+    (WriteError("The dollar ($) prefixed field '$x' in 'info.$x' is not valid for storage.", 52, {}), True),
+    (OperationFailure("Document can't have $ prefixed field names: $x", 2,
+                      {"errmsg": "Document can't have $ prefixed field names: $x"}), True),
+    (OperationFailure("bad value", 2, {"errmsg": "bad value"}), False),
+    (WriteError("Document failed validation", 121, {}), False),
+    (ValueError("x.y"), False),
+])
+def test_refused_field_names_are_told_from_other_refusals(exc, refused):
+    assert errors.refused_field_names(exc) is refused

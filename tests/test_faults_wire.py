@@ -145,3 +145,39 @@ def test_writes_carry_the_write_concern_asked_for_and_unacknowledged_writes_are_
     assert {"w": "majority", "wtimeout": 5000} in listener.concerns
     with pytest.raises(ValueError, match="w=0"):
         observer(server, write_concern={"w": 0})
+
+
+def _odd_keys(value) -> bool:
+    """Whether a document (or an update statement) has a field name with '.' or a leading '$' below its top."""
+    if isinstance(value, list):
+        return any(_odd_keys(item) for item in value)
+    if not isinstance(value, dict):
+        return False
+    operators = ("q", "u", "upsert", "multi", "$set")  # an update statement's own keys are not field names
+    return any((key not in operators and ("." in key or key.startswith("$"))) or _odd_keys(item)
+               for key, item in value.items())
+
+
+@pytest.mark.parametrize("code", [57, 52])
+def test_keys_with_dots_are_stored_as_they_are_and_as_sacred_stores_them_where_the_server_refuses(server, caplog,
+                                                                                                  code):
+    """info and result keep their keys as logged; a server refusing '.' or '$' in field names (MongoDB before 5.0)
+    gets Sacred's form, with no two keys made one (``x.y`` beside ``x,y``), and one WARNING says so."""
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+
+    def main(_run):
+        _run.info.update({"x.y": 1, "x,y": 2, "$z": {"a.b": 3}})
+        return {"acc.top1": 0.9}
+
+    store = RunStore(pymongo.MongoClient(server.url, serverSelectionTimeoutMS=2000)["sacred"])
+    first = run_experiment(main, observer(server))
+    assert store.run(first._id)["info"] == {"x.y": 1, "x,y": 2, "$z": {"a.b": 3}}
+    assert store.run(first._id)["result"] == {"acc.top1": 0.9}
+
+    server.refuse_write("runs", code=code, errmsg=f"field names refused (code {code})", match=_odd_keys)
+    second = run_experiment(main, observer(server))
+    doc = store.run(second._id)
+    assert doc["status"] == "COMPLETED" and isinstance(second._id, int)
+    assert doc["info"] == {"x%2Ey": 1, "x,y": 2, "@z": {"a,b": 3}} and doc["result"] == {"acc,top1": 0.9}
+    said = [r.getMessage() for r in caplog.records if "refused field names" in r.getMessage()]
+    assert len(said) == 1 and f"code {code}" in said[0]

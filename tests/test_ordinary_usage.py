@@ -222,3 +222,89 @@ def test_two_runs_uploading_the_same_resource_at_once_store_it_once(tmp_path):
             stored = list(server.client["sacred"]["fs.files"].find({"filename": str(data)}))
         assert len(stored) == 1
         assert sum(len(remap) for remap in remaps) == 1  # the second run points at the first one's copy
+
+
+def test_a_user_metric_named_like_the_observers_own_series_is_kept_as_logged(client, db, monkeypatch):
+    """The observer's ``sys/...`` series live apart: a user's ``sys/cpu/util_pct`` keeps its 30 points, is capped like
+    any user metric, and the sampler's points of that name stay in the observer's own series."""
+    from sacred_gpu import schema, store
+
+    monkeypatch.setattr(schema, "METRIC_CAP", 20)
+    watcher = GpuMongoObserver(client=client, nvml=FakeNvml([]), sample_interval=0.02, slow_sample_interval=0.1)
+
+    def main(_run):
+        for step in range(30):
+            _run.log_scalar("sys/cpu/util_pct", 1000.0 + step, step)
+            time.sleep(0.01)
+
+    run = run_experiment(main, watcher)
+    doc = db.runs.find_one({"_id": run._id})
+    named = [entry for entry in doc["info"]["metrics"] if entry["name"] == "sys/cpu/util_pct"]
+    assert sorted(str(entry.get("origin")) for entry in named) == ["None", schema.SYSTEM_ORIGIN]
+    user_names, system_names = schema.series_names(doc)
+    assert user_names == ["sys/cpu/util_pct"] and "sys/cpu/util_pct" in system_names
+
+    user = db.metrics.find_one({"run_id": run._id, "name": "sys/cpu/util_pct", "origin": {"$exists": False}})
+    assert user["full_points"] == 20 and user["steps"][:20] == list(range(20))  # capped like any user metric
+    assert doc["metric_rollups"]["sys/cpu/util_pct"]["count"] == 30
+
+    runs = store.connect(client=client)
+    logged = runs.metrics(run._id, "sys/cpu/util_pct")
+    assert logged["step"].tolist() == list(range(30)) and logged["value"].tolist() == [1000.0 + s for s in range(30)]
+    sampled = runs.metrics(run._id, "sys/cpu/util_pct", system=True)
+    assert len(sampled) >= 1 and (sampled["value"] <= 100).all()  # the sampler's percentages, none of the user's
+    assert "sys/cpu/util_pct" in runs.system(run._id).columns
+
+
+CAPTURE_FD_SCRIPT = """
+import json, logging, sys, time
+import mongomock
+from sacred import Experiment
+from sacred_gpu import GpuMongoObserver
+from sacred_gpu.sampling.fake_nvml import FakeNvml
+
+client = mongomock.MongoClient()
+ex = Experiment("capture_fd", save_git_info=False)
+ex.observers.append(GpuMongoObserver(client=client, nvml=FakeNvml(init_error=12), sample_interval=0.05))
+
+@ex.main
+def main(_run):
+    print("hello from main")
+    logging.getLogger("sacred_gpu.observer").warning("sacred-gpu: a warning of ours\\nover two lines")
+    try:
+        raise ValueError("our own failure")
+    except ValueError:
+        logging.getLogger("sacred_gpu").warning("sacred-gpu: with a traceback", exc_info=True)
+    print("the user's line after ours", flush=True)
+    # Sacred's two `tee` processes copy the output to its file as they get to it: wait until all of it is there
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(_run._output_file.buffer.name) as copied:
+            text = copied.read()
+        if all(part in text for part in ("our own failure", "the user's line after ours")):
+            break
+        time.sleep(0.01)
+
+ex.run(options={"--capture": "fd"})
+sys.__stdout__.write(json.dumps(client["sacred"].runs.find_one()["captured_out"]))
+"""
+
+
+def test_our_log_lines_stay_out_of_the_captured_output_under_capture_fd(tmp_path):
+    """Under ``--capture fd`` everything on stdout/stderr is the run's output; ours (printed by the user's logging
+    handler, Sacred's here) is left out of what is stored, the script's own lines and Sacred's are kept."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "capture_fd.py"
+    script.write_text(CAPTURE_FD_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "SACRED_GPU_SPOOL": str(tmp_path / "spool")})
+    assert done.returncode == 0, done.stderr
+    stored = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "No NVIDIA GPU found" in done.stderr and "a warning of ours" in done.stderr  # printed, as the user asked
+    assert "hello from main\n" in stored and "the user's line after ours" in stored and "Started run" in stored
+    for ours in ("No NVIDIA GPU found", "a warning of ours", "over two lines", "with a traceback", "our own failure",
+                 "Traceback"):
+        assert ours not in stored, stored
