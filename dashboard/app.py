@@ -10,14 +10,13 @@ from typing import Any
 import dash
 from dash import Input, Output, dcc, html
 from flask import Response, request
-from pymongo.errors import PyMongoError
 
 from dashboard import plots
 from dashboard.board import URL, Board
 from dashboard.pages import compare as compare_page
 from dashboard.pages import run as run_page
 from dashboard.pages import runs as runs_page
-from sacred_gpu.connection import short_error
+from sacred_gpu.read_errors import ReadError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +58,11 @@ def route(board: Board, pathname: str, search: str | None = None) -> Any:
             return compare_page.layout(board, search)
         if pathname.startswith("/run/"):
             return run_page.layout(board, pathname.removeprefix("/run/").strip("/"))
-    except PyMongoError as error:
-        logger.warning("page %s: MongoDB unreachable: %s", pathname, short_error(error))
-        return html.Div([html.H2("MongoDB is unreachable"), html.P(short_error(error)),
-                         html.P("Reload the page to try again.")], className="error")
+    except ReadError as error:
+        logger.warning("page %s: %s", pathname, error)
+        title = "MongoDB is unreachable" if isinstance(error, Unavailable) else "MongoDB cannot be read"
+        return html.Div([html.H2(title), html.P(str(error)), html.P("Reload the page to try again.")],
+                        className="error")
     return html.Div([html.H2("Not found"), dcc.Link("All runs", href="/")])
 
 

@@ -8,10 +8,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from pymongo.errors import PyMongoError
-
 from dashboard.board import DEFAULT_REFRESH, Board
 from sacred_gpu import connection
+from sacred_gpu.read_errors import ReadError
 from sacred_gpu.store import DEAD_AFTER, RunStore, connect
 
 logger = logging.getLogger("dashboard")
@@ -58,13 +57,13 @@ def wait_for_database(store: RunStore, where: str, *, retry_every: float = RETRY
             store.ping()
             logger.info("connected to %s", where)
             return True
-        except PyMongoError as error:
+        except ReadError as error:
             tried += 1
             if attempts is not None and tried >= attempts:
-                logger.error("cannot reach MongoDB at %s: %s", where, connection.short_error(error))
+                logger.error("cannot reach MongoDB at %s: %s", where, error)
                 return False
-            logger.error("cannot reach MongoDB at %s: %s; retrying in %.0f s (Ctrl-C to stop)", where,
-                         connection.short_error(error), retry_every)
+            logger.error("cannot reach MongoDB at %s: %s; retrying in %.0f s (Ctrl-C to stop)", where, error,
+                         retry_every)
             time.sleep(retry_every)
 
 

@@ -21,12 +21,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
-from pymongo.errors import PyMongoError
 
 from dashboard import figures
 from dashboard.board import Board, run_key
 from sacred_gpu import codec, schema
-from sacred_gpu.connection import short_error
+from sacred_gpu.read_errors import ReadError
 
 logger = logging.getLogger(__name__)
 
@@ -349,10 +348,9 @@ def register(app: Any, board: Board) -> None:
         try:
             figure = metric_panel(board, run, graph["name"], x_mode or "step", float(smoothing or 0),
                                   "log" in (log_y or []), zoom)
-        except PyMongoError as error:
-            logger.warning("metric %r of run %r: MongoDB unreachable: %s", graph["name"], run["run_id"],
-                           short_error(error))
-            return _message(f"MongoDB unreachable: {short_error(error)}"), no_update, no_update
+        except ReadError as error:
+            logger.warning("metric %r of run %r: %s", graph["name"], run["run_id"], error)
+            return _message(str(error)), no_update, no_update
         kept = list(zoom) if isinstance(zoom, tuple) else None
         return figure, None if f"{X_MODE}.value" in ctx.triggered_prop_ids else no_update, kept
 
@@ -366,9 +364,9 @@ def register(app: Any, board: Board) -> None:
         zoom = zoom_to_draw(ctx.triggered_prop_ids, list(zip(ids, relayouts)), shown)
         try:
             out = system_figures(board, run, [item["panel"] for item in ids], x_mode or "wall", zoom)
-        except PyMongoError as error:
-            logger.warning("system samples of run %r: MongoDB unreachable: %s", run["run_id"], short_error(error))
-            out = [_message(f"MongoDB unreachable: {short_error(error)}")] * len(ids)
+        except ReadError as error:
+            logger.warning("system samples of run %r: %s", run["run_id"], error)
+            out = [_message(str(error))] * len(ids)
         kept = list(zoom) if isinstance(zoom, tuple) else None
         reset = f"{X_MODE}.value" in ctx.triggered_prop_ids
         return out, [None if reset else no_update] * len(ids), kept
@@ -390,8 +388,8 @@ def register(app: Any, board: Board) -> None:
             try:
                 drawn[name] = metric_panel(board, run, name, x_mode or "step", float(smoothing or 0),
                                            "log" in (log_y or []), zoom)
-            except PyMongoError as error:
-                drawn[name] = _message(f"MongoDB unreachable: {short_error(error)}")
+            except ReadError as error:
+                drawn[name] = _message(str(error))
         return metric_panels(run["metric_names"], drawn, zooms), run["metric_names"]
 
     @app.callback(Output(RUN, "data"), Output(TICK, "disabled"), Input(TICK, "n_intervals"), State(RUN, "data"),
@@ -401,8 +399,8 @@ def register(app: Any, board: Board) -> None:
             fresh = refreshed_context(board, run)
         except KeyError:  # deleted meanwhile: the plots stay as they were
             return no_update, True
-        except PyMongoError as error:
-            logger.warning("run %r: MongoDB unreachable: %s", run["run_id"], short_error(error))
+        except ReadError as error:
+            logger.warning("run %r: %s", run["run_id"], error)
             return no_update, False
         return (no_update, False) if fresh is None else (fresh, not fresh["running"])
 

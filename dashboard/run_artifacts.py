@@ -20,11 +20,9 @@ from urllib.parse import quote
 import dash_ag_grid as dag
 from dash import html
 from flask import Response
-from gridfs.errors import NoFile
-from pymongo.errors import PyMongoError
 
 from dashboard.run_parts import bytes_text
-from sacred_gpu.connection import short_error
+from sacred_gpu.read_errors import NotFound, ReadError
 from sacred_gpu.store import RunStore
 
 MIB = 1024 * 1024
@@ -197,10 +195,10 @@ def stream_artifact(store: RunStore, run_id: Any, name: str) -> Response:
     ``application/octet-stream`` with ``nosniff``: a hostile HTML artifact is saved, never rendered by the board."""
     try:
         handle = store.open_artifact(run_id, name)
-    except (KeyError, NoFile):
+    except NotFound:
         return Response(f"run {run_id} has no artifact {name} (or its file is missing)\n", 404, mimetype="text/plain")
-    except PyMongoError as error:
-        return Response(f"MongoDB unreachable: {short_error(error)}\n", 503, mimetype="text/plain")
+    except ReadError as error:
+        return Response(f"{error}\n", 503, mimetype="text/plain")
 
     def chunks() -> Iterator[bytes]:
         yield from handle

@@ -30,6 +30,7 @@ from bson.objectid import ObjectId
 from bson.regex import Regex
 
 from sacred_gpu import schema
+from sacred_gpu.read_errors import BadQuery
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ _SCALARS = (str, int, float, type(None), datetime.datetime, re.Pattern, ObjectId
 _SAFE_MARKERS = (ObjectId._type_marker, Regex._type_marker, 18)  # bson type markers; 18: Int64
 
 
-class QueryError(ValueError):
+class QueryError(BadQuery):
     """A filter that cannot be used; the message says what and where (for text: the character position, with a caret
     line; for dict filters: the path in the document)."""
 

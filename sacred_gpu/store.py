@@ -18,6 +18,7 @@ import pandas as pd
 
 from sacred_gpu import codec, connection, schema
 from sacred_gpu.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
+from sacred_gpu.read_errors import BadQuery, NotFound, translated
 from sacred_gpu.series_reads import SeriesReads
 from sacred_gpu.writer import MongoWriter
 
@@ -84,7 +85,7 @@ def _rollup_request(metrics: Mapping[str, str | Iterable[str]] | None) -> list[t
     for name, wanted in (metrics or {}).items():
         for rollup in [wanted] if isinstance(wanted, str) else list(wanted):
             if rollup not in ROLLUPS:
-                raise ValueError(f"unknown roll-up {rollup!r} for metric {name!r}; choose from {', '.join(ROLLUPS)}")
+                raise BadQuery(f"unknown roll-up {rollup!r} for metric {name!r}; choose from {', '.join(ROLLUPS)}")
             pairs.append((name, rollup))
     return pairs
 
@@ -124,9 +125,11 @@ def _run_path(config_path: str) -> str:
         else f"config.{config_path}"
 
 
+@translated
 class RunStore(SeriesReads):
     """Reads runs, metric series, system samples and files of one database (``database``: pymongo or mongomock);
-    the series and samples through :class:`~sacred_gpu.series_reads.SeriesReads`."""
+    the series and samples through :class:`~sacred_gpu.series_reads.SeriesReads`. Every public method raises the
+    read side's errors (:mod:`sacred_gpu.read_errors`: ``Unavailable``, ``NotFound``, ``BadQuery``, ``Refused``)."""
 
     def __init__(self, database: Any, collections: schema.Collections | None = None, *,
                  dead_after: float = DEAD_AFTER, where: str | None = None) -> None:
@@ -145,7 +148,7 @@ class RunStore(SeriesReads):
         return f"RunStore({self.where}, runs collection {self.collections.runs!r})"
 
     def ping(self) -> None:
-        """Ask the server to answer; raises pymongo's error when it cannot be reached."""
+        """Ask the server to answer; raises :class:`~sacred_gpu.read_errors.Unavailable` when it cannot be reached."""
         self.database.command("ping")
 
     # -- the runs table -------------------------------------------------------------------------------------------
@@ -227,7 +230,7 @@ class RunStore(SeriesReads):
             # metric's name, sort as runs without a value (filters and the table's cells do read their old keys)
             return f"{schema.METRIC_ROLLUPS_FIELD}.{codec.rollup_key(metric)}.{rollup}", direction
         if "$" in name:
-            raise ValueError(f"invalid sort column {name!r}")
+            raise BadQuery(f"invalid sort column {name!r}")
         return name, direction
 
     def _with_metric_conditions(self, query: Query) -> dict:
@@ -346,17 +349,17 @@ class RunStore(SeriesReads):
 
     # -- one run --------------------------------------------------------------------------------------------------
     def run(self, run_id: Any, fields: Iterable[str] | None = None, *, resolve: bool = True) -> dict[str, Any]:
-        """The run document, whole or only ``fields`` (dotted paths). Raises ``KeyError`` if there is no such run.
+        """The run document, whole or only ``fields`` (dotted paths). Raises ``NotFound`` (a ``KeyError``) if there is no such run.
 
         Values the observer moved to GridFS because the document would have passed MongoDB's 16 MB limit (stubs,
         see :func:`codec.stub_large_values`) are read back in place; ``resolve=False`` leaves the stubs."""
         doc = self._runs.find_one({"_id": run_id}, dict.fromkeys(fields, 1) if fields is not None else None)
         if doc is None:
-            raise KeyError(f"no run {run_id!r}")
+            raise NotFound(f"no run {run_id!r}")
         return codec.resolve_stubs(doc, self._read_file) if resolve else doc
 
     def artifact(self, run_id: Any, name: str) -> bytes:
-        """The content of the run's (last) artifact ``name``. Raises ``KeyError`` if it has none by that name."""
+        """The content of the run's (last) artifact ``name``. Raises ``NotFound`` (a ``KeyError``) if it has none by that name."""
         return self.open_artifact(run_id, name).read()
 
     def source(self, run_id: Any, path: str) -> bytes:
@@ -364,11 +367,11 @@ class RunStore(SeriesReads):
         sources = self.run(run_id, ["experiment.sources"], resolve=False).get("experiment", {}).get("sources", [])
         found = [file_id for name, file_id in sources if name == path]
         if not found:
-            raise KeyError(f"run {run_id!r} has no source {path!r}")
+            raise NotFound(f"run {run_id!r} has no source {path!r}")
         return self._read_file(found[0])
 
     def captured_out(self, run_id: Any) -> str:
-        """The run's captured output (as capped by the observer); ``""`` if none. Raises ``KeyError`` if no run."""
+        """The run's captured output (as capped by the observer); ``""`` if none. Raises ``NotFound`` (a ``KeyError``) if no run."""
         return self.run(run_id, ["captured_out"]).get("captured_out") or ""
 
     def artifact_files(self, run_id: Any) -> list[dict[str, Any]]:
@@ -383,10 +386,10 @@ class RunStore(SeriesReads):
 
     def open_artifact(self, run_id: Any, name: str) -> Any:
         """The run's (last) artifact ``name`` as a read-only file (``read(n)``, iterable by chunk) that reads from
-        GridFS as it goes: for previews of a file's head and streamed downloads. Raises ``KeyError`` if none."""
+        GridFS as it goes: for previews of a file's head and streamed downloads. Raises ``NotFound`` (a ``KeyError``) if none."""
         found = [a for a in self._artifacts(run_id) if a.get("name") == name]
         if not found:
-            raise KeyError(f"run {run_id!r} has no artifact {name!r}")
+            raise NotFound(f"run {run_id!r} has no artifact {name!r}")
         return self._file(found[-1]["file_id"])
 
     def _file(self, file_id: Any) -> Any:
@@ -436,7 +439,7 @@ class RunStore(SeriesReads):
         shared, own = [], []
         for column in columns:
             if column.rollup not in ROLLUPS:
-                raise ValueError(f"unknown roll-up {column.rollup!r}; choose from {', '.join(ROLLUPS)}")
+                raise BadQuery(f"unknown roll-up {column.rollup!r}; choose from {', '.join(ROLLUPS)}")
             if column.rollup in schema.OMNIBOARD_EXTREMA:
                 shared.append({"name": column.name or column.key, "metric_name": column.metric,
                                "extrema": schema.OMNIBOARD_EXTREMA[column.rollup]})
@@ -450,7 +453,7 @@ class RunStore(SeriesReads):
         docs = []
         for column in columns:
             if not column.path or "$" in column.path or column.path.startswith(".") or ".." in column.path:
-                raise ValueError(f"invalid column path {column.path!r}")
+                raise BadQuery(f"invalid column path {column.path!r}")
             docs.append({"name": column.name or column.path, "config_path": column.path.removeprefix("config.")})
         self._writer.replace_documents(schema.OMNIBOARD_CUSTOM_COLUMNS, docs)
 
@@ -465,12 +468,12 @@ class RunStore(SeriesReads):
         """Replace the run's tags (Omniboard's ``omniboard.tags``)."""
         tags = [str(tag) for tag in tags]
         if not self._writer.set_omniboard(run_id, "tags", tags):
-            raise KeyError(f"no run {run_id!r}")
+            raise NotFound(f"no run {run_id!r}")
 
     def set_notes(self, run_id: Any, notes: str) -> None:
         """Replace the run's notes (Omniboard's ``omniboard.notes``)."""
         if not self._writer.set_omniboard(run_id, "notes", str(notes)):
-            raise KeyError(f"no run {run_id!r}")
+            raise NotFound(f"no run {run_id!r}")
 
     def delete(self, run_ids: Iterable[Any]) -> int:
         """Delete runs with their metrics, samples and artifacts, and sources no other run uses; returns the count."""

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
-from gridfs.errors import NoFile
-from pymongo.errors import PyMongoError
 
 from dashboard import plots
 from dashboard import run_artifacts as arts
@@ -21,7 +19,7 @@ from dashboard import run_parts as parts
 from dashboard.board import Board, run_key
 from dashboard.columns import parse_tags
 from dashboard.run_output import marker_note, output_lines
-from sacred_gpu.connection import short_error
+from sacred_gpu.read_errors import NotFound, ReadError
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +149,7 @@ def _opened(view: Any, board: Board, run_id: Any, *args: Any) -> list[Any]:
     """A view shown open at page load; a note instead of a failed page when its file is missing."""
     try:
         return view(board, run_id, *args)
-    except (KeyError, NoFile) as error:
+    except NotFound as error:
         logger.warning("run %s: %s", run_id, _failure(error))
         return [html.P(f"not read: {_failure(error)}", className="preview-note")]
 
@@ -270,9 +268,7 @@ def _clicked(index_key: str) -> int | None:
 
 
 def _failure(error: Exception) -> str:
-    if isinstance(error, NoFile):
-        return f"the file is missing from GridFS ({error})"
-    return f"MongoDB unreachable ({short_error(error)})" if isinstance(error, PyMongoError) else str(error)
+    return str(error)
 
 
 def register(app: Any, board: Board) -> None:
@@ -288,7 +284,7 @@ def register(app: Any, board: Board) -> None:
     def _refresh(_tick: int | None, query: str | None, run_id: Any) -> tuple[Any, ...]:
         try:
             found = refresh_output(board, run_id, query)
-        except (PyMongoError, KeyError) as error:
+        except ReadError as error:
             logger.warning("run %s: output not read: %s", run_id, _failure(error))
             return (no_update,) * 4 + (f"not refreshed: {_failure(error)}", no_update, no_update)
         return (found["lines"], found["summary"], found["cut"], not found["live"], found["live_text"],
@@ -311,7 +307,7 @@ def register(app: Any, board: Board) -> None:
     def _save(_clicks: int, tags: str | None, notes: str | None, run_id: Any) -> str:
         try:
             return save_tags_notes(board, run_id, tags, notes)
-        except (PyMongoError, KeyError) as error:
+        except ReadError as error:
             return f"not saved: {_failure(error)}"
 
     def _toggle(view: Any, clicks: int | None, names: list[str], run_id: Any) -> tuple[Any, str]:
@@ -320,7 +316,7 @@ def register(app: Any, board: Board) -> None:
             return [], "View"
         try:
             return view(board, run_id, name), "Hide"
-        except (PyMongoError, KeyError) as error:
+        except ReadError as error:
             return [html.P(f"not read: {_failure(error)}", className="preview-note")], "View"
 
     @app.callback(Output({"type": SOURCE_VIEW, "index": MATCH}, "children"),
@@ -345,7 +341,7 @@ def register(app: Any, board: Board) -> None:
             return no_update
         try:
             return download_source(board, run_id, paths[index])
-        except (PyMongoError, KeyError) as error:
+        except ReadError as error:
             logger.warning("run %s: source not read: %s", run_id, _failure(error))
             return no_update
 
@@ -358,7 +354,7 @@ def register(app: Any, board: Board) -> None:
             return no_update, no_update
         try:
             data, message = download_artifact(board, run_id, names[index])
-        except (PyMongoError, KeyError) as error:
+        except ReadError as error:
             return no_update, f"not read: {_failure(error)}"
         return data if data is not None else no_update, message
 
@@ -367,7 +363,7 @@ def register(app: Any, board: Board) -> None:
     def _zip(_clicks: int, run_id: Any) -> tuple[Any, str]:
         try:
             data, message = download_zip(board, run_id)
-        except (PyMongoError, KeyError) as error:
+        except ReadError as error:
             return no_update, f"not read: {_failure(error)}"
         return data if data is not None else no_update, message
 
@@ -376,6 +372,6 @@ def register(app: Any, board: Board) -> None:
     def _get_output(_clicks: int, run_id: Any) -> Any:
         try:
             return download_output(board, run_id)
-        except (PyMongoError, KeyError) as error:
+        except ReadError as error:
             logger.warning("run %s: output not read: %s", run_id, _failure(error))
             return no_update

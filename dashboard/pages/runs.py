@@ -12,13 +12,12 @@ from typing import Any
 
 import dash_ag_grid as dag
 from dash import Input, Output, State, ctx, dcc, html, no_update
-from pymongo.errors import PyMongoError
 
 from dashboard import columns as cols
 from dashboard.board import URL, Board
 from dashboard.pages.compare import MAX_RUNS, compare_url
-from sacred_gpu.connection import short_error
 from sacred_gpu.query import QueryError, compile_filter
+from sacred_gpu.read_errors import BadQuery, ReadError
 from sacred_gpu.store import ROLLUPS, BoardSettings, CustomColumn, MetricColumn
 
 logger = logging.getLogger(__name__)
@@ -239,10 +238,12 @@ def register(app: Any, board: Board) -> None:
             return no_update, no_update, no_update
         try:
             response = page_rows(board, request, filter_text, spec)
-        except PyMongoError as error:
-            logger.warning("reading runs failed: %s", short_error(error))
-            return no_update, f"MongoDB unreachable ({short_error(error)}); retrying", no_update
-        except (QueryError, ValueError) as error:
+        except BadQuery as error:
+            return {"rowData": [], "rowCount": 0}, str(error), "0 runs"
+        except ReadError as error:
+            logger.warning("reading runs failed: %s", error)
+            return no_update, f"{error}; retrying", no_update
+        except ValueError as error:
             return {"rowData": [], "rowCount": 0}, str(error), "0 runs"
         return response, "", f"{response['rowCount']} run{'s' if response['rowCount'] != 1 else ''}"
 
@@ -268,8 +269,8 @@ def register(app: Any, board: Board) -> None:
     def _edit(changes: list | None) -> str:
         try:
             return save_edits(board, changes or [])
-        except (PyMongoError, KeyError) as error:
-            return f"not saved: {short_error(error) if isinstance(error, PyMongoError) else error}"
+        except (ReadError, KeyError) as error:
+            return f"not saved: {error}"
 
     @app.callback(Output(CONFIRM, "displayed"), Output(CONFIRM, "message"),
                   Input(DELETE, "n_clicks"), State(GRID, "selectedRows"), prevent_initial_call=True)
@@ -286,8 +287,8 @@ def register(app: Any, board: Board) -> None:
     def _delete(_submitted: int, selected: list | None, reload: int) -> tuple[str, int]:
         try:
             return delete_selected(board, selected), (reload or 0) + 1
-        except PyMongoError as error:
-            return f"not deleted: {short_error(error)}", no_update
+        except ReadError as error:
+            return f"not deleted: {error}", no_update
 
     @app.callback(Output(URL, "href"), Output(MESSAGE, "children", allow_duplicate=True),
                   Input(COMPARE, "n_clicks"), State(GRID, "selectedRows"), prevent_initial_call=True)
@@ -318,7 +319,7 @@ def register(app: Any, board: Board) -> None:
             return (no_update,) * 7 + ("read-only board: columns are not saved",)
         try:
             settings, message = change_columns(board, ctx.triggered_id, metric, rollup, path, kept, visible, defs)
-        except (ValueError, PyMongoError) as error:
+        except (ValueError, ReadError) as error:
             return (no_update,) * 7 + (f"columns not saved: {error}",)
         new_defs = cols.column_defs(board.store.config_keys(), settings, read_only=board.read_only)
         extra, shown = _extra_options(settings), _visible_options(new_defs)
@@ -332,6 +333,6 @@ def register(app: Any, board: Board) -> None:
             return no_update
         try:
             board.store.save_layout(cols.layout_from_state(state))
-        except PyMongoError as error:
-            return f"layout not saved: {short_error(error)}"
+        except ReadError as error:
+            return f"layout not saved: {error}"
         return no_update
