@@ -24,6 +24,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from tsdownsample import MinMaxLTTBDownsampler
 
+from sacred_gpu.sampling import catalog
+
 #: Most points one trace sends to the browser.
 MAX_POINTS = 5_000
 #: x modes and their axis titles.
@@ -57,34 +59,16 @@ class Panel:
     columns: dict[str, str]
 
 
-#: System panels: (key, title, unit, column pattern); a pattern's group 1, if any, labels the trace.
-SYSTEM_PANELS: tuple[tuple[str, str, str, str], ...] = (
-    ("gpu-util", "GPU utilization", "%", r"sys/(gpu\d+)/util_pct"),
-    ("gpu-mem", "GPU memory used", "MiB", r"sys/(gpu\d+(?:/mig\d+)?)/mem_used_mib"),
-    ("gpu-power", "GPU power", "W", r"sys/(gpu\d+)/power_w"),
-    ("gpu-temp", "GPU temperature", "°C", r"sys/(gpu\d+)/temp_c"),
-    ("cpu", "Host CPU (all cores)", "%", r"sys/cpu/util_pct"),
-    ("proc-cpu", "CPU of the run's processes", "% of a core", r"sys/proc/cpu_pct"),
-    ("ram", "RAM", "MiB", r"sys/(mem/used_mib|proc/rss_mib|swap/used_mib)"),
-    ("disk", "Disk I/O", "MiB/s", r"sys/disk/(read|write)_mib_s"),
-    ("net", "Network", "MiB/s", r"sys/net/(rx|tx)_mib_s"),
-)
-_LABELS = {"mem/used_mib": "host used", "proc/rss_mib": "run's processes (RSS)", "swap/used_mib": "swap used"}
-
-
 def system_panels(columns: Sequence[str]) -> list[Panel]:
-    """The system panels that have data among ``columns`` (``sys/...`` names), in :data:`SYSTEM_PANELS` order."""
-    panels = []
-    for key, title, unit, pattern in SYSTEM_PANELS:
-        found = {}
-        for column in sorted(columns, key=_natural):
-            match = re.fullmatch(pattern, column)
-            if match:
-                label = match.group(1) if match.groups() else column.removeprefix("sys/")
-                found[column] = _LABELS.get(label, label)
-        if found:
-            panels.append(Panel(key, title, unit, found))
-    return panels
+    """The system panels that have data among ``columns`` (``sys/...`` names), in the catalog's panel order: each
+    series goes to the panel its catalog row names, labelled as the row says."""
+    found: dict[str, dict[str, str]] = {}
+    for column in sorted(columns, key=_natural):
+        spec = catalog.spec_for(column)
+        if spec is not None and spec.panel:
+            found.setdefault(spec.panel, {})[column] = catalog.legend_label(column, spec)
+    return [Panel(panel.key, panel.title, panel.unit, found[panel.key]) for panel in catalog.PANELS
+            if panel.key in found]
 
 
 def _natural(text: str) -> list:

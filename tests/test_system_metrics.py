@@ -190,3 +190,32 @@ def test_sampling_with_heartbeats_disabled_is_stored_at_the_end(client, db, gpus
 def test_readme_lists_every_system_metric():
     readme = Path(__file__).parent.parent.joinpath("README.md").read_text()
     assert catalog.markdown_table() in readme
+
+
+def test_a_field_added_to_the_catalog_reaches_samples_series_rollups_and_a_panel(client, db, gpus, monkeypatch):
+    """The catalog drives everything: one row (and its NVML reader) and a new GPU field is sampled, stored in all
+    three tiers, summed up per GPU and over the GPUs, and drawn in its panel, with no other edit."""
+    from dashboard import figures
+    from sacred_gpu import schema, store
+    from sacred_gpu.sampling import gpu_collector
+
+    row = catalog.MetricSpec("sys/gpu{i}/sm_occupancy_pct", "%", "fast", "mean", "test reader", "SM occupancy",
+                             panel="gpu-occupancy", summary="occupancy_mean_pct", summarize="mean", total="mean")
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, row))
+    monkeypatch.setattr(catalog, "PANELS", (*catalog.PANELS, catalog.PanelSpec("gpu-occupancy", "SM occupancy", "%")))
+    monkeypatch.setitem(gpu_collector.READERS, "sm_occupancy_pct", lambda lib, handle: 30.0 + handle * 20)
+
+    run = run_experiment(lambda: time.sleep(0.4), observer_for(client, FakeNvml(gpus)),
+                         options={"--beat-interval": 0.1})
+    doc = db.runs.find_one({"_id": run._id})
+    reads = store.connect(client=client)
+    samples = reads.system(run._id)
+    assert set(samples["sys/gpu0/sm_occupancy_pct"].dropna()) == {30.0}
+    assert set(samples["sys/gpu1/sm_occupancy_pct"].dropna()) == {50.0}
+    series = reads.metrics(run._id, ["sys/gpu0/sm_occupancy_pct", "sys/gpu1/sm_occupancy_pct"], system=True)
+    assert len(series) >= 2 and set(series["value"]) == {30.0, 50.0}
+    assert [gpu["occupancy_mean_pct"] for gpu in doc["system"]["gpus"]] == [30.0, 50.0]
+    assert doc["system"]["gpu_occupancy_mean_pct"] == 40.0
+    panels = {panel.key: panel for panel in figures.system_panels(schema.series_names(doc)[1])}
+    assert panels["gpu-occupancy"].columns == {"sys/gpu0/sm_occupancy_pct": "gpu0", "sys/gpu1/sm_occupancy_pct": "gpu1"}
+    assert panels["gpu-occupancy"].title == "SM occupancy" and list(panels)[-1] == "gpu-occupancy"

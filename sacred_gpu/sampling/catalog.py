@@ -1,4 +1,9 @@
-"""Every system metric sacred-gpu samples: its name (units in the name), tier, source and window summary.
+"""Every system metric sacred-gpu samples, and everything the house knows of it: one row each.
+
+A row (:class:`MetricSpec`) gives a metric's name (units in the name), unit, tier, how a heartbeat window sums it
+up, its source and meaning, how it rolls up into the run's ``system`` summary, and the panel that draws it. The
+collectors, the windows, the run roll-ups, the board's panels and the README table are all driven by these rows:
+adding a GPU field is one row here plus its NVML reader (``gpu_collector.READERS``).
 
 Names are ``sys/<device>/<field>_<unit>``; ``{i}`` is the GPU's NVML index, ``{j}`` a MIG instance. No name has a
 ``.`` or a leading ``$``. The README table is generated from :data:`CATALOG` (``sacred-gpu metrics-table``).
@@ -8,14 +13,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 Tier = Literal["fast", "slow"]
 #: How the samples of one heartbeat window become one point: mean, max, last value, or bitwise OR (bit masks).
 Window = Literal["mean", "max", "last", "or"]
+#: How every sample of a run becomes one number of its ``system`` summary.
+Summary = Literal["mean", "max", "last"]
+#: How the per-GPU summaries of one field become one number for the run (``gpu_<summary name>``).
+Total = Literal["mean", "max", "sum"]
 
 PREFIX = "sys/"
+#: The template part naming a GPU; the rest of a GPU row's name is the field.
+GPU_TEMPLATE = "sys/gpu{i}/"
+MIG_TEMPLATE = "sys/gpu{i}/mig{j}/"
 
 
 @dataclass(frozen=True)
@@ -28,19 +39,67 @@ class MetricSpec:
     window: Window
     source: str
     description: str
+    #: the key of the panel (:data:`PANELS`) drawing it, if any, and its legend label there (default: the device,
+    #: ``gpu0`` or ``gpu0/mig1``, for GPU rows; the name without ``sys/`` for others)
+    panel: str | None = None
+    label: str | None = None
+    #: its field in the run's ``system`` summary (per GPU for a GPU row), how it is computed and scaled (``scale``
+    #: times the summed-up value), and how the GPUs' values are totalled into ``gpu_<summary>``
+    summary: str | None = None
+    summarize: Summary | None = None
+    scale: float = 1.0
+    total: Total | None = None
+
+    @property
+    def field(self) -> str:
+        """The name without its device part: ``util_pct`` for ``sys/gpu{i}/util_pct``, ``cpu/util_pct`` for a host
+        row."""
+        for template in (MIG_TEMPLATE, GPU_TEMPLATE, PREFIX):
+            if self.name.startswith(template):
+                return self.name.removeprefix(template)
+        return self.name
 
 
-def _gpu(field: str, unit: str, tier: Tier, window: Window, source: str, description: str) -> MetricSpec:
-    return MetricSpec(f"sys/gpu{{i}}/{field}", unit, tier, window, source, description)
+@dataclass(frozen=True)
+class PanelSpec:
+    """A system panel of the board: its key, title and unit."""
+
+    key: str
+    title: str
+    unit: str
+
+
+#: The board's system panels, in the order they are shown.
+PANELS: tuple[PanelSpec, ...] = (
+    PanelSpec("gpu-util", "GPU utilization", "%"),
+    PanelSpec("gpu-mem", "GPU memory used", "MiB"),
+    PanelSpec("gpu-power", "GPU power", "W"),
+    PanelSpec("gpu-temp", "GPU temperature", "°C"),
+    PanelSpec("cpu", "Host CPU (all cores)", "%"),
+    PanelSpec("proc-cpu", "CPU of the run's processes", "% of a core"),
+    PanelSpec("ram", "RAM", "MiB"),
+    PanelSpec("disk", "Disk I/O", "MiB/s"),
+    PanelSpec("net", "Network", "MiB/s"),
+)
+
+
+def _gpu(field: str, unit: str, tier: Tier, window: Window, source: str, description: str,
+         **drawn_and_summed: object) -> MetricSpec:
+    return MetricSpec(f"{GPU_TEMPLATE}{field}", unit, tier, window, source, description,
+                      **drawn_and_summed)  # type: ignore[arg-type]
 
 
 CATALOG: tuple[MetricSpec, ...] = (
-    _gpu("util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().gpu", "time a kernel was running"),
+    _gpu("util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().gpu", "time a kernel was running",
+         panel="gpu-util", summary="util_mean_pct", summarize="mean", total="mean"),
     _gpu("mem_util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().memory",
          "time device memory was read or written (bandwidth utilization)"),
-    _gpu("mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(v2).used", "memory used, all processes"),
-    _gpu("power_w", "W", "fast", "mean", "nvmlDeviceGetPowerUsage", "power draw"),
-    _gpu("energy_j", "J", "fast", "last", "nvmlDeviceGetTotalEnergyConsumption", "energy used since the run started"),
+    _gpu("mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(v2).used", "memory used, all processes",
+         panel="gpu-mem", summary="mem_peak_mib", summarize="max", total="max"),
+    _gpu("power_w", "W", "fast", "mean", "nvmlDeviceGetPowerUsage", "power draw", panel="gpu-power",
+         summary="power_mean_w", summarize="mean", total="sum"),
+    _gpu("energy_j", "J", "fast", "last", "nvmlDeviceGetTotalEnergyConsumption", "energy used since the run started",
+         summary="energy_wh", summarize="last", scale=1 / 3600, total="sum"),
     _gpu("sm_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(SM)", "streaming multiprocessor clock"),
     _gpu("mem_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(MEM)", "memory clock"),
     _gpu("throttle_reasons", "bitmask", "fast", "or", "nvmlDeviceGetCurrentClocksEventReasons",
@@ -48,7 +107,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _gpu("fan_pct", "%", "fast", "mean", "nvmlDeviceGetFanSpeed", "fan speed (absent on passively cooled GPUs)"),
     _gpu("mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(v2).total", "memory size"),
     _gpu("power_limit_w", "W", "slow", "last", "nvmlDeviceGetEnforcedPowerLimit", "enforced power limit"),
-    _gpu("temp_c", "°C", "slow", "max", "nvmlDeviceGetTemperature(GPU)", "GPU die temperature"),
+    _gpu("temp_c", "°C", "slow", "max", "nvmlDeviceGetTemperature(GPU)", "GPU die temperature", panel="gpu-temp",
+         summary="temp_max_c", summarize="max"),
     _gpu("pcie_tx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetPcieThroughput(TX)", "PCIe sent by the GPU"),
     _gpu("pcie_rx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetPcieThroughput(RX)", "PCIe received by the GPU"),
     _gpu("ecc_corrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(CORRECTED, VOLATILE)",
@@ -56,30 +116,40 @@ CATALOG: tuple[MetricSpec, ...] = (
     _gpu("ecc_uncorrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(UNCORRECTED, VOLATILE)",
          "uncorrected ECC errors since the driver loaded"),
     _gpu("proc_mem_mib", "MiB", "slow", "max", "nvmlDeviceGet{Compute,Graphics}RunningProcesses",
-         "memory used by the training process and its children (DataLoader workers)"),
+         "memory used by the training process and its children (DataLoader workers)", summary="proc_mem_peak_mib",
+         summarize="max"),
     MetricSpec("sys/gpu{i}/mig{j}/mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(MIG device)",
-               "memory used in a MIG instance"),
+               "memory used in a MIG instance", panel="gpu-mem"),
     MetricSpec("sys/gpu{i}/mig{j}/mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(MIG device)",
                "memory size of a MIG instance"),
-    MetricSpec("sys/cpu/util_pct", "%", "fast", "mean", "psutil.cpu_percent", "system CPU utilization, all cores"),
+    MetricSpec("sys/cpu/util_pct", "%", "fast", "mean", "psutil.cpu_percent", "system CPU utilization, all cores",
+               panel="cpu", summary="cpu_util_mean_pct", summarize="mean"),
     MetricSpec("sys/proc/cpu_pct", "% of a core", "fast", "mean", "psutil.Process.cpu_percent",
-               "CPU used by the training process and its children"),
+               "CPU used by the training process and its children", panel="proc-cpu", summary="proc_cpu_mean_pct",
+               summarize="mean"),
     MetricSpec("sys/proc/rss_mib", "MiB", "fast", "max", "psutil.Process.memory_info().rss",
-               "resident memory of the training process and its children"),
+               "resident memory of the training process and its children", panel="ram",
+               label="run's processes (RSS)", summary="proc_rss_peak_mib", summarize="max"),
     MetricSpec("sys/proc/threads", "threads", "fast", "max", "psutil.Process.num_threads",
                "threads of the training process and its children"),
     MetricSpec("sys/proc/count", "processes", "fast", "max", "psutil.Process.children",
                "the training process and its children"),
     MetricSpec("sys/mem/used_mib", "MiB", "fast", "max", "psutil.virtual_memory / cgroup memory.current",
-               "RAM used (the container's, where a cgroup limit applies)"),
+               "RAM used (the container's, where a cgroup limit applies)", panel="ram", label="host used",
+               summary="mem_used_peak_mib", summarize="max"),
     MetricSpec("sys/mem/available_mib", "MiB", "fast", "mean", "psutil.virtual_memory / cgroup memory.max",
                "RAM available (to the container, where a cgroup limit applies)"),
     MetricSpec("sys/mem/used_pct", "%", "fast", "max", "psutil.virtual_memory / cgroup", "RAM used, % of the limit"),
-    MetricSpec("sys/swap/used_mib", "MiB", "fast", "max", "psutil.swap_memory", "swap used"),
-    MetricSpec("sys/disk/read_mib_s", "MiB/s", "fast", "mean", "psutil.disk_io_counters", "disk reads, all disks"),
-    MetricSpec("sys/disk/write_mib_s", "MiB/s", "fast", "mean", "psutil.disk_io_counters", "disk writes, all disks"),
-    MetricSpec("sys/net/rx_mib_s", "MiB/s", "fast", "mean", "psutil.net_io_counters", "network received"),
-    MetricSpec("sys/net/tx_mib_s", "MiB/s", "fast", "mean", "psutil.net_io_counters", "network sent"),
+    MetricSpec("sys/swap/used_mib", "MiB", "fast", "max", "psutil.swap_memory", "swap used", panel="ram",
+               label="swap used"),
+    MetricSpec("sys/disk/read_mib_s", "MiB/s", "fast", "mean", "psutil.disk_io_counters", "disk reads, all disks",
+               panel="disk", label="read"),
+    MetricSpec("sys/disk/write_mib_s", "MiB/s", "fast", "mean", "psutil.disk_io_counters", "disk writes, all disks",
+               panel="disk", label="write"),
+    MetricSpec("sys/net/rx_mib_s", "MiB/s", "fast", "mean", "psutil.net_io_counters", "network received",
+               panel="net", label="rx"),
+    MetricSpec("sys/net/tx_mib_s", "MiB/s", "fast", "mean", "psutil.net_io_counters", "network sent", panel="net",
+               label="tx"),
     MetricSpec("sys/disk/workdir_used_pct", "%", "slow", "last", "psutil.disk_usage(cwd)",
                "disk usage of the working directory's file system"),
     MetricSpec("sys/disk/workdir_free_gib", "GiB", "slow", "last", "psutil.disk_usage(cwd)",
@@ -88,19 +158,49 @@ CATALOG: tuple[MetricSpec, ...] = (
 
 
 def _pattern(template: str) -> re.Pattern[str]:
-    return re.compile("^" + re.escape(template).replace(r"\{i\}", r"\d+").replace(r"\{j\}", r"\d+") + "$")
+    return re.compile("^" + re.escape(template).replace(r"\{i\}", r"(\d+)").replace(r"\{j\}", r"(\d+)") + "$")
 
 
-_PATTERNS = tuple((_pattern(spec.name), spec) for spec in CATALOG)
+_index: tuple[tuple[MetricSpec, ...], list[tuple[re.Pattern[str], MetricSpec]], dict[str, tuple]] | None = None
 
 
-@lru_cache(maxsize=4096)
+def match(name: str) -> tuple[MetricSpec, tuple[int, ...]] | None:
+    """The row a concrete metric name belongs to, with its GPU (and MIG) indices: ``sys/gpu1/util_pct`` ->
+    (the ``util_pct`` row, (1,)); ``None`` for a name of no row. Follows :data:`CATALOG` as it is now."""
+    global _index
+    if _index is None or _index[0] is not CATALOG:
+        _index = (CATALOG, [(_pattern(spec.name), spec) for spec in CATALOG], {})
+    _, patterns, found = _index
+    if name not in found:
+        found[name] = next(((spec, tuple(int(i) for i in hit.groups())) for pattern, spec in patterns
+                            if (hit := pattern.match(name))), None)
+    return found[name]
+
+
 def spec_for(name: str) -> MetricSpec | None:
-    """The catalog entry a concrete metric name (``sys/gpu1/util_pct``) belongs to, or ``None``."""
-    for pattern, spec in _PATTERNS:
-        if pattern.match(name):
-            return spec
-    return None
+    """The catalog row a concrete metric name (``sys/gpu1/util_pct``) belongs to, or ``None``."""
+    hit = match(name)
+    return hit[0] if hit else None
+
+
+def gpu_specs() -> list[MetricSpec]:
+    """The rows of whole GPUs (``sys/gpu{i}/<field>``), in catalog order."""
+    return [spec for spec in CATALOG if spec.name.startswith(GPU_TEMPLATE) and "{j}" not in spec.name]
+
+
+def mig_specs() -> list[MetricSpec]:
+    """The rows of MIG instances (``sys/gpu{i}/mig{j}/<field>``), in catalog order."""
+    return [spec for spec in CATALOG if spec.name.startswith(MIG_TEMPLATE)]
+
+
+def legend_label(name: str, spec: MetricSpec) -> str:
+    """How a concrete series is labelled in its panel: the row's label, else its device (``gpu0``, ``gpu0/mig1``)
+    for a GPU row, else the name without ``sys/``."""
+    if spec.label:
+        return spec.label
+    if spec.name.startswith(GPU_TEMPLATE):
+        return name.removeprefix(PREFIX).removesuffix("/" + spec.field)
+    return name.removeprefix(PREFIX)
 
 
 def markdown_table() -> str:

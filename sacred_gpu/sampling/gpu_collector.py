@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sacred_gpu.sampling import catalog
 from sacred_gpu.sampling.gpu import MIB, Nvml, _text, capability, visible_indices
 
 logger = logging.getLogger(__name__)
@@ -48,32 +49,36 @@ def _clocks_event_reasons(lib: Any, handle: Any) -> int:
     return lib.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
 
 
-#: (field, tier, reader) for whole GPUs. Readers return the value in the unit of the field's name.
-GPU_FIELDS: tuple[tuple[str, str, Reader], ...] = (
-    ("util_pct", "fast", lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).gpu),
-    ("mem_util_pct", "fast", lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).memory),
-    ("mem_used_mib", "fast", lambda lib, h: _memory(lib, h).used / MIB),
-    ("power_w", "fast", lambda lib, h: lib.nvmlDeviceGetPowerUsage(h) / 1000),
-    ("energy_j", "fast", lambda lib, h: lib.nvmlDeviceGetTotalEnergyConsumption(h) / 1000),
-    ("sm_clock_mhz", "fast", lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_SM)),
-    ("mem_clock_mhz", "fast", lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_MEM)),
-    ("throttle_reasons", "fast", _clocks_event_reasons),
-    ("fan_pct", "fast", lambda lib, h: lib.nvmlDeviceGetFanSpeed(h)),
-    ("mem_total_mib", "slow", lambda lib, h: _memory(lib, h).total / MIB),
-    ("power_limit_w", "slow", lambda lib, h: lib.nvmlDeviceGetEnforcedPowerLimit(h) / 1000),
-    ("temp_c", "slow", lambda lib, h: lib.nvmlDeviceGetTemperature(h, lib.NVML_TEMPERATURE_GPU)),
-    ("pcie_tx_mib_s", "slow", lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_TX_BYTES) / 1024),
-    ("pcie_rx_mib_s", "slow", lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_RX_BYTES) / 1024),
-    ("ecc_corrected", "slow", lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
-        h, lib.NVML_MEMORY_ERROR_TYPE_CORRECTED, lib.NVML_VOLATILE_ECC)),
-    ("ecc_uncorrected", "slow", lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
-        h, lib.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, lib.NVML_VOLATILE_ECC)),
-)
-
-MIG_FIELDS: tuple[tuple[str, str, Reader], ...] = (
-    ("mem_used_mib", "fast", lambda lib, h: _memory(lib, h).used / MIB),
-    ("mem_total_mib", "slow", lambda lib, h: _memory(lib, h).total / MIB),
-)
+#: How each field of a whole GPU is read (its row in :mod:`.catalog` says its tier, unit and the rest); readers
+#: return the value in the unit of the field's name. A catalog row without a reader here is not sampled;
+#: ``proc_mem_mib`` is read by :meth:`GpuCollector._process_memory`.
+READERS: dict[str, Reader] = {
+    "util_pct": lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).gpu,
+    "mem_util_pct": lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).memory,
+    "mem_used_mib": lambda lib, h: _memory(lib, h).used / MIB,
+    "power_w": lambda lib, h: lib.nvmlDeviceGetPowerUsage(h) / 1000,
+    "energy_j": lambda lib, h: lib.nvmlDeviceGetTotalEnergyConsumption(h) / 1000,
+    "sm_clock_mhz": lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_SM),
+    "mem_clock_mhz": lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_MEM),
+    "throttle_reasons": _clocks_event_reasons,
+    "fan_pct": lambda lib, h: lib.nvmlDeviceGetFanSpeed(h),
+    "mem_total_mib": lambda lib, h: _memory(lib, h).total / MIB,
+    "power_limit_w": lambda lib, h: lib.nvmlDeviceGetEnforcedPowerLimit(h) / 1000,
+    "temp_c": lambda lib, h: lib.nvmlDeviceGetTemperature(h, lib.NVML_TEMPERATURE_GPU),
+    "pcie_tx_mib_s": lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_TX_BYTES) / 1024,
+    "pcie_rx_mib_s": lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_RX_BYTES) / 1024,
+    "ecc_corrected": lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
+        h, lib.NVML_MEMORY_ERROR_TYPE_CORRECTED, lib.NVML_VOLATILE_ECC),
+    "ecc_uncorrected": lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
+        h, lib.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, lib.NVML_VOLATILE_ECC),
+}
+#: How each field of a MIG instance is read.
+MIG_READERS: dict[str, Reader] = {
+    "mem_used_mib": lambda lib, h: _memory(lib, h).used / MIB,
+    "mem_total_mib": lambda lib, h: _memory(lib, h).total / MIB,
+}
+#: The catalog field read from the running-process lists (needs the process tree's PIDs).
+PROCESS_MEMORY = "proc_mem_mib"
 
 
 @dataclass
@@ -115,31 +120,32 @@ class GpuCollector:
         for index in visible:
             if handles[index] is None:
                 continue
-            gpu = self._probe(_Device(f"sys/gpu{index}/", handles[index]), GPU_FIELDS)
+            gpu = self._probe(_Device(f"sys/gpu{index}/", handles[index]), catalog.gpu_specs(), READERS)
             self.devices.append(gpu)
             for position, mig_handle in enumerate(self._mig_handles(handles[index])):
                 self.devices.append(self._probe(_Device(f"sys/gpu{index}/mig{position}/", mig_handle, is_gpu=False),
-                                                MIG_FIELDS))
+                                                catalog.mig_specs(), MIG_READERS))
         if not self.devices:
             logger.info("No visible GPU (CUDA_VISIBLE_DEVICES=%r): host metrics only",
                         os.environ.get("CUDA_VISIBLE_DEVICES"))
 
-    def _probe(self, device: _Device, fields: tuple[tuple[str, str, Reader], ...]) -> _Device:
+    def _probe(self, device: _Device, specs: list[catalog.MetricSpec], readers: dict[str, Reader]) -> _Device:
+        """Keep, in its catalog tier, each field of ``specs`` the device answers."""
         lib = self._nvml.lib  # type: ignore[union-attr]
-        for name, tier, reader in fields:
+        for spec in specs:
+            if spec.field == PROCESS_MEMORY and device.is_gpu:
+                reader: Reader | None = lambda lib, h: self._process_memory(h)  # noqa: E731
+            else:
+                reader = readers.get(spec.field)
+            if reader is None:
+                continue
             try:
                 value = reader(lib, device.handle)
-            except Exception:  # noqa: BLE001 - any failure of the binding: this field is left out on this device
-                continue
-            if name == "energy_j":
+            except Exception:  # noqa: BLE001 - any failure of the binding (e.g. NVMLLibraryMismatchError on a
+                continue  # driver without the _v3 calls): this field is left out on this device
+            if spec.field == "energy_j":
                 device.energy_base = value
-            device.fields[tier].append((name, reader))
-        if device.is_gpu:
-            try:
-                self._process_memory(device.handle)
-                device.fields["slow"].append(("proc_mem_mib", lambda lib, h: self._process_memory(h)))
-            except Exception:  # noqa: BLE001 - e.g. NVMLLibraryMismatchError: a driver without the _v3 calls
-                pass
+            device.fields[spec.tier].append((spec.field, reader))
         return device
 
     def _mig_handles(self, handle: Any) -> list[Any]:

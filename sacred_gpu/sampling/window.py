@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sacred_gpu.sampling.catalog import spec_for
+from sacred_gpu.sampling.catalog import MetricSpec, match, spec_for
 from sacred_gpu.sampling.sampler import Sample
 
 #: Points a system series holds before windows start to be merged; a series never exceeds twice this
@@ -85,9 +84,6 @@ class SeriesThinner:
         return points
 
 
-_GPU_FIELD = re.compile(r"^sys/gpu(\d+)/([a-z_]+)$")
-
-
 class Rollups:
     """Run-level summaries kept current from every sample: peaks, means, energy. Stored in the run document."""
 
@@ -112,49 +108,46 @@ class Rollups:
         return self._sum[name] / self._count[name] if self._count.get(name) else None
 
     def document(self) -> dict[str, Any]:
-        """The ``system`` field of the run document; keys without data are left out (never None or NaN)."""
+        """The ``system`` field of the run document, from the catalog rows that have a ``summary``: per GPU
+        (``gpus``), their totals (``gpu_<summary>``) and the host's; keys without data are left out (never None or
+        NaN)."""
         gpus: dict[int, dict[str, Any]] = {}
+        host: dict[str, float] = {}
+        totals: dict[str, tuple[str, list[float]]] = {}
         for name in self._count:
-            match = _GPU_FIELD.match(name)
-            if match:
-                gpus.setdefault(int(match[1]), {"index": int(match[1])})
-        for index, gpu in sorted(gpus.items()):
-            prefix = f"sys/gpu{index}/"
+            hit = match(name)
+            if hit is None:
+                continue
+            spec, indices = hit
+            if len(indices) == 1:  # a whole GPU's field (MIG instances have no summary of their own)
+                gpus.setdefault(indices[0], {"index": indices[0]})
+            value = self._summary(name, spec)
+            if value is None:
+                continue
+            if len(indices) == 1:
+                gpus[indices[0]][spec.summary] = round(value, 3)
+                if spec.total:
+                    totals.setdefault(f"gpu_{spec.summary}", (spec.total, []))[1].append(value)
+            elif not indices:
+                host[spec.summary] = round(value, 3)  # type: ignore[index]
+        for index, gpu in gpus.items():
             if index in self.gpu_names:
                 gpu["name"] = self.gpu_names[index]
-            candidates = {
-                "mem_peak_mib": self._max.get(prefix + "mem_used_mib"),
-                "util_mean_pct": self._mean(prefix + "util_pct"),
-                "power_mean_w": self._mean(prefix + "power_w"),
-                "energy_wh": None if prefix + "energy_j" not in self._last else self._last[prefix + "energy_j"] / 3600,
-                "temp_max_c": self._max.get(prefix + "temp_c"),
-                "proc_mem_peak_mib": self._max.get(prefix + "proc_mem_mib"),
-            }
-            gpu.update({k: round(v, 3) for k, v in candidates.items() if v is not None})
         per_gpu = [gpus[i] for i in sorted(gpus)]
         doc: dict[str, Any] = {"samples": self.samples, "gpu_count": len(per_gpu), "gpus": per_gpu}
         names = Counter(g["name"] for g in per_gpu if "name" in g)
         if names:
             doc["gpu_model"] = names.most_common(1)[0][0]
-        totals = {
-            "gpu_mem_peak_mib": max((g["mem_peak_mib"] for g in per_gpu if "mem_peak_mib" in g), default=None),
-            "gpu_util_mean_pct": _average(g.get("util_mean_pct") for g in per_gpu),
-            "gpu_energy_wh": _total(g.get("energy_wh") for g in per_gpu),
-            "gpu_power_mean_w": _total(g.get("power_mean_w") for g in per_gpu),
-            "proc_rss_peak_mib": self._max.get("sys/proc/rss_mib"),
-            "proc_cpu_mean_pct": self._mean("sys/proc/cpu_pct"),
-            "cpu_util_mean_pct": self._mean("sys/cpu/util_pct"),
-            "mem_used_peak_mib": self._max.get("sys/mem/used_mib"),
-        }
-        doc.update({k: round(v, 3) for k, v in totals.items() if v is not None})
+        for key, (rule, values) in totals.items():
+            total = max(values) if rule == "max" else sum(values) / len(values) if rule == "mean" else sum(values)
+            doc[key] = round(total, 3)
+        doc.update(host)
         return doc
 
-
-def _average(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None
-
-
-def _total(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) if present else None
+    def _summary(self, name: str, spec: MetricSpec) -> float | None:
+        """Series ``name`` summed up over the run as its catalog row says (``None``: the row has no summary)."""
+        if not spec.summary or name not in self._count:
+            return None
+        rule = spec.summarize or "mean"
+        value = self._max.get(name) if rule == "max" else self._last.get(name) if rule == "last" else self._mean(name)
+        return None if value is None else value * spec.scale
