@@ -62,7 +62,7 @@ from dashboard import columns as cols  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from dashboard.board import Board  # noqa: E402
 from dashboard.pages import runs as runs_page  # noqa: E402
-from sacred_gpu import codec, connection, schema  # noqa: E402
+from sacred_gpu import connection, schema  # noqa: E402
 from sacred_gpu.store import MetricColumn, RunStore, connect  # noqa: E402
 
 METRICS = ("loss", "val_loss", "acc", "val_acc", "lr")
@@ -110,7 +110,7 @@ def _rollups(rng: random.Random, steps: int) -> dict[str, dict[str, Any]]:
             first = high = rng.choice((0.1, 0.01, 0.003, 0.001))
             last = low = first * 0.01
         mean = (low + high) / 2
-        rollups[codec.rollup_key(name)] = {"count": steps, "sum": mean * steps, "mean": mean, "first": first,
+        rollups[schema.rollup_key(name)] = {"count": steps, "sum": mean * steps, "mean": mean, "first": first,
                                            "first_step": 0, "last": last, "last_step": steps - 1, "min": low,
                                            "min_step": rng.randrange(steps), "max": high,
                                            "max_step": rng.randrange(steps)}

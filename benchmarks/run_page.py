@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.month_run import FakeClock, simulated_monitor  # noqa: E402
 from dashboard import figures, plots  # noqa: E402
 from dashboard.board import Board  # noqa: E402
-from sacred_gpu import codec, connection, schema  # noqa: E402
+from sacred_gpu import connection, schema  # noqa: E402
 from sacred_gpu.series import MetricSeries  # noqa: E402
 from sacred_gpu.store import connect  # noqa: E402
 from sacred_gpu.writer import MongoWriter  # noqa: E402
@@ -131,7 +131,7 @@ def build(points: int, hours: float, beat: int) -> tuple[Any, int]:
     for name, count in (("loss", points), ("val_loss", points // 1000), ("lr", points // 1000)):
         ref, rollup = write_metric(writer, run_id, name, count, seconds, beat, seq)
         refs.append(ref)
-        rollups[codec.rollup_key(name)] = rollup
+        rollups[schema.rollup_key(name)] = rollup
     system_refs, system = write_system(writer, run_id, seconds, beat)
     stop = START + dt.timedelta(seconds=seconds)
     writer.update_run(run_id, {"status": schema.COMPLETED, "stop_time": stop, "heartbeat": stop,

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from tsdownsample import MinMaxLTTBDownsampler
 
-from sacred_gpu.sampling import catalog
+from sacred_gpu.schema import catalog
 
 #: Most points one trace sends to the browser.
 MAX_POINTS = 5_000

@@ -24,7 +24,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.board import Board, run_key
-from sacred_gpu import codec, schema
+from sacred_gpu import schema
 from sacred_gpu.read_errors import ReadError
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
             "start": start.isoformat() if start else None,
             "stop": stop.isoformat() if stop else None, "samples": system.get("samples"),
             "metric_names": user, "system_names": sorted(system_names),
-            "rollups": {name: {field: value for field, value in (codec.find_rollup(rollups, name, user) or {}).items()
+            "rollups": {name: {field: value for field, value in (schema.find_rollup(rollups, name, user) or {}).items()
                                if field in ("count", "first_step", "last_step")} for name in user}}
 
 

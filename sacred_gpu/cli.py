@@ -74,7 +74,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _metrics_table(args: argparse.Namespace) -> int:
-    from sacred_gpu.sampling.catalog import markdown_table
+    from sacred_gpu.schema.catalog import markdown_table
 
     sys.stdout.write(markdown_table() + "\n")
     return 0

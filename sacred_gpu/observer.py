@@ -23,7 +23,7 @@ from sacred.dependencies import get_digest
 from sacred.observers.base import RunObserver
 from sacred.utils import ObserverError
 
-from sacred_gpu import codec, connection, errors, schema
+from sacred_gpu import connection, errors, schema
 from sacred_gpu.gc_freeze import GcFreeze
 from sacred_gpu.journal import Journal, default_spool
 from sacred_gpu.own_lines import OwnLines
@@ -194,11 +194,11 @@ class GpuMongoObserver(RunObserver):
         recorder = self.recorder
         if self._not_recording("an update of the run document"):
             return
-        fields, large = codec.stub_large_values(fields, codec.STUB_BUDGET - self._doc_bytes, seed=self._stub_seed)
+        fields, large = schema.stub_large_values(fields, schema.STUB_BUDGET - self._doc_bytes, seed=self._stub_seed)
         self._submit_moved([(value, recorder.journal.spool_bytes(value.data, ".bson")) for value in large])
         self._submit("update_run", fields=fields)
 
-    def _submit_moved(self, moved: list[tuple[codec.LargeValue, str]]) -> None:
+    def _submit_moved(self, moved: list[tuple[schema.LargeValue, str]]) -> None:
         """Submit the upload of each moved value (spooled) not uploaded before."""
         for value, spooled in moved:
             if value.file_id not in self._moved:
@@ -255,7 +255,7 @@ class GpuMongoObserver(RunObserver):
 
     def _movable(self, doc: dict[str, Any], journal: Journal) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
         """The run document with values past half of MongoDB's 16 MB moved out (spooled for upload), and them."""
-        stubbed, large = codec.stub_large_values(doc, codec.STUB_BUDGET // 2, seed=self._stub_seed)
+        stubbed, large = schema.stub_large_values(doc, schema.STUB_BUDGET // 2, seed=self._stub_seed)
         try:
             moved = [(value, journal.spool_bytes(value.data, ".bson")) for value in large]
         except OSError as exc:  # MongoDB refuses the whole document then: it is quarantined at sync, not lost

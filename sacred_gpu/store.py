@@ -16,7 +16,7 @@ from typing import Any
 import gridfs
 import pandas as pd
 
-from sacred_gpu import codec, connection, schema
+from sacred_gpu import connection, schema
 from sacred_gpu.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
 from sacred_gpu.read_errors import BadQuery, NotFound, translated
 from sacred_gpu.series_reads import SeriesReads
@@ -91,8 +91,8 @@ def _rollup_request(metrics: Mapping[str, str | Iterable[str]] | None) -> list[t
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if codec.is_stub(value):  # a value moved to GridFS: one cell saying so, not the stub's fields
-        out[prefix] = codec.stub_label(value)
+    if schema.is_stub(value):  # a value moved to GridFS: one cell saying so, not the stub's fields
+        out[prefix] = schema.stub_label(value)
     elif isinstance(value, dict) and value and not any(key.startswith("py/") for key in value):
         for key, item in value.items():
             _flatten(f"{prefix}.{key}", item, out)
@@ -101,10 +101,10 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def _rollup_fields(name: str) -> list[str]:
-    """Fields of ``metric_rollups`` that may hold metric ``name``'s roll-ups: its :func:`codec.rollup_key`, and the
+    """Fields of ``metric_rollups`` that may hold metric ``name``'s roll-ups: its :func:`schema.rollup_key`, and the
     older :func:`schema.bson_key` form where that differs (runs recorded before roll-up keys were unambiguous)."""
-    legacy = codec.legacy_rollup_key(name)
-    return [codec.rollup_key(name)] + ([legacy] if legacy is not None else [])
+    legacy = schema.legacy_rollup_key(name)
+    return [schema.rollup_key(name)] + ([legacy] if legacy is not None else [])
 
 
 #: Runs whose roll-ups must be aggregated from their series: written by Sacred's own observer (ours store them).
@@ -228,7 +228,7 @@ class RunStore(SeriesReads):
         if rollup in ROLLUPS and metric and metric.split(".")[0] not in PREFIXES:
             # runs recorded before roll-up keys were unambiguous, with ``%``, ``.`` or a leading ``$`` in this
             # metric's name, sort as runs without a value (filters and the table's cells do read their old keys)
-            return f"{schema.METRIC_ROLLUPS_FIELD}.{codec.rollup_key(metric)}.{rollup}", direction
+            return f"{schema.METRIC_ROLLUPS_FIELD}.{schema.rollup_key(metric)}.{rollup}", direction
         if "$" in name:
             raise BadQuery(f"invalid sort column {name!r}")
         return name, direction
@@ -246,26 +246,26 @@ class RunStore(SeriesReads):
 
     @staticmethod
     def _stored_condition(condition: MetricCondition) -> dict:
-        """A metric condition on the stored roll-up: under :func:`codec.rollup_key`, or, as
-        :func:`codec.find_rollup` reads them, under the old key of runs recorded before it."""
-        field = f"{schema.METRIC_ROLLUPS_FIELD}.{codec.rollup_key(condition.name)}"
+        """A metric condition on the stored roll-up: under :func:`schema.rollup_key`, or, as
+        :func:`schema.find_rollup` reads them, under the old key of runs recorded before it."""
+        field = f"{schema.METRIC_ROLLUPS_FIELD}.{schema.rollup_key(condition.name)}"
         stored = {f"{field}.{condition.rollup}": {condition.op: condition.value}}
-        legacy = codec.legacy_rollup_key(condition.name)
+        legacy = schema.legacy_rollup_key(condition.name)
         if legacy is None:
             return stored
         old = [{field: {"$exists": False}},
                {f"{schema.METRIC_ROLLUPS_FIELD}.{legacy}.{condition.rollup}": {condition.op: condition.value}},
                {"info.metrics.name": condition.name}]
-        owner = codec.legacy_owner(legacy)
+        owner = schema.legacy_owner(legacy)
         if owner is not None:
             old.append({"info.metrics.name": {"$ne": owner}})
         return {"$or": [stored, {"$and": old}]}
 
     def _legacy_metric_names(self, docs: list[dict], wanted: list[tuple[str, str]]) -> dict[Any, list[str]]:
         """The metric names (``info.metrics``) of the runs in ``docs`` whose roll-ups of a ``wanted`` metric are
-        only under its old key: :func:`codec.find_rollup` needs them to tell an old run from a newer one."""
-        pairs = [(codec.rollup_key(name), legacy) for name, _ in wanted
-                 if (legacy := codec.legacy_rollup_key(name)) is not None]
+        only under its old key: :func:`schema.find_rollup` needs them to tell an old run from a newer one."""
+        pairs = [(schema.rollup_key(name), legacy) for name, _ in wanted
+                 if (legacy := schema.legacy_rollup_key(name)) is not None]
 
         def only_old(rollups: Any) -> bool:
             return isinstance(rollups, dict) and any(key not in rollups and old in rollups for key, old in pairs)
@@ -330,7 +330,7 @@ class RunStore(SeriesReads):
             "tags": list(omniboard.get("tags") or []),
             "notes": omniboard.get("notes") if omniboard.get("notes") is not None else
             (doc.get("meta") or {}).get("comment"),
-            "result": codec.label_stubs(doc.get("result")),
+            "result": schema.label_stubs(doc.get("result")),
         }
         config: dict[str, Any] = {}
         _flatten("config", doc.get("config") or {}, config)
@@ -338,13 +338,13 @@ class RunStore(SeriesReads):
         stored = doc.get(schema.METRIC_ROLLUPS_FIELD)
         names = set(names)
         for name, rollup in wanted:
-            source = codec.find_rollup(stored, name, names) if stored is not None else stock.get(name)
+            source = schema.find_rollup(stored, name, names) if stored is not None else stock.get(name)
             row[f"{name}.{rollup}"] = (source or {}).get(rollup)
         for path in columns:
             value: Any = doc
             for part in path.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
-            row[path] = codec.label_stubs(value)
+            row[path] = schema.label_stubs(value)
         return row
 
     # -- one run --------------------------------------------------------------------------------------------------
@@ -352,11 +352,11 @@ class RunStore(SeriesReads):
         """The run document, whole or only ``fields`` (dotted paths). Raises ``NotFound`` (a ``KeyError``) if there is no such run.
 
         Values the observer moved to GridFS because the document would have passed MongoDB's 16 MB limit (stubs,
-        see :func:`codec.stub_large_values`) are read back in place; ``resolve=False`` leaves the stubs."""
+        see :func:`schema.stub_large_values`) are read back in place; ``resolve=False`` leaves the stubs."""
         doc = self._runs.find_one({"_id": run_id}, dict.fromkeys(fields, 1) if fields is not None else None)
         if doc is None:
             raise NotFound(f"no run {run_id!r}")
-        return codec.resolve_stubs(doc, self._read_file) if resolve else doc
+        return schema.resolve_stubs(doc, self._read_file) if resolve else doc
 
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``NotFound`` (a ``KeyError``) if it has none by that name."""

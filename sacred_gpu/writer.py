@@ -24,7 +24,7 @@ import pymongo
 from bson import ObjectId
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, WriteError
 
-from sacred_gpu import codec, connection, errors, schema
+from sacred_gpu import connection, errors, schema
 from sacred_gpu.connection import is_mongomock
 from sacred_gpu.errors import RecordRefused
 
@@ -174,7 +174,7 @@ class MongoWriter:
             if not errors.refused_field_names(exc):
                 raise
             self._say_keys_rewritten(exc)
-            rewritten = {name: codec.sacred_keys(value) for name, value in fields.items()}  # our paths kept
+            rewritten = {name: schema.sacred_keys(value) for name, value in fields.items()}  # our paths kept
             matched = self.runs.update_one({"_id": run_id}, {"$set": rewritten}).matched_count
         if matched == 0:
             raise RecordRefused(f"run {run_id!r} has no document in {self.collections.runs}")
@@ -187,7 +187,7 @@ class MongoWriter:
             if isinstance(exc, DuplicateKeyError) or not errors.refused_field_names(exc):
                 raise
             self._say_keys_rewritten(exc)
-            self.runs.insert_one(codec.sacred_keys(doc))
+            self.runs.insert_one(schema.sacred_keys(doc))
 
     def _say_keys_rewritten(self, exc: BaseException) -> None:
         level = logging.DEBUG if self._keys_rewritten else logging.WARNING
@@ -301,8 +301,8 @@ class MongoWriter:
                     return
                 self._upload_once(rec, rec["path"], path, progress)
             return
-        if rec["kind"] == "value":  # a value moved out of the run document (see codec.stub_large_values)
-            filename = codec.stub_filename(self.collections.runs, run_id, rec["name"])
+        if rec["kind"] == "value":  # a value moved out of the run document (see schema.stub_large_values)
+            filename = schema.stub_filename(self.collections.runs, run_id, rec["name"])
         else:
             filename = schema.artifact_filename(self.collections.runs, run_id, rec["name"])
         self._upload_once(rec, filename, path, progress)
@@ -362,7 +362,7 @@ class MongoWriter:
         files = self.database[f"{schema.GRIDFS_BUCKET}.files"]
         doomed = [a["file_id"] for run in runs for a in run.get("artifacts", [])]
         for run_id in ids:  # values moved out of the run document
-            prefix = re.escape(codec.stub_filename(self.collections.runs, run_id, ""))
+            prefix = re.escape(schema.stub_filename(self.collections.runs, run_id, ""))
             doomed += [f["_id"] for f in files.find({"filename": {"$regex": f"^{prefix}"}}, {"_id": 1})]
         for run in runs:
             for _, file_id in run.get("experiment", {}).get("sources", []):

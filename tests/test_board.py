@@ -99,7 +99,7 @@ def test_metric_and_custom_columns_are_saved_where_omniboard_reads_them(board, d
         {"name": "host.hostname", "config_path": "host.hostname"}]
     row = runs.page_rows(board, request(), "", cols.spec(settings))["rowData"][-1]
     assert row["loss.min"] == 0.4 and row["acc.max_step"] == 2 and row["host.hostname"] == row["host"]
-    keep = [f"m:loss\x1fmin", "c:host.hostname"]
+    keep = ["m:loss\x1fmin", "c:host.hostname"]
     settings, _ = runs.change_columns(board, runs.EXTRA, None, None, None, keep, None, [])
     assert [c.key for c in settings.metric_columns] == ["loss.min"] and len(settings.custom_columns) == 1
 

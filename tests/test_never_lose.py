@@ -21,7 +21,6 @@ from sacred_gpu.recorder import Recorder, private_fallback
 from sacred_gpu.sampling.fake_nvml import FakeNvml
 from sacred_gpu.store import RunStore
 from sacred_gpu.sync import sync_spool
-
 from tests.support.fault_matrix import FullDisk
 
 from .conftest import run_experiment

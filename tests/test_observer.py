@@ -6,7 +6,6 @@ import datetime as dt
 import gc
 import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 

@@ -20,8 +20,18 @@ import gridfs
 import pymongo
 import pytest
 from pymongo import ReturnDocument, WriteConcern
-from pymongo.errors import (AutoReconnect, BulkWriteError, CollectionInvalid, ConnectionFailure, DuplicateKeyError,
-                            NotPrimaryError, OperationFailure, PyMongoError, ServerSelectionTimeoutError, WriteError)
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    CollectionInvalid,
+    ConnectionFailure,
+    DuplicateKeyError,
+    NotPrimaryError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WriteError,
+)
 
 from tests.support.mongo_commands import MAX_BSON_SIZE
 from tests.support.wire_protocol import CHECKSUM_PRESENT, OP_MSG, decode_op_msg, encode_op_msg

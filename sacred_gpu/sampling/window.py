@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sacred_gpu.sampling.catalog import MetricSpec, match, spec_for
 from sacred_gpu.sampling.sampler import Sample
+from sacred_gpu.schema.catalog import MetricSpec, match, spec_for
 
 #: Points a system series holds before windows start to be merged; a series never exceeds twice this
 #: (200 000 points of step, value and time: about 9 MB, under MongoDB's 16 MB document limit).
