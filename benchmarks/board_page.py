@@ -63,7 +63,7 @@ from dashboard.app import create_app  # noqa: E402
 from dashboard.board import Board  # noqa: E402
 from dashboard.pages import runs as runs_page  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
-from sacred_gpu.store import MetricColumn, RunStore, connect  # noqa: E402
+from sacred_gpu.read import MetricColumn, RunStore, connect  # noqa: E402
 
 METRICS = ("loss", "val_loss", "acc", "val_acc", "lr")
 COLUMNS = (MetricColumn("val_loss", "min"), MetricColumn("val_acc", "max"), MetricColumn("loss", "last"))

@@ -25,7 +25,7 @@ import mongomock
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.run_page import write_metric  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
-from sacred_gpu.store import RunStore  # noqa: E402
+from sacred_gpu.read.store import RunStore  # noqa: E402
 from sacred_gpu.writer import MongoWriter  # noqa: E402
 
 BATCH = 50_000  # points a heartbeat (1 s)

@@ -47,8 +47,8 @@ from benchmarks.month_run import FakeClock, simulated_monitor  # noqa: E402
 from dashboard import figures, plots  # noqa: E402
 from dashboard.board import Board  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
+from sacred_gpu.read.store import connect  # noqa: E402
 from sacred_gpu.series import MetricSeries  # noqa: E402
-from sacred_gpu.store import connect  # noqa: E402
 from sacred_gpu.writer import MongoWriter  # noqa: E402
 
 START = dt.datetime(2026, 1, 1)

@@ -28,7 +28,7 @@ import mongomock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sacred_gpu import connection, schema  # noqa: E402
-from sacred_gpu.store import connect  # noqa: E402
+from sacred_gpu.read.store import connect  # noqa: E402
 
 METRICS = ("loss", "val_loss", "acc", "val_acc", "lr")
 COLUMNS = {"val_loss": "min", "val_acc": "max", "loss": "last"}

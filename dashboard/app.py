@@ -16,7 +16,7 @@ from dashboard.board import URL, Board
 from dashboard.pages import compare as compare_page
 from dashboard.pages import run as run_page
 from dashboard.pages import runs as runs_page
-from sacred_gpu.read_errors import ReadError, Unavailable
+from sacred_gpu.read import ReadError, Unavailable
 
 logger = logging.getLogger(__name__)
 

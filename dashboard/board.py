@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sacred_gpu.store import RunStore
+from sacred_gpu.read import RunStore
 
 #: The app's ``dcc.Location``: pages navigate by setting its ``href``.
 URL = "board-url"

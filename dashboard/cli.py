@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from dashboard.board import DEFAULT_REFRESH, Board
 from sacred_gpu import connection
-from sacred_gpu.read_errors import ReadError
-from sacred_gpu.store import DEAD_AFTER, RunStore, connect
+from sacred_gpu.read import DEAD_AFTER, ReadError, RunStore, connect
 
 logger = logging.getLogger("dashboard")
 

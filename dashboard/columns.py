@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from sacred_gpu.store import BoardSettings, CustomColumn, MetricColumn
+from sacred_gpu.read import BoardSettings, CustomColumn, MetricColumn
 
 #: Statuses the quick filter offers (PROBABLY_DEAD is derived from the heartbeat's age).
 STATUSES = ("RUNNING", "PROBABLY_DEAD", "COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "QUEUED")

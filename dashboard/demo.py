@@ -9,7 +9,7 @@ import mongomock
 
 from sacred_gpu import connection
 from sacred_gpu.demo import populate
-from sacred_gpu.store import DEAD_AFTER, RunStore, connect
+from sacred_gpu.read import DEAD_AFTER, RunStore, connect
 
 logger = logging.getLogger(__name__)
 

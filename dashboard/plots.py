@@ -25,7 +25,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import figures
 from dashboard.board import Board, run_key
 from sacred_gpu import schema
-from sacred_gpu.read_errors import ReadError
+from sacred_gpu.read import ReadError
 
 logger = logging.getLogger(__name__)
 

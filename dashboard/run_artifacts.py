@@ -22,8 +22,7 @@ from dash import html
 from flask import Response
 
 from dashboard.run_parts import bytes_text
-from sacred_gpu.read_errors import NotFound, ReadError
-from sacred_gpu.store import RunStore
+from sacred_gpu.read import NotFound, ReadError, RunStore
 
 MIB = 1024 * 1024
 #: Largest file (bytes) previewed, per kind; text and CSV show their first bytes of larger files.

@@ -14,7 +14,7 @@ import os
 from dashboard.app import create_app
 from dashboard.board import DEFAULT_REFRESH, Board
 from dashboard.cli import parse_auth, target
-from sacred_gpu.store import connect
+from sacred_gpu.read import connect
 
 _TRUE = ("1", "true", "yes")
 

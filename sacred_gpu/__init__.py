@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sacred_gpu.observer import GpuMongoObserver, gpu_mongo_option
-    from sacred_gpu.store import RunStore
+    from sacred_gpu.read.store import RunStore
 
 __version__ = "0.1.0"
 __all__ = ["GpuMongoObserver", "__version__", "connect", "gpu_mongo_option"]
@@ -34,7 +34,7 @@ def __dir__() -> list[str]:
 
 
 def connect(*args: Any, **kwargs: Any) -> RunStore:
-    """``sacred_gpu.store.connect``: a RunStore for notebooks (imported on first use: it needs pandas)."""
-    from sacred_gpu.store import connect as _connect
+    """``sacred_gpu.read.store.connect``: a RunStore for notebooks (imported on first use: it needs pandas)."""
+    from sacred_gpu.read.store import connect as _connect
 
     return _connect(*args, **kwargs)

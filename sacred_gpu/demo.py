@@ -10,7 +10,7 @@ an in-memory mongomock one):
 - two runs in subprocesses, recorded offline (journal only) and uploaded afterwards with :mod:`sacred_gpu.sync`:
   one stopped with Ctrl-C (SIGINT: INTERRUPTED), one killed with SIGKILL (left RUNNING with a heartbeat that no
   longer moves: readers show it as PROBABLY_DEAD once it is older than their ``dead_after``, 120 s by default);
-- tags and notes (Omniboard's fields) set through :class:`~sacred_gpu.store.RunStore`.
+- tags and notes (Omniboard's fields) set through :class:`~sacred_gpu.read.store.RunStore`.
 
 With no NVIDIA GPU on the machine, the in-process runs read two simulated GPUs (named ``... (simulated)``) whose
 readings follow the run; with one, they read the real GPUs (idle: the examples train on the CPU). The runs in
@@ -39,9 +39,9 @@ from typing import IO, Any
 from sacred_gpu import schema
 from sacred_gpu.journal import Journal
 from sacred_gpu.observer import GpuMongoObserver
+from sacred_gpu.read.store import connect
 from sacred_gpu.sampling.fake_nvml import FakeGpu, FakeNvml
 from sacred_gpu.sampling.gpu import Nvml
-from sacred_gpu.store import connect
 from sacred_gpu.sync import sync_spool
 
 logger = logging.getLogger(__name__)

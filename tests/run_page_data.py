@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from sacred_gpu import GpuMongoObserver
+from sacred_gpu.read.store import RunStore, connect
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
-from sacred_gpu.store import RunStore, connect
 from tests.board_data import HOSTILE, SCRIPT
 from tests.conftest import run_experiment
 

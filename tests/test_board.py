@@ -16,7 +16,7 @@ from dashboard.app import create_app, route
 from dashboard.board import Board
 from dashboard.pages import runs
 from sacred_gpu import schema
-from sacred_gpu.store import BoardSettings, CustomColumn, MetricColumn, connect
+from sacred_gpu.read import BoardSettings, CustomColumn, MetricColumn, connect
 from tests.board_data import HOSTILE, RUNS, record_runs
 from tests.faults import FaultyClient
 

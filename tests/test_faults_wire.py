@@ -15,8 +15,8 @@ import pytest
 
 from sacred_gpu import GpuMongoObserver, cli, quarantine
 from sacred_gpu.journal import Journal, journals
+from sacred_gpu.read.store import RunStore
 from sacred_gpu.sampling.fake_nvml import FakeNvml
-from sacred_gpu.store import RunStore
 from sacred_gpu.writer import record
 from tests.support.wire_server import WireServer
 

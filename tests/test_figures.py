@@ -16,8 +16,8 @@ from dash.exceptions import PreventUpdate
 from dashboard import figures, plots
 from dashboard.board import Board
 from sacred_gpu import GpuMongoObserver, connect, schema
+from sacred_gpu.read.store import RunStore
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
-from sacred_gpu.store import RunStore
 
 from .conftest import run_experiment
 

@@ -17,9 +17,9 @@ import pytest
 
 from sacred_gpu import GpuMongoObserver, cli, quarantine
 from sacred_gpu.journal import Journal, journals
+from sacred_gpu.read.store import RunStore
 from sacred_gpu.recorder import Recorder, private_fallback
 from sacred_gpu.sampling.fake_nvml import FakeNvml
-from sacred_gpu.store import RunStore
 from sacred_gpu.sync import sync_spool
 from tests.support.fault_matrix import FullDisk
 

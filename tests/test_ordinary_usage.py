@@ -227,7 +227,8 @@ def test_two_runs_uploading_the_same_resource_at_once_store_it_once(tmp_path):
 def test_a_user_metric_named_like_the_observers_own_series_is_kept_as_logged(client, db, monkeypatch):
     """The observer's ``sys/...`` series live apart: a user's ``sys/cpu/util_pct`` keeps its 30 points, is capped like
     any user metric, and the sampler's points of that name stay in the observer's own series."""
-    from sacred_gpu import schema, store
+    from sacred_gpu import schema
+    from sacred_gpu.read import store
 
     monkeypatch.setattr(schema, "METRIC_CAP", 20)
     watcher = GpuMongoObserver(client=client, nvml=FakeNvml([]), sample_interval=0.02, slow_sample_interval=0.1)

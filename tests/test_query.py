@@ -1,4 +1,4 @@
-"""The filter language and dict-filter whitelist of ``sacred_gpu.query``: compilation, errors, injection, mongomock."""
+"""The filter language and dict-filter whitelist of ``sacred_gpu.read.query``: compilation, errors, injection, mongomock."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bson.objectid import ObjectId
 from bson.regex import Regex
 
 from sacred_gpu import schema
-from sacred_gpu.query import MetricCondition, Query, QueryError, check_filter, compile_filter, parse
+from sacred_gpu.read.query import MetricCondition, Query, QueryError, check_filter, compile_filter, parse
 
 NOW = datetime.datetime(2026, 1, 2, 12, 0, 0)
 DEAD_BEFORE = NOW - datetime.timedelta(seconds=120)

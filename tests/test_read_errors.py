@@ -8,8 +8,8 @@ import pytest
 from pymongo.errors import PyMongoError
 
 import sacred_gpu
-from sacred_gpu import read_errors
-from sacred_gpu.read_errors import BadQuery, NotFound, ReadError, Refused, Unavailable
+from sacred_gpu.read import errors as read_errors
+from sacred_gpu.read.errors import BadQuery, NotFound, ReadError, Refused, Unavailable
 from tests.support.wire_server import WireServer
 
 

@@ -23,7 +23,7 @@ from dashboard.app import create_app, route
 from dashboard.board import Board
 from dashboard.pages import run as page
 from sacred_gpu import schema
-from sacred_gpu.store import RunStore, connect
+from sacred_gpu.read.store import RunStore, connect
 from tests.board_data import HOSTILE, SCRIPT
 from tests.faults import FaultyClient
 from tests.run_page_data import CSV_TEXT, HOSTILE_HTML, RED, RESET, record_page_runs, tiny_png

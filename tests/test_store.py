@@ -13,7 +13,7 @@ from sacred.observers import MongoObserver
 
 import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
-from sacred_gpu.query import QueryError
+from sacred_gpu.read.query import QueryError
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 
 from .conftest import run_experiment
@@ -228,7 +228,7 @@ def test_the_status_filter_returns_exactly_the_rows_the_status_column_shows():
 def test_connect_takes_the_boards_specs_and_a_name_is_one_name(client, monkeypatch):
     """``connect()`` takes what ``sacred-board -m`` takes; ``metrics(run, names="loss")`` is the loss series."""
     opened = []
-    import sacred_gpu.store as store_module
+    import sacred_gpu.read.store as store_module
 
     real = store_module.connection.open_client
     monkeypatch.setattr(store_module.connection, "open_client",

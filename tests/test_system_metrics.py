@@ -196,7 +196,8 @@ def test_a_field_added_to_the_catalog_reaches_samples_series_rollups_and_a_panel
     """The catalog drives everything: one row (and its NVML reader) and a new GPU field is sampled, stored in all
     three tiers, summed up per GPU and over the GPUs, and drawn in its panel, with no other edit."""
     from dashboard import figures
-    from sacred_gpu import schema, store
+    from sacred_gpu import schema
+    from sacred_gpu.read import store
     from sacred_gpu.sampling import gpu_collector
 
     row = catalog.MetricSpec("sys/gpu{i}/sm_occupancy_pct", "%", "fast", "mean", "test reader", "SM occupancy",

@@ -15,7 +15,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, plots
 from dashboard.board import Board, run_key
-from sacred_gpu.store import ROLLUPS, RunStore
+from sacred_gpu.read import ROLLUPS, RunStore
 
 logger = logging.getLogger(__name__)
 

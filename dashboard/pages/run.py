@@ -19,7 +19,7 @@ from dashboard import run_parts as parts
 from dashboard.board import Board, run_key
 from dashboard.columns import parse_tags
 from dashboard.run_output import marker_note, output_lines
-from sacred_gpu.read_errors import NotFound, ReadError
+from sacred_gpu.read import NotFound, ReadError
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,16 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dashboard import columns as cols
 from dashboard.board import URL, Board
 from dashboard.pages.compare import MAX_RUNS, compare_url
-from sacred_gpu.query import QueryError, compile_filter
-from sacred_gpu.read_errors import BadQuery, ReadError
-from sacred_gpu.store import ROLLUPS, BoardSettings, CustomColumn, MetricColumn
+from sacred_gpu.read import (
+    ROLLUPS,
+    BadQuery,
+    BoardSettings,
+    CustomColumn,
+    MetricColumn,
+    QueryError,
+    ReadError,
+    compile_filter,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -133,6 +133,8 @@ def cap_output(text: str, cap: int = OUTPUT_CAP) -> str:
 #: no series: ``{<rollup_key(metric name)>: {count, sum, mean, first, first_step, last, last_step, min,
 #: min_step, max, max_step}}``.
 METRIC_ROLLUPS_FIELD = "metric_rollups"
+#: The roll-ups of a metric a reader can ask for (columns ``loss.min``, filters ``loss.min < 0.3``, sorts).
+ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
 
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
 SYSTEM_FIELD = "system"

@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 from dashboard.app import create_app
 from dashboard.board import Board
 from sacred_gpu import connection
-from sacred_gpu.store import RunStore, connect
+from sacred_gpu.read.store import RunStore, connect
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

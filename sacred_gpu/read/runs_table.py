@@ -1,91 +1,30 @@
-"""The read API: ``connect()`` returns a :class:`RunStore`, the one place that reads runs for notebooks and the board.
-
-Every read goes through here; edits readers make (tags, notes, deleting runs) are handed to the writer. Works on
-databases written by Sacred's stock observer (roll-ups computed by aggregation in the database) and by ours (stored
-roll-ups used: the runs table reads no metric series).
-"""
+"""The runs table: a page of runs as a DataFrame (filter, sort, paging, roll-up and custom columns), counts, and what
+the table can show. Roll-ups are read from the run documents where our observer stored them and aggregated in the
+database for runs of Sacred's own observer."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import gridfs
 import pandas as pd
 
-from sacred_gpu import connection, schema
-from sacred_gpu.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
-from sacred_gpu.read_errors import BadQuery, NotFound, translated
-from sacred_gpu.series_reads import SeriesReads
-from sacred_gpu.writer import MongoWriter
-
-logger = logging.getLogger(__name__)
-
-#: Roll-ups a metric column can show.
-ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
-DEAD_AFTER, PROBABLY_DEAD = schema.DEAD_AFTER, schema.PROBABLY_DEAD  # (the rule is schema's)
+from sacred_gpu import schema
+from sacred_gpu.read.errors import BadQuery
+from sacred_gpu.read.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
 
 _TABLE_PROJECTION = ["format", "experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname",
                      "result", "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
-
-
-@dataclass(frozen=True)
-class MetricColumn:
-    """A rolled-up metric column of the runs table: ``rollup`` (one of :data:`ROLLUPS`) of the series ``metric``."""
-
-    metric: str
-    rollup: str
-    name: str = ""
-
-    @property
-    def key(self) -> str:
-        """The column's name in :meth:`RunStore.runs` frames: ``metric.rollup``."""
-        return f"{self.metric}.{self.rollup}"
-
-
-@dataclass(frozen=True)
-class CustomColumn:
-    """A column showing the value at a dotted ``path`` of the run document (``config.optimizer.lr``, ``host.cpu``)."""
-
-    path: str
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class BoardSettings:
-    """The runs table's settings, kept per database so every browser sees the same table."""
-
-    metric_columns: tuple[MetricColumn, ...] = ()
-    custom_columns: tuple[CustomColumn, ...] = ()
-    #: Column order, widths and visibility: ``[{"colId", "width", "hide"}]`` in display order.
-    layout: tuple[dict, ...] = ()
-
-
-def connect(url: str | None = None, db_name: str | None = None, *, client: Any = None,
-            collection_prefix: str = "", dead_after: float = DEAD_AFTER, **client_kwargs: Any) -> RunStore:
-    """A :class:`RunStore` on ``url`` or on ``client`` (pymongo or mongomock).
-
-    ``url`` takes what ``sacred-board -m`` and ``-g`` take: ``host:port``, ``host:port:db_name``, ``db_name`` or a
-    ``mongodb://`` URI (whose path names the database); ``db_name``, if given, overrides the database it names.
-    """
-    if url is not None:
-        spec = connection.parse_mongo_spec(url)
-        url, db_name = spec.url, db_name or spec.db_name
-    mongo = connection.open_client(url, client, **client_kwargs)
-    db_name = db_name or connection.DEFAULT_DB
-    where = connection.describe(url if client is None else type(client).__name__, db_name)
-    return RunStore(mongo[db_name], schema.Collections(collection_prefix), dead_after=dead_after, where=where)
 
 
 def _rollup_request(metrics: Mapping[str, str | Iterable[str]] | None) -> list[tuple[str, str]]:
     pairs = []
     for name, wanted in (metrics or {}).items():
         for rollup in [wanted] if isinstance(wanted, str) else list(wanted):
-            if rollup not in ROLLUPS:
-                raise BadQuery(f"unknown roll-up {rollup!r} for metric {name!r}; choose from {', '.join(ROLLUPS)}")
+            if rollup not in schema.ROLLUPS:
+                raise BadQuery(f"unknown roll-up {rollup!r} for metric {name!r}; "
+                               f"choose from {', '.join(schema.ROLLUPS)}")
             pairs.append((name, rollup))
     return pairs
 
@@ -108,48 +47,24 @@ def _rollup_fields(name: str) -> list[str]:
 
 
 #: Runs whose roll-ups must be aggregated from their series: written by Sacred's own observer (ours store them).
-_STOCK_RUNS = {"format": {"$ne": schema.FORMAT}, schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
+_STOCK_RUNS = {"format": {"$nin": list(schema.FORMATS)}, schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
                "status": {"$ne": schema.QUEUED}}
 
 
 def _stock(doc: Mapping[str, Any]) -> bool:
     """Whether ``doc`` (a run document) is one of :data:`_STOCK_RUNS`."""
-    return (doc.get("format") != schema.FORMAT and schema.METRIC_ROLLUPS_FIELD not in doc
+    return (doc.get("format") not in schema.FORMATS and schema.METRIC_ROLLUPS_FIELD not in doc
             and doc.get("status") != schema.QUEUED)
 
 
-def _run_path(config_path: str) -> str:
-    """A path in the run document from an Omniboard ``config_path`` (relative to ``config`` unless it names a
-    top-level part of the run)."""
-    return config_path if config_path.split(".")[0] in PREFIXES | {"result", "status", "command"} \
-        else f"config.{config_path}"
 
 
-@translated
-class RunStore(SeriesReads):
-    """Reads runs, metric series, system samples and files of one database (``database``: pymongo or mongomock);
-    the series and samples through :class:`~sacred_gpu.series_reads.SeriesReads`. Every public method raises the
-    read side's errors (:mod:`sacred_gpu.read_errors`: ``Unavailable``, ``NotFound``, ``BadQuery``, ``Refused``)."""
+class RunsTable:
+    """The runs-table reads of :class:`~sacred_gpu.read.store.RunStore`, which sets the collections."""
 
-    def __init__(self, database: Any, collections: schema.Collections | None = None, *,
-                 dead_after: float = DEAD_AFTER, where: str | None = None) -> None:
-        """``where``: the database in words, for messages (credentials left out)."""
-        self.database = database
-        self.where = where or f"database {database.name!r}"
-        self.collections = collections or schema.Collections()
-        self.dead_after = dead_after
-        self._runs = database[self.collections.runs]
-        self._metrics = database[self.collections.metrics]
-        self._chunks = database[self.collections.chunks]
-        self._samples = database[self.collections.samples]
-        self._writer = MongoWriter(database, self.collections)
-
-    def __repr__(self) -> str:
-        return f"RunStore({self.where}, runs collection {self.collections.runs!r})"
-
-    def ping(self) -> None:
-        """Ask the server to answer; raises :class:`~sacred_gpu.read_errors.Unavailable` when it cannot be reached."""
-        self.database.command("ping")
+    dead_after: float
+    _runs: Any
+    _metrics: Any
 
     # -- the runs table -------------------------------------------------------------------------------------------
     def runs(self, filter: str | dict | None = None, sort: str | None = None, limit: int | None = None,
@@ -225,7 +140,7 @@ class RunStore(SeriesReads):
         if name in FIELDS:
             return FIELDS[name], direction
         metric, _, rollup = name.rpartition(".")
-        if rollup in ROLLUPS and metric and metric.split(".")[0] not in PREFIXES:
+        if rollup in schema.ROLLUPS and metric and metric.split(".")[0] not in PREFIXES:
             # runs recorded before roll-up keys were unambiguous, with ``%``, ``.`` or a leading ``$`` in this
             # metric's name, sort as runs without a value (filters and the table's cells do read their old keys)
             return f"{schema.METRIC_ROLLUPS_FIELD}.{schema.rollup_key(metric)}.{rollup}", direction
@@ -309,7 +224,7 @@ class RunStore(SeriesReads):
         return found
 
     def _status(self, doc: dict, now: dt.datetime) -> str:
-        return PROBABLY_DEAD if schema.is_probably_dead(doc, now, self.dead_after) else doc.get("status")
+        return schema.PROBABLY_DEAD if schema.is_probably_dead(doc, now, self.dead_after) else doc.get("status")
 
     def _row(self, doc: dict, now: dt.datetime, wanted: list[tuple[str, str]], stock: dict[str, dict],
              columns: Iterable[str], names: Iterable[str] = ()) -> dict[str, Any]:
@@ -347,62 +262,6 @@ class RunStore(SeriesReads):
             row[path] = schema.label_stubs(value)
         return row
 
-    # -- one run --------------------------------------------------------------------------------------------------
-    def run(self, run_id: Any, fields: Iterable[str] | None = None, *, resolve: bool = True) -> dict[str, Any]:
-        """The run document, whole or only ``fields`` (dotted paths). Raises ``NotFound`` (a ``KeyError``) if there is no such run.
-
-        Values the observer moved to GridFS because the document would have passed MongoDB's 16 MB limit (stubs,
-        see :func:`schema.stub_large_values`) are read back in place; ``resolve=False`` leaves the stubs."""
-        doc = self._runs.find_one({"_id": run_id}, dict.fromkeys(fields, 1) if fields is not None else None)
-        if doc is None:
-            raise NotFound(f"no run {run_id!r}")
-        return schema.resolve_stubs(doc, self._read_file) if resolve else doc
-
-    def artifact(self, run_id: Any, name: str) -> bytes:
-        """The content of the run's (last) artifact ``name``. Raises ``NotFound`` (a ``KeyError``) if it has none by that name."""
-        return self.open_artifact(run_id, name).read()
-
-    def source(self, run_id: Any, path: str) -> bytes:
-        """The content of one of the run's source files, by the name Sacred lists it under."""
-        sources = self.run(run_id, ["experiment.sources"], resolve=False).get("experiment", {}).get("sources", [])
-        found = [file_id for name, file_id in sources if name == path]
-        if not found:
-            raise NotFound(f"run {run_id!r} has no source {path!r}")
-        return self._read_file(found[0])
-
-    def captured_out(self, run_id: Any) -> str:
-        """The run's captured output (as capped by the observer); ``""`` if none. Raises ``NotFound`` (a ``KeyError``) if no run."""
-        return self.run(run_id, ["captured_out"]).get("captured_out") or ""
-
-    def artifact_files(self, run_id: Any) -> list[dict[str, Any]]:
-        """The run's artifacts, the last of each name, in order: ``name``, ``file_id``, ``length`` (bytes),
-        ``content_type`` (as stored, or None) and ``upload_date``, from GridFS without reading any content."""
-        latest = {a["name"]: a["file_id"] for a in self._artifacts(run_id) if "name" in a}
-        files = {doc["_id"]: doc for doc in self.database[f"{schema.GRIDFS_BUCKET}.files"].find(
-            {"_id": {"$in": list(latest.values())}}, {"length": 1, "contentType": 1, "uploadDate": 1})}
-        return [{"name": name, "file_id": file_id, "length": files.get(file_id, {}).get("length"),
-                 "content_type": files.get(file_id, {}).get("contentType"),
-                 "upload_date": files.get(file_id, {}).get("uploadDate")} for name, file_id in latest.items()]
-
-    def open_artifact(self, run_id: Any, name: str) -> Any:
-        """The run's (last) artifact ``name`` as a read-only file (``read(n)``, iterable by chunk) that reads from
-        GridFS as it goes: for previews of a file's head and streamed downloads. Raises ``NotFound`` (a ``KeyError``) if none."""
-        found = [a for a in self._artifacts(run_id) if a.get("name") == name]
-        if not found:
-            raise NotFound(f"run {run_id!r} has no artifact {name!r}")
-        return self._file(found[-1]["file_id"])
-
-    def _file(self, file_id: Any) -> Any:
-        """GridFS file ``file_id``, read as it goes; raises ``gridfs.errors.NoFile`` if there is none."""
-        return gridfs.GridFS(self.database, collection=schema.GRIDFS_BUCKET).get(file_id)
-
-    def _read_file(self, file_id: Any) -> bytes:
-        """The whole content of GridFS file ``file_id``."""
-        return self._file(file_id).read()
-
-    def _artifacts(self, run_id: Any) -> list[dict[str, Any]]:
-        return [a for a in self.run(run_id, ["artifacts"]).get("artifacts") or [] if isinstance(a, dict)]
-
     # -- what the table can show ---------------------------------------------------------------------------------
     def metric_names(self, sample: int = 500) -> list[str]:
         """Names of the user metric series of the ``sample`` newest runs (from their ``info.metrics``), sorted."""
@@ -420,61 +279,3 @@ class RunStore(SeriesReads):
             keys.update(dict.fromkeys(flat))
         return list(keys)
 
-    def board_settings(self) -> BoardSettings:
-        """The runs table's settings: metric columns (Omniboard's ``omniboard.metric.columns`` plus roll-ups Omniboard
-        lacks), custom columns (Omniboard's ``omniboard.custom.columns``) and the column layout."""
-        from_omniboard = {extrema: rollup for rollup, extrema in schema.OMNIBOARD_EXTREMA.items()}
-        metric_columns = [MetricColumn(doc["metric_name"], from_omniboard[doc["extrema"]], doc.get("name") or "")
-                          for doc in self.database[schema.OMNIBOARD_METRIC_COLUMNS].find({}).sort("_id", 1)
-                          if doc.get("extrema") in from_omniboard and isinstance(doc.get("metric_name"), str)]
-        own = {doc["_id"]: doc.get("value") for doc in self.database[schema.BOARD_SETTINGS].find({})}
-        metric_columns += [MetricColumn(**column) for column in own.get("metric_columns") or []]
-        custom_columns = [CustomColumn(_run_path(doc["config_path"]), doc.get("name") or "")
-                          for doc in self.database[schema.OMNIBOARD_CUSTOM_COLUMNS].find({}).sort("_id", 1)
-                          if isinstance(doc.get("config_path"), str) and doc["config_path"]]
-        return BoardSettings(tuple(metric_columns), tuple(custom_columns), tuple(own.get("layout") or ()))
-
-    def save_metric_columns(self, columns: Iterable[MetricColumn]) -> None:
-        """Replace the table's metric columns; those Omniboard understands are written where Omniboard reads them."""
-        shared, own = [], []
-        for column in columns:
-            if column.rollup not in ROLLUPS:
-                raise BadQuery(f"unknown roll-up {column.rollup!r}; choose from {', '.join(ROLLUPS)}")
-            if column.rollup in schema.OMNIBOARD_EXTREMA:
-                shared.append({"name": column.name or column.key, "metric_name": column.metric,
-                               "extrema": schema.OMNIBOARD_EXTREMA[column.rollup]})
-            else:
-                own.append({"metric": column.metric, "rollup": column.rollup, "name": column.name})
-        self._writer.replace_documents(schema.OMNIBOARD_METRIC_COLUMNS, shared)
-        self._writer.set_board_setting("metric_columns", own)
-
-    def save_custom_columns(self, columns: Iterable[CustomColumn]) -> None:
-        """Replace the table's custom columns (Omniboard's ``omniboard.custom.columns``)."""
-        docs = []
-        for column in columns:
-            if not column.path or "$" in column.path or column.path.startswith(".") or ".." in column.path:
-                raise BadQuery(f"invalid column path {column.path!r}")
-            docs.append({"name": column.name or column.path, "config_path": column.path.removeprefix("config.")})
-        self._writer.replace_documents(schema.OMNIBOARD_CUSTOM_COLUMNS, docs)
-
-    def save_layout(self, layout: Iterable[Mapping[str, Any]]) -> None:
-        """Store the column order, widths and visibility: ``[{"colId", "width", "hide"}]`` in display order."""
-        self._writer.set_board_setting("layout", [
-            {"colId": str(item["colId"]), "width": item.get("width"), "hide": bool(item.get("hide"))}
-            for item in layout if item.get("colId")])
-
-    # -- edits, handed to the writer ------------------------------------------------------------------------------
-    def set_tags(self, run_id: Any, tags: Iterable[str]) -> None:
-        """Replace the run's tags (Omniboard's ``omniboard.tags``)."""
-        tags = [str(tag) for tag in tags]
-        if not self._writer.set_omniboard(run_id, "tags", tags):
-            raise NotFound(f"no run {run_id!r}")
-
-    def set_notes(self, run_id: Any, notes: str) -> None:
-        """Replace the run's notes (Omniboard's ``omniboard.notes``)."""
-        if not self._writer.set_omniboard(run_id, "notes", str(notes)):
-            raise NotFound(f"no run {run_id!r}")
-
-    def delete(self, run_ids: Iterable[Any]) -> int:
-        """Delete runs with their metrics, samples and artifacts, and sources no other run uses; returns the count."""
-        return self._writer.delete_runs(list(run_ids))

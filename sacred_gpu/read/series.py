@@ -1,4 +1,4 @@
-"""Reads of a run's metric series and system samples, for :class:`~sacred_gpu.store.RunStore`: whole series, an
+"""Reads of a run's metric series and system samples, for :class:`~sacred_gpu.read.store.RunStore`: whole series, an
 overview of long ones (chunk previews), a step or time range (only the chunks it overlaps), samples bucketed in
 the database."""
 
@@ -41,7 +41,7 @@ def _concat_series(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 class SeriesReads:
-    """The series and samples reads of :class:`~sacred_gpu.store.RunStore`, which sets the collections."""
+    """The series and samples reads of :class:`~sacred_gpu.read.store.RunStore`, which sets the collections."""
 
     _runs: Any
     _metrics: Any

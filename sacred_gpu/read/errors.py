@@ -1,6 +1,6 @@
 """The read side's errors: what a reader (a notebook, sacred-board) is told when a read fails, in its own words.
 
-Every public method of :class:`~sacred_gpu.store.RunStore` raises these and nothing of pymongo's or gridfs's
+Every public method of :class:`~sacred_gpu.read.store.RunStore` raises these and nothing of pymongo's or gridfs's
 (:func:`translated`); the original error is chained (``raise ... from``).
 """
 

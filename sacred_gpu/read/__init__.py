@@ -1,0 +1,23 @@
+"""The read side: everything notebooks and sacred-board learn of the database goes through :class:`RunStore`.
+
+- :mod:`.store`: ``connect()`` and :class:`RunStore` (one run, its files, the edits readers make).
+- :mod:`.runs_table`, :mod:`.series`, :mod:`.settings`: the runs table, metric series and system samples, and the
+  table's settings, as mixins of :class:`RunStore`.
+- :mod:`.query` (with :mod:`.query_parser`): the query language and the whitelist of dict filters.
+- :mod:`.errors`: what a failed read raises (``Unavailable``, ``Refused``, ``NotFound``, ``BadQuery``).
+
+Readers (the dashboard) import from here: the names below, and the schema's facts a reader needs (statuses, the
+roll-ups, the dead rule's threshold).
+"""
+
+from __future__ import annotations
+
+from sacred_gpu.read.errors import BadQuery, NotFound, ReadError, Refused, Unavailable
+from sacred_gpu.read.query import QueryError, compile_filter
+from sacred_gpu.read.settings import BoardSettings, CustomColumn, MetricColumn
+from sacred_gpu.read.store import RunStore, connect
+from sacred_gpu.schema import DEAD_AFTER, PROBABLY_DEAD, ROLLUPS, STATUSES
+
+__all__ = ["DEAD_AFTER", "PROBABLY_DEAD", "ROLLUPS", "STATUSES", "BadQuery", "BoardSettings", "CustomColumn",
+           "MetricColumn", "NotFound", "QueryError", "ReadError", "Refused", "RunStore", "Unavailable", "compile_filter",
+           "connect"]
