@@ -47,6 +47,7 @@ from benchmarks.month_run import FakeClock, simulated_monitor  # noqa: E402
 from dashboard import figures, plots  # noqa: E402
 from dashboard.board import Board  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
+from sacred_gpu.read import system_panels  # noqa: E402
 from sacred_gpu.read.store import connect  # noqa: E402
 from sacred_gpu.series import MetricSeries  # noqa: E402
 from sacred_gpu.writer import MongoWriter  # noqa: E402
@@ -176,7 +177,7 @@ def main() -> int:
     layout_s, layout = median_time(lambda: plots.layout(board, str(run_id)), args.repeat)
     run = next(child.data for child in layout.children if getattr(child, "id", None) == plots.RUN)
     names = ["loss", "val_loss", "lr"]
-    keys = [panel.key for panel in figures.system_panels(run["system_names"])]
+    keys = [panel.key for panel in system_panels(run["system_names"])]
     rows: list[tuple[str, float, list]] = [("layout (components)", layout_s, [])]
     for name in names:
         seconds, figure = median_time(lambda name=name: plots.metric_panel(board, run, name), args.repeat)

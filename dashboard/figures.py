@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from tsdownsample import MinMaxLTTBDownsampler
 
-from sacred_gpu.schema import catalog
+from sacred_gpu.read import Panel
 
 #: Most points one trace sends to the browser.
 MAX_POINTS = 5_000
@@ -47,33 +46,6 @@ class Line:
     label: str
     frame: pd.DataFrame
     start: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class Panel:
-    """A system panel: ``title``, ``unit`` and the sample columns it draws, ``{column: legend label}``."""
-
-    key: str
-    title: str
-    unit: str
-    columns: dict[str, str]
-
-
-def system_panels(columns: Sequence[str]) -> list[Panel]:
-    """The system panels that have data among ``columns`` (``sys/...`` names), in the catalog's panel order: each
-    series goes to the panel its catalog row names, labelled as the row says."""
-    found: dict[str, dict[str, str]] = {}
-    for column in sorted(columns, key=_natural):
-        spec = catalog.spec_for(column)
-        if spec is not None and spec.panel:
-            found.setdefault(spec.panel, {})[column] = catalog.legend_label(column, spec)
-    return [Panel(panel.key, panel.title, panel.unit, found[panel.key]) for panel in catalog.PANELS
-            if panel.key in found]
-
-
-def _natural(text: str) -> list:
-    """Sort key putting gpu2 before gpu10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 # -- the numbers ----------------------------------------------------------------------------------------------------

@@ -24,8 +24,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.board import Board, run_key
-from sacred_gpu import schema
-from sacred_gpu.read import ReadError
+from sacred_gpu.read import NotFound, Panel, ReadError, system_panels
 
 logger = logging.getLogger(__name__)
 
@@ -50,38 +49,14 @@ GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": False}
 GRID = {"display": "grid", "gridTemplateColumns": "repeat(auto-fill, minmax(520px, 1fr))", "gap": "12px"}
 
 
-#: The run document's fields :func:`plot_context` reads.
-PLOT_FIELDS = ("info.metrics", "format", schema.SYSTEM_FIELD, "start_time", "stop_time", "heartbeat",
-               schema.METRIC_ROLLUPS_FIELD, "status")
-
-
-def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """What the plot callbacks need to know of a run (JSON, for a ``dcc.Store``), from its document's
-    :data:`PLOT_FIELDS`: id, start and stop, sample count, metric and ``sys/`` series names, roll-up extents, and
-    whether it is running (its plots are then redrawn as it goes)."""
-    user, system_names = schema.series_names(doc)
-    system = doc.get(schema.SYSTEM_FIELD) or {}
-    start = doc.get("start_time")
-    stop = doc.get("stop_time") or doc.get("heartbeat")
-    rollups = doc.get(schema.METRIC_ROLLUPS_FIELD) or {}
-    return {"run_id": doc["_id"], "running": doc.get("status") == schema.RUNNING,
-            "start": start.isoformat() if start else None,
-            "stop": stop.isoformat() if stop else None, "samples": system.get("samples"),
-            "metric_names": user, "system_names": sorted(system_names),
-            "rollups": {name: {field: value for field, value in (schema.find_rollup(rollups, name, user) or {}).items()
-                               if field in ("count", "first_step", "last_step")} for name in user}}
-
-
 def layout(board: Board, run_id: str | int) -> html.Div:
     """The metrics and system sections of run ``run_id``'s page."""
-    key = run_key(str(run_id))
     try:
-        doc = board.store.run(key, PLOT_FIELDS)
-    except KeyError:
+        view = board.store.run_plots(run_key(str(run_id)))
+    except NotFound:
         return html.Div(f"There is no run {run_id!s} in this database.", className="run-plots")
-    run = plot_context(doc)
+    run, system = view.context, view.system
     user, system_names = run["metric_names"], run["system_names"]
-    system = doc.get(schema.SYSTEM_FIELD) or {}
     controls = html.Div(className="toolbar run-plots-controls", children=[
         html.Label("x axis"),
         dcc.RadioItems(id=X_MODE, value="step", inline=True,
@@ -93,7 +68,7 @@ def layout(board: Board, run_id: str | int) -> html.Div:
                             tooltip={"placement": "bottom"}), style={"width": "260px"}),
         dcc.Checklist(id=LOG_Y, options=[{"label": "log y", "value": "log"}], value=[], inline=True),
     ])
-    panels = figures.system_panels(system_names)
+    panels = system_panels(system_names)
     return html.Div(className="run-plots", children=[
         dcc.Store(id=RUN, data=run),
         dcc.Interval(id=TICK, interval=int(board.refresh * 1000), disabled=not run["running"]),
@@ -131,7 +106,7 @@ def _graph(title: str, graph_id: dict, unit: str = "", figure: go.Figure | None 
     ])
 
 
-def _system_notes(system: Mapping[str, Any], panels: Sequence[figures.Panel]) -> list[html.P]:
+def _system_notes(system: Mapping[str, Any], panels: Sequence[Panel]) -> list[html.P]:
     if not panels and not system:
         return [html.P("No system metrics were recorded for this run (sampling was off, or Sacred's own observer "
                        "wrote it).", className="note run-plots-no-gpu")]
@@ -183,8 +158,8 @@ def _rollup_tables(system: Mapping[str, Any]) -> html.Div:
 # -- what the callbacks do, as plain functions ----------------------------------------------------------------------
 def refreshed_context(board: Board, run: Mapping[str, Any]) -> dict[str, Any] | None:
     """The plot context of a running run re-read (new points, samples, its end), or None where nothing changed
-    (the plots are then left as they are). KeyError where the run is gone."""
-    fresh = plot_context(board.store.run(run["run_id"], PLOT_FIELDS))
+    (the plots are then left as they are). NotFound where the run is gone."""
+    fresh = board.store.run_plots(run["run_id"]).context
     return None if fresh == run else fresh
 
 
@@ -300,7 +275,7 @@ def system_data(board: Board, run: Mapping[str, Any], bounds: tuple[dt.datetime,
     if expected is not None and expected <= SAMPLE_READ_LIMIT:
         frame = store.system(run_id, *(bounds or (None, None)))
         return frame, f"every sample{' in range' if bounds else ''}: {len(frame):,}"
-    names = sorted({column for panel in figures.system_panels(run.get("system_names") or [])
+    names = sorted({column for panel in system_panels(run.get("system_names") or [])
                     for column in panel.columns})  # the series the panels draw, not every sys/ series
     # their step is the window's seconds since the start: the time, without reading timestamps
     windows = store.metric_overview(run_id, names, timestamps=start is None, system=True) if names else pd.DataFrame()
@@ -323,11 +298,11 @@ def system_figures(board: Board, run: Mapping[str, Any], keys: Sequence[str], x_
     zoomed = isinstance(zoom, tuple)
     bounds = _time_bounds(zoom, x_mode, start) if zoomed else None
     samples, note = system_data(board, run, bounds)
-    panels = {panel.key: panel for panel in figures.system_panels(run.get("system_names") or [])}
+    panels = {panel.key: panel for panel in system_panels(run.get("system_names") or [])}
     revision = f"{x_mode}:{zoom if zoomed else ''}"  # a new range for every panel, whichever was zoomed
     out = []
     for key in keys:
-        panel = panels.get(key) or figures.Panel(key, key, "", {})
+        panel = panels.get(key) or Panel(key, key, "", {})
         out.append(figures.system_figure(panel, samples, x_mode=x_mode, start=start, note=note, revision=revision,
                                          x_range=zoom if zoomed else None))
     return out
@@ -397,7 +372,7 @@ def register(app: Any, board: Board) -> None:
     def _tick(_: int, run: dict) -> tuple[Any, bool]:
         try:
             fresh = refreshed_context(board, run)
-        except KeyError:  # deleted meanwhile: the plots stay as they were
+        except NotFound:  # deleted meanwhile: the plots stay as they were
             return no_update, True
         except ReadError as error:
             logger.warning("run %r: %s", run["run_id"], error)

@@ -13,7 +13,7 @@ from typing import Any
 
 from dash import html
 
-from sacred_gpu.schema import OUTPUT_MARKER
+from sacred_gpu.read import OUTPUT_CUT
 
 #: Lines shown from the start and from the end of the output when not searching (the middle is summarised).
 HEAD_LINES = 100
@@ -29,8 +29,7 @@ LINE_CHARS = 10_000
 #: two-character escapes.
 _ESCAPE = re.compile(r"\x1b\[([0-9;:?<=>]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()*+][0-~]"
                      r"|\x1b[@-Z\\-_=>78]")
-_MARKER = re.compile(re.escape(OUTPUT_MARKER.strip().format(cut="\0", cap="\1"))
-                     .replace("\0", r"(\d+)").replace("\1", r"(\d+)"))
+_MARKER = OUTPUT_CUT
 
 
 @dataclass(frozen=True)

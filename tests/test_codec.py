@@ -263,12 +263,12 @@ def test_roll_ups_of_runs_recorded_before_rollup_keys_are_still_read(client, db)
 
 
 def test_run_plots_read_roll_ups_under_both_keys():
-    from dashboard import plots
+    from sacred_gpu.read import views
 
     doc = {"_id": 1, "status": "COMPLETED", "info": {"metrics": [{"name": "val.loss"}, {"name": "top5%"}]},
            schema.METRIC_ROLLUPS_FIELD: {"val,loss": {"count": 4, "first_step": 0, "last_step": 30, "min": 0.1},
                                          "top5%25": {"count": 2, "first_step": 1, "last_step": 2}}}
-    assert plots.plot_context(doc)["rollups"] == {"val.loss": {"count": 4, "first_step": 0, "last_step": 30},
+    assert views.plot_context(doc)["rollups"] == {"val.loss": {"count": 4, "first_step": 0, "last_step": 30},
                                                   "top5%": {"count": 2, "first_step": 1, "last_step": 2}}
 
 

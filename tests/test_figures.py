@@ -16,6 +16,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import figures, plots
 from dashboard.board import Board
 from sacred_gpu import GpuMongoObserver, connect, schema
+from sacred_gpu.read import system_panels
 from sacred_gpu.read.store import RunStore
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 
@@ -108,7 +109,7 @@ def test_runs_compared_in_one_panel_and_hostile_names_stay_text():
 def test_system_panels_group_gpus_and_host_metrics():
     columns = [f"sys/gpu{i}/{field}" for i in (10, 2, 0) for field in ("util_pct", "mem_used_mib", "temp_c")]
     columns += ["sys/cpu/util_pct", "sys/proc/rss_mib", "sys/mem/used_mib", "sys/net/rx_mib_s", "sys/gpu0/fan_pct"]
-    panels = {panel.key: panel for panel in figures.system_panels(columns)}
+    panels = {panel.key: panel for panel in system_panels(columns)}
     assert list(panels) == ["gpu-util", "gpu-mem", "gpu-temp", "cpu", "ram", "net"]
     assert list(panels["gpu-util"].columns.values()) == ["gpu0", "gpu2", "gpu10"]
     assert panels["ram"].columns == {"sys/mem/used_mib": "host used", "sys/proc/rss_mib": "run's processes (RSS)"}
@@ -297,7 +298,7 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
         """The run's plot context once ``count`` points of 'loss' are in the database (written in the background)."""
         deadline = time.monotonic() + 10
         while True:
-            context = plots.plot_context(board.store.run(1, plots.PLOT_FIELDS)) if board.store.count() else {}
+            context = board.store.run_plots(1).context if board.store.count() else {}
             if context.get("rollups", {}).get("loss", {}).get("count") == count or time.monotonic() > deadline:
                 return context
             time.sleep(0.05)

@@ -100,6 +100,8 @@ def test_sort_limit_and_columns(store):
     assert list(page.index) == [3, 4] and page.loc[3, "meta.command"] == "main"
     with pytest.raises(ValueError):
         store.runs(metrics={"val_loss": "median"})
+    assert list(store.runs(ids=[4, 2, 9], sort="id").index) == [2, 4]
+    assert list(store.runs("config.lr < 0.05", ids=[1, 2, 3], sort="id").index) == [2, 3]
 
 
 def test_metric_series_of_both_observers(store):

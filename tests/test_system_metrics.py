@@ -195,9 +195,8 @@ def test_readme_lists_every_system_metric():
 def test_a_field_added_to_the_catalog_reaches_samples_series_rollups_and_a_panel(client, db, gpus, monkeypatch):
     """The catalog drives everything: one row (and its NVML reader) and a new GPU field is sampled, stored in all
     three tiers, summed up per GPU and over the GPUs, and drawn in its panel, with no other edit."""
-    from dashboard import figures
     from sacred_gpu import schema
-    from sacred_gpu.read import store
+    from sacred_gpu.read import store, system_panels
     from sacred_gpu.sampling import gpu_collector
 
     row = catalog.MetricSpec("sys/gpu{i}/sm_occupancy_pct", "%", "fast", "mean", "test reader", "SM occupancy",
@@ -217,6 +216,6 @@ def test_a_field_added_to_the_catalog_reaches_samples_series_rollups_and_a_panel
     assert len(series) >= 2 and set(series["value"]) == {30.0, 50.0}
     assert [gpu["occupancy_mean_pct"] for gpu in doc["system"]["gpus"]] == [30.0, 50.0]
     assert doc["system"]["gpu_occupancy_mean_pct"] == 40.0
-    panels = {panel.key: panel for panel in figures.system_panels(schema.series_names(doc)[1])}
+    panels = {panel.key: panel for panel in system_panels(schema.series_names(doc)[1])}
     assert panels["gpu-occupancy"].columns == {"sys/gpu0/sm_occupancy_pct": "gpu0", "sys/gpu1/sm_occupancy_pct": "gpu1"}
     assert panels["gpu-occupancy"].title == "SM occupancy" and list(panels)[-1] == "gpu-occupancy"

@@ -15,7 +15,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, plots
 from dashboard.board import Board, run_key
-from sacred_gpu.read import ROLLUPS, RunStore
+from sacred_gpu.read import ROLLUPS, RunStore, system_panels
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def parcoords_figure(table: pd.DataFrame, keys: Sequence[str], metric_column: st
 
 
 def contexts(store: RunStore, table: pd.DataFrame) -> dict[Any, dict[str, Any]]:
-    """Per compared run, what its plots need (:func:`dashboard.plots.plot_context`)."""
-    return {run_id: plots.plot_context(store.run(run_id, plots.PLOT_FIELDS)) for run_id in table.index}
+    """Per compared run, what its plots need (:attr:`sacred_gpu.read.RunPlots.context`)."""
+    return {run_id: store.run_plots(run_id).context for run_id in table.index}
 
 
 def metric_figures(store: RunStore, runs: Mapping[Any, Mapping[str, Any]], labels: Mapping[Any, str], x_mode: str,
@@ -123,7 +123,7 @@ def gpu_figures(board: Board, runs: Mapping[Any, Mapping[str, Any]]) -> list[tup
     page draws it (every sample, or the heartbeat windows of long runs: peaks kept)."""
     found: list[tuple[Any, go.Figure | None]] = []
     for run_id, run in runs.items():
-        has_gpu = any(p.key == "gpu-util" for p in figures.system_panels(run["system_names"]))
+        has_gpu = any(p.key == "gpu-util" for p in system_panels(run["system_names"]))
         found.append((run_id, plots.system_figures(board, run, ["gpu-util"], "elapsed")[0] if has_gpu else None))
     return found
 
@@ -138,7 +138,7 @@ def layout(board: Board, search: str | None) -> html.Div:
         run_ids = parse_run_ids(search)
     except ValueError as error:
         return html.Div([html.H2("Compare runs"), html.P(str(error)), dcc.Link("All runs", href="/")])
-    table = board.store.runs({"_id": {"$in": run_ids}}, sort="id")
+    table = board.store.runs(ids=run_ids, sort="id")
     missing = [run_id for run_id in run_ids if run_id not in table.index]
     diff = config_diff(table)
     keys = list(diff.index)
@@ -200,7 +200,7 @@ def register(app: Any, board: Board) -> None:
                   Input(SMOOTHING, "value"), State(RUNS, "data"), State({"type": METRIC, "name": ALL}, "id"),
                   prevent_initial_call=True)
     def _metrics(keys: list | None, x_mode: str, smoothing: float, run_ids: list, ids: list) -> list:
-        table = board.store.runs({"_id": {"$in": run_ids}}, sort="id")
+        table = board.store.runs(ids=run_ids, sort="id")
         figs = metric_figures(board.store, contexts(board.store, table), legend_labels(table, keys or []), x_mode,
                               smoothing or 0.0)
         return [figs.get(item["name"], no_update) for item in ids]
@@ -209,6 +209,6 @@ def register(app: Any, board: Board) -> None:
                   Input(RUNS, "data"))
     def _parcoords(metric: str | None, rollup: str, run_ids: list) -> go.Figure:
         wanted = {metric: rollup} if metric and rollup in ROLLUPS else None
-        table = board.store.runs({"_id": {"$in": run_ids}}, sort="id", metrics=wanted)
+        table = board.store.runs(ids=run_ids, sort="id", metrics=wanted)
         keys = list(config_diff(table).index)
         return parcoords_figure(table, keys, f"{metric}.{rollup}" if wanted else None)

@@ -63,7 +63,7 @@ PAGE_PREVIEWS = 8
 def layout(board: Board, run_id: str) -> html.Div:
     """The run's page, or a clear message when there is no such run."""
     key = run_key(run_id)
-    frame = board.store.runs({"_id": key}, limit=1)
+    frame = board.store.runs(ids=[key], limit=1)
     if frame.empty:
         return html.Div([html.H2("No such run"), html.P(f"There is no run {run_id!s} in this database."),
                          dcc.Link("All runs", href="/")], className="run-page")
@@ -187,7 +187,7 @@ def _artifacts(board: Board, run_id: Any, files: list[dict[str, Any]]) -> list[A
 def refresh_output(board: Board, run_id: Any, query: str | None) -> dict[str, Any]:
     """The output section re-read: ``lines``, ``summary``, ``cut`` (the truncation note), ``live`` (whether to keep
     polling), ``live_text``, ``status`` and ``status_class`` (for the header)."""
-    frame = board.store.runs({"_id": run_id}, limit=1)
+    frame = board.store.runs(ids=[run_id], limit=1)
     status = str(frame.iloc[0]["status"]) if not frame.empty else "DELETED"
     text = board.store.captured_out(run_id) if not frame.empty else ""
     lines, summary = output_lines(text, query or "")

@@ -69,18 +69,21 @@ class RunsTable:
     # -- the runs table -------------------------------------------------------------------------------------------
     def runs(self, filter: str | dict | None = None, sort: str | None = None, limit: int | None = None,
              metrics: Mapping[str, str | Iterable[str]] | None = None, columns: Iterable[str] | None = None,
-             skip: int = 0) -> pd.DataFrame:
+             skip: int = 0, ids: Iterable[Any] | None = None) -> pd.DataFrame:
         """Runs as a DataFrame indexed by run id.
 
         ``filter``: the query language (``status == COMPLETED and config.lr < 0.01 and val_loss.min < 0.3``) or a
         MongoDB filter limited to safe operators. ``sort``: a column (``start``, ``config.lr``, ``val_loss.min``),
         ``-`` first for descending; default newest first; runs without a value last either way. ``metrics``:
         ``{"val_loss": "min", "acc": ["last", "max_step"]}``, shown as columns ``val_loss.min`` ...; ``columns``:
-        extra dotted paths to show.
+        extra dotted paths to show; ``ids``: only these runs.
         """
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         query = compile_filter(filter, now=now, dead_after=self.dead_after)
         mongo_filter = self._with_metric_conditions(query)
+        if ids is not None:
+            chosen = {"_id": {"$in": list(ids)}}
+            mongo_filter = {"$and": [mongo_filter, chosen]} if mongo_filter else chosen
         wanted = _rollup_request(metrics)
         projection = dict.fromkeys(_TABLE_PROJECTION, 1)
         projection.update({f"{schema.METRIC_ROLLUPS_FIELD}.{field}": 1 for name, _ in wanted

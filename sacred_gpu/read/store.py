@@ -15,10 +15,12 @@ from typing import Any
 import gridfs
 
 from sacred_gpu import connection, schema
+from sacred_gpu.read import views
 from sacred_gpu.read.errors import NotFound, translated
 from sacred_gpu.read.runs_table import RunsTable
 from sacred_gpu.read.series import SeriesReads
 from sacred_gpu.read.settings import SettingsReads
+from sacred_gpu.read.views import RunPlots
 from sacred_gpu.writer import MongoWriter
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,11 @@ class RunStore(RunsTable, SeriesReads, SettingsReads):
         if doc is None:
             raise NotFound(f"no run {run_id!r}")
         return schema.resolve_stubs(doc, self._read_file) if resolve else doc
+
+    def run_plots(self, run_id: Any) -> RunPlots:
+        """What run ``run_id``'s plots need (:class:`~sacred_gpu.read.views.RunPlots`), from one read of its
+        document. Raises ``NotFound``."""
+        return views.run_plots(self.run(run_id, views.PLOT_FIELDS))
 
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``NotFound`` if it has none by that name."""
