@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.run_page import write_metric  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
 from sacred_gpu.read.store import RunStore  # noqa: E402
-from sacred_gpu.writer import MongoWriter  # noqa: E402
+from sacred_gpu.record.writer import MongoWriter  # noqa: E402
 
 BATCH = 50_000  # points a heartbeat (1 s)
 

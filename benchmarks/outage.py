@@ -9,7 +9,7 @@
    over trials: the same loop without an observer (the noise floor of this machine: its own garbage collections,
    the VM's scheduling), the observer as it comes (``freeze_gc=False``, the default), and the observer with
    ``freeze_gc=True`` (the objects alive at the start of the run are left out of the collector's walks, see
-   ``sacred_gpu.gc_freeze``).
+   ``sacred_gpu.record.gc_freeze``).
    Printed per trial: the median and longest step, the steps over 20 ms, the longest pause of CPython's garbage
    collector (which stops every thread, observer or not) and the longest step once the time spent in collections
    is taken out (with ``freeze_gc`` the longest pause is usually the one collection made as the run starts, before

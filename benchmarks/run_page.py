@@ -5,7 +5,7 @@ GPU samples, and the points sent per trace.
 
 Builds a mongomock database holding one run as GpuMongoObserver writes it:
 - metrics ``loss`` (``--points`` points over ``--hours``, noisy, with spikes), ``val_loss`` and ``lr`` (a
-  thousandth as many): the points go through ``sacred_gpu.series.MetricSeries`` in heartbeat-sized batches (one
+  thousandth as many): the points go through ``sacred_gpu.record.metric_records.MetricSeries`` in heartbeat-sized batches (one
   batch per ``--beat`` seconds, as the observer hands them over), and the records it makes are applied by
   ``MongoWriter``: chunk records with ``MongoWriter.apply`` (so each chunk gets its ``first_step``..``last_step``
   and preview), Sacred's document built from the metric records' points as ``append_metric``'s ``$push``es leave
@@ -49,8 +49,8 @@ from dashboard.board import Board  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
 from sacred_gpu.read import system_panels  # noqa: E402
 from sacred_gpu.read.store import connect  # noqa: E402
-from sacred_gpu.series import MetricSeries  # noqa: E402
-from sacred_gpu.writer import MongoWriter  # noqa: E402
+from sacred_gpu.record.metric_records import MetricSeries  # noqa: E402
+from sacred_gpu.record.writer import MongoWriter  # noqa: E402
 
 START = dt.datetime(2026, 1, 1)
 TARGET_S = 2.0

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sacred_gpu.observer import GpuMongoObserver, gpu_mongo_option
     from sacred_gpu.read.store import RunStore
+    from sacred_gpu.record.observer import GpuMongoObserver, gpu_mongo_option
 
 __version__ = "0.1.0"
 __all__ = ["GpuMongoObserver", "__version__", "connect", "gpu_mongo_option"]
@@ -21,7 +21,7 @@ _FROM_OBSERVER = ("GpuMongoObserver", "gpu_mongo_option")
 def __getattr__(name: str) -> Any:
     """The observer's names, imported on first use (PEP 562)."""
     if name in _FROM_OBSERVER:
-        from sacred_gpu import observer
+        from sacred_gpu.record import observer
 
         value = getattr(observer, name)
         globals()[name] = value

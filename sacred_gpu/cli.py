@@ -44,9 +44,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sacred_gpu import connection, quarantine
-    from sacred_gpu.journal import default_spool
-    from sacred_gpu.sync import sync_spool
+    from sacred_gpu import connection
+    from sacred_gpu.record import quarantine
+    from sacred_gpu.record.journal import default_spool
+    from sacred_gpu.record.sync import sync_spool
 
     url = db_name = None
     if args.mongo or args.mu:

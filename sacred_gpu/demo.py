@@ -7,7 +7,7 @@ an in-memory mongomock one):
   divergence guard in its first epoch (FAILED, with the trace);
 - ``train_diabetes``: a regression and an L2-penalty ablation of it (COMPLETED);
 - a run only queued with Sacred's ``--queue`` (QUEUED);
-- two runs in subprocesses, recorded offline (journal only) and uploaded afterwards with :mod:`sacred_gpu.sync`:
+- two runs in subprocesses, recorded offline (journal only) and uploaded afterwards with :mod:`sacred_gpu.record.sync`:
   one stopped with Ctrl-C (SIGINT: INTERRUPTED), one killed with SIGKILL (left RUNNING with a heartbeat that no
   longer moves: readers show it as PROBABLY_DEAD once it is older than their ``dead_after``, 120 s by default);
 - tags and notes (Omniboard's fields) set through :class:`~sacred_gpu.read.store.RunStore`.
@@ -37,12 +37,12 @@ from types import ModuleType
 from typing import IO, Any
 
 from sacred_gpu import schema
-from sacred_gpu.journal import Journal
-from sacred_gpu.observer import GpuMongoObserver
 from sacred_gpu.read.store import connect
+from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.observer import GpuMongoObserver
+from sacred_gpu.record.sync import sync_spool
 from sacred_gpu.sampling.fake_nvml import FakeGpu, FakeNvml
 from sacred_gpu.sampling.gpu import Nvml
-from sacred_gpu.sync import sync_spool
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The demo data: real runs of both examples, one for every status a board shows, recorded through the observer
-(and, for the runs ended by a signal, through a subprocess's journal and ``sacred_gpu.sync``)."""
+(and, for the runs ended by a signal, through a subprocess's journal and ``sacred_gpu.record.sync``)."""
 
 from __future__ import annotations
 

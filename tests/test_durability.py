@@ -19,10 +19,10 @@ import pytest
 from pymongo.errors import AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
 
 from sacred_gpu import GpuMongoObserver, cli
-from sacred_gpu.journal import Journal, journals
+from sacred_gpu.record.journal import Journal, journals
+from sacred_gpu.record.sync import sync_spool
+from sacred_gpu.record.writer import MongoWriter, record
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
-from sacred_gpu.sync import sync_spool
-from sacred_gpu.writer import MongoWriter, record
 
 from .conftest import run_experiment
 from .faults import FaultyClient
@@ -291,7 +291,7 @@ def test_network_timeouts_are_retried(db, tmp_path):
 
 
 def test_journal_is_trimmed_as_mongodb_acknowledges_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("sacred_gpu.journal.SEGMENT_BYTES", 2000)
+    monkeypatch.setattr("sacred_gpu.record.journal.SEGMENT_BYTES", 2000)
     journal = Journal.create(tmp_path, {"run_id": 1})
     for index in range(100):
         journal.append({"op": "update_run", "fields": {"i": index, "pad": "x" * 100}})
@@ -317,7 +317,7 @@ def test_sources_stored_before_are_reused_by_a_sync_resumed_after_them(client, t
     records = list(journal.read(journal.acked()))
     sources = [position for rec, position in records if rec["op"] == "file"]
     writer = MongoWriter(client["sacred"])
-    from sacred_gpu.recorder import Replayer
+    from sacred_gpu.record.recorder import Replayer
 
     replayer = Replayer(journal, writer, 99, resumed=True)
     for rec, _ in records[: len(sources)]:

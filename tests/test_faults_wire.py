@@ -13,11 +13,12 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from sacred_gpu import GpuMongoObserver, cli, quarantine
-from sacred_gpu.journal import Journal, journals
+from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.read.store import RunStore
+from sacred_gpu.record import quarantine
+from sacred_gpu.record.journal import Journal, journals
+from sacred_gpu.record.writer import record
 from sacred_gpu.sampling.fake_nvml import FakeNvml
-from sacred_gpu.writer import record
 from tests.support.wire_server import WireServer
 
 from .conftest import run_experiment

@@ -9,8 +9,8 @@ import struct
 import bson
 import pytest
 
-from sacred_gpu import journal as journal_module
-from sacred_gpu.journal import Damage, Journal, frame, journals
+from sacred_gpu.record import journal as journal_module
+from sacred_gpu.record.journal import Damage, Journal, frame, journals
 from tests.support.fault_matrix import FullDisk
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import bson
 import pytest
 
-from sacred_gpu import GpuMongoObserver, cli, quarantine
-from sacred_gpu.journal import Journal, journals
+from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.read.store import RunStore
-from sacred_gpu.recorder import Recorder, private_fallback
+from sacred_gpu.record import quarantine
+from sacred_gpu.record.journal import Journal, journals
+from sacred_gpu.record.recorder import Recorder, private_fallback
+from sacred_gpu.record.sync import sync_spool
 from sacred_gpu.sampling.fake_nvml import FakeNvml
-from sacred_gpu.sync import sync_spool
 from tests.support.fault_matrix import FullDisk
 
 from .conftest import run_experiment
@@ -71,7 +72,7 @@ def sync_cli(spool: Path, capsys, *args: str) -> tuple[int, str]:
 @pytest.fixture
 def mock_sync(client, monkeypatch):
     """``sacred-gpu sync`` on the command line, uploading to the in-memory database."""
-    import sacred_gpu.sync as sync_module
+    import sacred_gpu.record.sync as sync_module
 
     real = sync_module.sync_spool
     monkeypatch.setattr(sync_module, "sync_spool", lambda spool, **kw: real(spool, **{**kw, "client": client,

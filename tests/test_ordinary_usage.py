@@ -18,7 +18,7 @@ from sacred import Experiment
 from sacred.observers.base import RunObserver
 
 from sacred_gpu import GpuMongoObserver, cli, connection
-from sacred_gpu.journal import journals
+from sacred_gpu.record.journal import journals
 from sacred_gpu.sampling.fake_nvml import FakeNvml
 from tests.support.wire_server import WireServer
 
@@ -200,7 +200,7 @@ def test_two_runs_uploading_the_same_resource_at_once_store_it_once(tmp_path):
     """GridFS lists a file only once all its chunks are in: a second run's dedup must know the upload in flight."""
     import pymongo
 
-    from sacred_gpu.writer import MongoWriter, record
+    from sacred_gpu.record.writer import MongoWriter, record
 
     data = tmp_path / "data.csv"
     data.write_bytes(os.urandom(600 * 1024))  # a few GridFS chunks
@@ -271,7 +271,7 @@ ex.observers.append(GpuMongoObserver(client=client, nvml=FakeNvml(init_error=12)
 @ex.main
 def main(_run):
     print("hello from main")
-    logging.getLogger("sacred_gpu.observer").warning("sacred-gpu: a warning of ours\\nover two lines")
+    logging.getLogger("sacred_gpu.record.observer").warning("sacred-gpu: a warning of ours\\nover two lines")
     try:
         raise ValueError("our own failure")
     except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from sacred_gpu import GpuMongoObserver, schema
-from sacred_gpu.writer import MongoWriter
+from sacred_gpu.record.writer import MongoWriter
 
 from .conftest import run_experiment
 

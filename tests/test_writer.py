@@ -7,7 +7,7 @@ import datetime as dt
 from pymongo.errors import CollectionInvalid
 
 from sacred_gpu import schema
-from sacred_gpu.writer import MongoWriter
+from sacred_gpu.record.writer import MongoWriter
 
 
 class ServerDatabase:

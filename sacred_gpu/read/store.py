@@ -21,7 +21,7 @@ from sacred_gpu.read.runs_table import RunsTable
 from sacred_gpu.read.series import SeriesReads
 from sacred_gpu.read.settings import SettingsReads
 from sacred_gpu.read.views import RunPlots
-from sacred_gpu.writer import MongoWriter
+from sacred_gpu.record.writer import MongoWriter
 
 logger = logging.getLogger(__name__)
 

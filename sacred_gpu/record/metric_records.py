@@ -15,7 +15,7 @@ from typing import Any
 from bson import ObjectId
 
 from sacred_gpu import schema
-from sacred_gpu.writer import record
+from sacred_gpu.record.writer import record
 
 
 def _stages(cap: int):

@@ -27,7 +27,7 @@ from typing import Any
 
 import bson
 
-from sacred_gpu.journal import FILE_MODE, Damage, Journal, make_private_folder
+from sacred_gpu.record.journal import FILE_MODE, Damage, Journal, make_private_folder
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,11 @@ from sacred.observers.base import RunObserver
 from sacred.utils import ObserverError
 
 from sacred_gpu import connection, errors, schema
-from sacred_gpu.gc_freeze import GcFreeze
-from sacred_gpu.journal import Journal, default_spool
-from sacred_gpu.own_lines import OwnLines
-from sacred_gpu.recorder import (
+from sacred_gpu.record.gc_freeze import GcFreeze
+from sacred_gpu.record.journal import Journal, default_spool
+from sacred_gpu.record.metric_records import MetricSeries
+from sacred_gpu.record.own_lines import OwnLines
+from sacred_gpu.record.recorder import (
     DEFAULT_FLUSH_TIMEOUT,
     Recorder,
     initial_state,
@@ -35,10 +36,9 @@ from sacred_gpu.recorder import (
     open_journal,
     start_recorder,
 )
+from sacred_gpu.record.writer import MongoWriter, record
 from sacred_gpu.sampling.gpu import gpu_inventory
 from sacred_gpu.sampling.monitor import SystemMonitor, Window
-from sacred_gpu.series import MetricSeries
-from sacred_gpu.writer import MongoWriter, record
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class GpuMongoObserver(RunObserver):
     ``freeze_gc``: leave the objects alive at the start of the run out of CPython's garbage collections until its
     end (``gc.freeze``), which cuts the collector's pauses in the training loop but keeps cyclic garbage older than
     the run (a model dropped in main) until the run ends, and costs a full collection at the start: off by default
-    (see ``sacred_gpu.gc_freeze``);
+    (see ``sacred_gpu.record.gc_freeze``);
     ``nvml``: a pynvml-compatible module to read GPUs through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml``
     simulates GPUs). Other keyword arguments go to ``pymongo.MongoClient``.
     """

@@ -17,7 +17,7 @@ a segment of its own, so it never appends behind bytes another process may have 
 
 Segments wholly acknowledged are deleted as MongoDB acknowledges them; a journal folder is removed only once every
 record in it is acknowledged and every damaged region has been copied to the quarantine (see
-:mod:`sacred_gpu.quarantine`). Journals written by sacred-gpu 0.1 (``NNNNNN.bson``: BSON documents back to back,
+:mod:`sacred_gpu.record.quarantine`). Journals written by sacred-gpu 0.1 (``NNNNNN.bson``: BSON documents back to back,
 no checksums) are still read; there, a damaged record makes the rest of its segment one damaged region.
 """
 

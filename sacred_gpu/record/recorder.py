@@ -2,7 +2,7 @@
 
 :meth:`Recorder.submit` appends to the journal and returns: nothing on the caller's thread waits for MongoDB.
 The writer thread reads what is not acknowledged yet from the journal (so memory stays bounded whatever the outage
-length), applies it in order through :class:`~sacred_gpu.writer.MongoWriter`, and acknowledges it. While MongoDB
+length), applies it in order through :class:`~sacred_gpu.record.writer.MongoWriter`, and acknowledges it. While MongoDB
 is unreachable, records wait on disk and the thread retries with backoff; :class:`Replayer` does that work, for the
 writer thread and for ``sacred-gpu sync``.
 """
@@ -25,10 +25,10 @@ from bson import ObjectId
 
 from sacred_gpu import errors
 from sacred_gpu.connection import short_error
-from sacred_gpu.journal import Damage, Entry, Journal, Position, frame
-from sacred_gpu.quarantine import Quarantine
-from sacred_gpu.uploads import Uploader
-from sacred_gpu.writer import MongoWriter, RunIdTaken
+from sacred_gpu.record.journal import Damage, Entry, Journal, Position, frame
+from sacred_gpu.record.quarantine import Quarantine
+from sacred_gpu.record.uploads import Uploader
+from sacred_gpu.record.writer import MongoWriter, RunIdTaken
 
 logger = logging.getLogger(__name__)
 

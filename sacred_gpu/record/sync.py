@@ -3,7 +3,7 @@
 Safe to run twice, at once and safe to interrupt: one sync works on a journal at a time (the journal's lock, also
 held by the process recording the run), an offline run's id is allocated once and kept in its journal, and every
 record is applied idempotently from the last acknowledged position. What MongoDB refuses, and damaged journal
-regions, go to the spool's quarantine (:mod:`sacred_gpu.quarantine`).
+regions, go to the spool's quarantine (:mod:`sacred_gpu.record.quarantine`).
 
 Journals keep no password: a URL's password comes from ``$SACRED_GPU_MONGO_PASSWORD`` or the ``--mu`` URL.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sacred_gpu import connection, errors, schema
-from sacred_gpu.journal import Journal, journals
-from sacred_gpu.recorder import Replayer
-from sacred_gpu.writer import MongoWriter, RunIdTaken
+from sacred_gpu.record.journal import Journal, journals
+from sacred_gpu.record.recorder import Replayer
+from sacred_gpu.record.writer import MongoWriter, RunIdTaken
 
 logger = logging.getLogger(__name__)
 

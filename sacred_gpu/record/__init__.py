@@ -1,0 +1,13 @@
+"""The write side: from Sacred's events to MongoDB, through a local journal, never losing a record.
+
+- :mod:`.observer`: ``GpuMongoObserver``, Sacred's events turned into records.
+- :mod:`.metric_records`: metric batches as records (Sacred's capped document, decimation, chunks).
+- :mod:`.journal` (with :mod:`.journal_frames`): the write-ahead journal on disk.
+- :mod:`.recorder` (with :mod:`.replayer`): a run's journal and its writer thread; replaying journals.
+- :mod:`.writer`: the only code that writes to MongoDB (with :mod:`.writer_files` for GridFS).
+- :mod:`.uploads`, :mod:`.quarantine`, :mod:`.sync`: files uploaded beside records, what MongoDB refused, and
+  ``sacred-gpu sync``.
+- :mod:`.own_lines`, :mod:`.gc_freeze`: our log lines kept out of captured output; short garbage collections.
+
+Importing this package imports none of them (the observer needs Sacred, the journal does not).
+"""
