@@ -1,44 +1,40 @@
-"""``GpuMongoObserver``: turns Sacred's run events into records; the recorder journals them and writes them."""
+"""``GpuMongoObserver``: turns Sacred's run events into records; the recorder journals them and writes them.
+
+The class is read in four parts: this module (the events, the run's state, files), :mod:`.run_start` (how a run
+starts), :mod:`.run_records` (metric points and system windows) and :mod:`.run_end` (how a run ends).
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import mimetypes
 import os
-import sys
 import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-import bson
-import pymongo
-import sacred.run
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
 from sacred.commandline_options import cli_option
 from sacred.dependencies import get_digest
 from sacred.observers.base import RunObserver
-from sacred.utils import ObserverError
 
-from sacred_gpu import connection, errors, schema
+from sacred_gpu import connection, schema
 from sacred_gpu.record.gc_freeze import GcFreeze
-from sacred_gpu.record.journal import Journal, default_spool
+from sacred_gpu.record.guards import never_raises
+from sacred_gpu.record.journal import default_spool
 from sacred_gpu.record.metric_records import MetricSeries
 from sacred_gpu.record.own_lines import OwnLines
 from sacred_gpu.record.recorder import (
     DEFAULT_FLUSH_TIMEOUT,
     Recorder,
-    initial_state,
     offline_from_environment,
-    open_journal,
-    start_recorder,
 )
+from sacred_gpu.record.run_end import RunEnd
+from sacred_gpu.record.run_records import RunRecords
+from sacred_gpu.record.run_start import RunStart
 from sacred_gpu.record.writer import MongoWriter, record
-from sacred_gpu.sampling.gpu import gpu_inventory
-from sacred_gpu.sampling.monitor import SystemMonitor, Window
+from sacred_gpu.sampling.monitor import SystemMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +43,7 @@ DEFAULT_PRIORITY = 30
 #: Seconds the start of a run waits for MongoDB in all before the run goes on offline.
 DEFAULT_START_TIMEOUT = 5.0
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _never_raises(method: F) -> F:
-    """Run an event handler so that no exception reaches Sacred (which would drop the observer for the run)."""
-
-    @functools.wraps(method)
-    def guarded(self: GpuMongoObserver, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - the training run must go on, whatever failed here
-            self._report_failure(method.__name__, exc)
-            return None
-
-    return guarded  # type: ignore[return-value]
-
-
-class GpuMongoObserver(RunObserver):
+class GpuMongoObserver(RunStart, RunRecords, RunEnd, RunObserver):
     """A drop-in replacement for Sacred's ``MongoObserver`` that also records the GPUs and never loses a run.
 
     Parameters: ``url`` (a MongoDB URI or ``host:port``) and ``db_name``, or ``client`` (a ``pymongo.MongoClient``
@@ -205,134 +184,6 @@ class GpuMongoObserver(RunObserver):
                 self._moved.add(value.file_id)
                 self._submit("file", kind="value", file_id=value.file_id, spooled=spooled, name=value.path)
 
-    # -- start ----------------------------------------------------------------------------------------------------
-    def _begin(self, ex_info: dict, command: str, host_info: dict, config: dict, meta_info: dict,
-               fields: dict[str, Any], _id: Any) -> Any:
-        """Open the run's journal, then insert the run document: online, or offline when MongoDB cannot take it
-        within ``start_timeout`` seconds.
-
-        The journal comes first, so nothing reaches MongoDB for a run that cannot be journaled (such a run goes on
-        unrecorded, with one ERROR). Online, the sources and the run document are written before the run starts (so
-        the id is MongoDB's); offline, they are journaled like every later record and written by ``sacred-gpu sync``.
-        """
-        if self.recorder is not None:
-            raise ObserverError(f"sacred-gpu: this GpuMongoObserver is already recording run {self.run_id}: it is "
-                                "attached to the run twice (is it in ex.observers twice? a notebook cell run again "
-                                "appends it again)")
-        self._reset()
-        self._own_lines.attach()  # from here to the run's end, our log lines stay out of its captured output
-        sources = [(name, os.path.abspath(os.path.join(ex_info["base_dir"], name)), md5)
-                   for name, md5 in ex_info.get("sources", [])]
-        host = schema.bson_safe(dict(host_info))
-        host["gpu_inventory"] = self._inventory = gpu_inventory(self._nvml)
-        doc = {"experiment": schema.bson_safe(dict(ex_info)), "command": command, "host": host,
-               "config": schema.flatten(config), "meta": schema.bson_safe(meta_info), **fields}
-        try:
-            journal = open_journal(self.spool_dir, initial_state(self.target))
-        except OSError as exc:
-            logger.error("sacred-gpu: this run of %r is NOT recorded: %s", ex_info.get("name"), exc)
-            self._own_lines.detach()
-            return _id
-        doc, moved = self._movable(doc, journal)
-        reason = "offline mode was asked for"
-        if not self.offline:
-            run_id, reason = self._start_online(doc, sources, _id, journal)
-            if reason is None:
-                self.run_id = run_id
-                self.recorder = start_recorder(journal, self.writer, run_id)
-                self._submit_moved(moved)
-                return run_id
-        self.recorder = start_recorder(journal, None, _id, reason=reason)
-        self.run_id = self.recorder.run_id
-        self._submit_moved(moved)
-        doc["experiment"]["sources"] = []
-        for name, path, md5 in sources:
-            file_id = schema.new_object_id()
-            self._submit("file", kind="source", file_id=file_id, path=path, md5=md5, **self.recorder.spool(path))
-            doc["experiment"]["sources"].append([name, file_id])
-        self._submit("insert_run", doc=doc)
-        return self.run_id
-
-    def _movable(self, doc: dict[str, Any], journal: Journal) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
-        """The run document with values past half of MongoDB's 16 MB moved out (spooled for upload), and them."""
-        stubbed, large = schema.stub_large_values(doc, schema.STUB_BUDGET // 2, seed=self._stub_seed)
-        try:
-            moved = [(value, journal.spool_bytes(value.data, ".bson")) for value in large]
-        except OSError as exc:  # MongoDB refuses the whole document then: it is quarantined at sync, not lost
-            logger.error("sacred-gpu: cannot spool the large values of the run document (%s)", exc)
-            stubbed, moved = doc, []
-        self._doc_bytes = len(bson.encode(stubbed)) if large else len(bson.encode(doc))
-        return stubbed, moved
-
-    def _start_online(self, doc: dict[str, Any], sources: list[tuple[str, str, str]], _id: Any,
-                      journal: Journal) -> tuple[Any, str | None]:
-        """Store the sources and insert the run document, waiting at most ``start_timeout`` seconds whatever the
-        server does. Returns ``(run id, None)``, or ``(None, why the run goes offline)``.
-
-        The work runs on a thread of its own, under pymongo's ``timeout`` for the same time. When the run goes
-        offline after an insert was sent (a timeout: the server may still apply it), the id it was sent with is
-        left in the journal, so ``sacred-gpu sync`` completes that document instead of inserting a second one.
-        """
-        outcome: dict[str, Any] = {}
-        lock, finished, abandoned = threading.Lock(), threading.Event(), threading.Event()
-        doc = dict(doc, experiment=dict(doc["experiment"]))  # the offline path may fill its own copy meanwhile
-
-        def start() -> None:
-            try:
-                with pymongo.timeout(min(self.start_timeout, self._server_selection_timeout())):
-                    self.writer.database.command("ping")  # fails as fast as the client is told to when no server is up
-                with pymongo.timeout(max(0.0, deadline - time.monotonic())):
-                    self._ensure_indexes()
-                    doc["experiment"]["sources"] = [[name, self.writer.put_deduplicated(path, md5)]
-                                                    for name, path, md5 in sources]
-                    outcome["run_id"] = self.writer.insert_run(dict(doc, _id=_id) if _id is not None else doc)
-            except BaseException as exc:  # noqa: BLE001 - reported by the training thread
-                outcome["error"] = exc
-            with lock:
-                finished.set()
-                offline = abandoned.is_set() or "error" in outcome
-            if offline and _id is None and doc.get("_id") is not None:
-                try:
-                    journal.update_state(attempted_run_id=doc["_id"])
-                except OSError as exc:
-                    logger.warning("sacred-gpu: cannot note run id %s in %s (%s)", doc["_id"], journal.folder, exc)
-
-        deadline = time.monotonic() + self.start_timeout
-        threading.Thread(target=start, name="sacred-gpu-start", daemon=True).start()
-        finished.wait(self.start_timeout)
-        with lock:
-            if not finished.is_set():
-                abandoned.set()
-                return None, f"MongoDB at {self.where} did not answer within start_timeout={self.start_timeout:g} s"
-        error = outcome.get("error")
-        if error is None:
-            return outcome["run_id"], None
-        if isinstance(error, DuplicateKeyError) and _id is not None:
-            journal.remove()
-            raise ObserverError(f"sacred-gpu: run id {_id!r} is already taken in {self.where}") from error
-        kind = errors.classify(error)
-        if kind is errors.TRANSIENT:
-            return None, f"MongoDB at {self.where} cannot be reached: {connection.short_error(error)}"
-        what = "refused" if kind is errors.PERMANENT else "could not store"
-        logger.error("sacred-gpu: MongoDB at %s %s the run document: %s", self.where, what,
-                     connection.short_error(error, 300), exc_info=error if kind is errors.UNKNOWN else None)
-        return None, f"MongoDB at {self.where} {what} the run document; fix the cause, then sync"
-
-    def _server_selection_timeout(self) -> float:
-        """Seconds the client waits for a server to be selected (``serverSelectionTimeoutMS``)."""
-        value = None if connection.is_mongomock(self._client) else getattr(
-            getattr(self._client, "options", None), "server_selection_timeout", None)
-        return float(value) if isinstance(value, (int, float)) else self.start_timeout
-
-    def _ensure_indexes(self) -> None:
-        """Create the indexes; a refusal (e.g. no privilege to create them) is reported once and the run goes on."""
-        try:
-            self.writer.ensure_indexes()
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if errors.is_transient(exc):
-                raise
-            self._report_failure("creating indexes", exc)
-
     def queued_event(self, ex_info, command, host_info, queue_time, config, meta_info, _id):  # noqa: ANN001
         """A run queued with ``-q``: stored with status QUEUED."""
         run_id = self._begin(ex_info, command, host_info, config, meta_info, {"status": schema.QUEUED}, _id)
@@ -359,48 +210,8 @@ class GpuMongoObserver(RunObserver):
         self._start_monitor()
         return run_id
 
-    @_never_raises
-    def _start_monitor(self) -> None:
-        if not self.sampling:
-            return
-        names = {gpu["index"]: gpu["name"] for gpu in self._inventory if gpu.get("name")}
-        self.monitor = SystemMonitor(self.sample_interval, self.slow_sample_interval, nvml=self._nvml,
-                                     gpus=bool(self._inventory), gpu_names=names)
-        self.monitor.start()
-
-    # -- system metrics -------------------------------------------------------------------------------------------
-    def _record_window(self, window: Window | None, info: dict[str, Any]) -> dict[str, Any]:
-        """Record a window's samples (tier 2) and series points (tier 1); return the run fields to ``$set``."""
-        if window is None:
-            return {}
-        try:
-            if window.samples:
-                self._submit("samples", samples=[{"t": t, "values": values} for t, values in window.samples])
-            for name, (step, value, stamp) in window.points.items():
-                self._append_series(name, [step], [value], [stamp], info, system=True)
-        except Exception as exc:  # noqa: BLE001 - the heartbeat's own fields are still recorded
-            self._report_failure("system metrics", exc)
-        return {schema.SYSTEM_FIELD: window.rollups} if window.rollups else {}
-
-    def _final_fields(self) -> dict[str, Any]:
-        """Stop sampling and record what is left; the roll-ups (and info, for new series) go with the final status."""
-        if self.monitor is None:
-            return {}
-        info = self._info if self._info is not None else {}
-        known = len(info.get("metrics", []))
-        try:
-            window = self.monitor.stop()
-        except Exception as exc:  # noqa: BLE001
-            self._report_failure("stopping the sampler", exc)
-            window = None
-        self.monitor = None
-        fields = self._record_window(window, info)
-        if len(info.get("metrics", [])) > known:
-            fields["info"] = schema.flatten(info)
-        return fields
-
     # -- during the run -------------------------------------------------------------------------------------------
-    @_never_raises
+    @never_raises
     def heartbeat_event(self, info, captured_out, beat_time, result):  # noqa: ANN001
         """Record info, the captured output so far (capped), the beat time, the intermediate result, system metrics."""
         if self._not_recording("heartbeat_event"):
@@ -418,53 +229,7 @@ class GpuMongoObserver(RunObserver):
         )
         self._update_run(fields)
 
-    @_never_raises
-    def log_metrics(self, metrics_by_name, info):  # noqa: ANN001
-        """Record the points logged since the last heartbeat; reference new series in ``info["metrics"]``."""
-        if self._not_recording("log_metrics", sum(len(series["values"]) for series in metrics_by_name.values())):
-            return
-        self._beat_thread = threading.current_thread()
-        for name, series in metrics_by_name.items():
-            values = [schema.metric_value(value) for value in series["values"]]
-            steps, stamps = series["steps"], series["timestamps"]
-            if None in values:
-                if f"values of {name}" not in self._reported:
-                    self._reported.add(f"values of {name}")
-                    logger.warning("sacred-gpu: metric %r got values that are not numbers; they are dropped", name)
-                kept = [i for i, value in enumerate(values) if value is not None]
-                steps, values, stamps = [steps[i] for i in kept], [values[i] for i in kept], [stamps[i] for i in kept]
-            if values:
-                self._append_series(name, list(steps), values, list(stamps), info)
-
-    def _append_series(self, name: str, steps: list, values: list, stamps: list, info: dict[str, Any],
-                       system: bool = False) -> None:
-        """Append to the run's series ``name`` (the user's, or with ``system`` the observer's own: two namespaces, so
-        a user's ``sys/...`` metric is kept as logged); a new series is referenced in ``info["metrics"]`` as Sacred
-        does, the observer's marked with its origin."""
-        owned = self._system_series if system else self._series
-        series = owned.get(name)
-        if series is None:
-            series = owned[name] = MetricSeries(name, schema.new_object_id(), system=system)
-            entry = {"name": name, "id": str(series.metric_id)}
-            info.setdefault("metrics", []).append({**entry, schema.ORIGIN: schema.SYSTEM_ORIGIN} if system else entry)
-        with self._lock:
-            records = series.records(steps, values, stamps, self._next_seq)
-        for rec in records:
-            self._submit_record(rec)
-
-    def _metric_rollups(self) -> dict[str, Any]:
-        """The run field holding every user series' roll-ups (min, max, mean, first, last and their steps); the
-        observer's own series are summed up in ``system`` instead."""
-        with self._lock:
-            rollups = {schema.rollup_key(name): dict(series.rollup) for name, series in self._series.items()
-                       if series.rollup}
-        return {schema.METRIC_ROLLUPS_FIELD: rollups} if rollups else {}
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    @_never_raises
+    @never_raises
     def resource_event(self, filename):  # noqa: ANN001
         """Record a file the run opened (stored once per content) and list it as ``[path, md5]``."""
         if self._not_recording("resource_event"):
@@ -479,7 +244,7 @@ class GpuMongoObserver(RunObserver):
             self._resources.append(entry)
             self._submit("update_run", fields={"resources": list(self._resources)})
 
-    @_never_raises
+    @never_raises
     def artifact_event(self, name, filename, metadata=None, content_type=None):  # noqa: ANN001
         """Record an artifact (a copy is kept until it is in GridFS) and list it in ``artifacts``."""
         if self._not_recording("artifact_event"):
@@ -497,103 +262,16 @@ class GpuMongoObserver(RunObserver):
             self._artifacts.append({"name": name, "file_id": file_id})
             self._submit("update_run", fields={"artifacts": list(self._artifacts)})
 
-    # -- end ------------------------------------------------------------------------------------------------------
-    def _finish(self, fields: dict[str, Any]) -> None:
-        """End the run with ``fields`` (status, stop time, result or fail trace) once Sacred's last heartbeat is in.
-
-        Sacred stops its heartbeat thread but waits only 2 s for its last beat, which carries every point logged since
-        the beat before and the output's tail. The training thread waits for that beat at most ``flush_timeout``
-        seconds, then for MongoDB at most ``flush_timeout`` seconds; a beat still on its way then is recorded when it
-        arrives, and the run's end with it, by a thread of ours that the process waits for (as it waits for Sacred's
-        heartbeat thread).
-        """
-        self._gc.stop()
-        if self.recorder is None:
-            return
-        beat = self._heartbeat_thread()
-        try:
-            if beat is not None:
-                beat.join(self.flush_timeout)
-            if beat is not None and beat.is_alive():
-                logger.warning("sacred-gpu: the last heartbeat of run %s is still on its way after %g s; the run's end "
-                               "is recorded as soon as it arrives (the process waits for it)", self.run_id,
-                               self.flush_timeout)
-                self._finisher = threading.Thread(target=self._finish_after, args=(beat, fields),
-                                                  name="sacred-gpu-finish")
-                self._finisher.start()
-                return
-            self._record_end(fields)
-        except KeyboardInterrupt:  # Ctrl-C again while the run ends: record its end without waiting, then stop
-            monitor, self.monitor = self.monitor, None
-            if monitor is not None:
-                monitor.stop_now()
-            logger.warning("sacred-gpu: interrupted while ending run %s; its end is journaled without the last "
-                           "points (`sacred-gpu sync %s` uploads what MongoDB did not get)", self.run_id,
-                           self.recorder.journal.folder.parent)
-            self._update_run(fields)
-            self._close(timeout=0.0)
-            raise
-
-    def _finish_after(self, beat: threading.Thread, fields: dict[str, Any]) -> None:
-        """On our own thread: wait for Sacred's late last beat, then record the run's end."""
-        try:
-            beat.join()
-            self._record_end(fields)
-        except Exception as exc:  # noqa: BLE001 - nothing to raise to
-            self._report_failure("recording the end of the run", exc)
-
-    def _record_end(self, fields: dict[str, Any]) -> None:
-        """Stop sampling, submit the closing records and the final fields, and close the run's journal."""
-        final = self._final_fields()
-        final.update(self._metric_rollups())
-        final.update(fields)
-        with self._lock:
-            closing = [rec for series in self._series.values() for rec in series.closing_records(self._next_seq)]
-        for rec in closing:
-            self._submit_record(rec)
-        if self.output_artifact and self._output:
-            spooled = self.recorder.journal.spool_text(self._output)  # type: ignore[union-attr]
-            self._record_artifact("captured_out.txt", {"spooled": spooled}, "text/plain", None)
-        self._update_run(final)
-        self._close()
-
-    def _heartbeat_thread(self) -> threading.Thread | None:
-        """Sacred's heartbeat thread of this run, if it may still deliver a beat: the thread our ``log_metrics`` was
-        called on, else the ``Run`` that is ending it (a run shorter than one beat interval has had no beat yet)."""
-        beat = self._beat_thread
-        if beat is None:
-            frame = sys._getframe(1)
-            while frame is not None and beat is None:
-                owner = frame.f_locals.get("self")
-                if isinstance(owner, sacred.run.Run):
-                    beat = getattr(owner, "_heartbeat", None)
-                frame = frame.f_back
-        return beat if isinstance(beat, threading.Thread) and beat is not threading.current_thread() else None
-
-    def _close(self, timeout: float | None = None) -> None:
-        """Write what is pending within ``timeout`` (default ``flush_timeout``) seconds; what is left waits in the
-        journal for ``sacred-gpu sync``."""
-        recorder, self.recorder = self.recorder, None
-        self._own_lines.detach()
-        if recorder is None:
-            return
-        self._ended = True
-        if recorder.close(self.flush_timeout if timeout is None else timeout):
-            return
-        reason = "it is recorded offline" if recorder.offline else f"MongoDB at {self.where} did not take it in time"
-        logger.warning("sacred-gpu: run %s is kept in %s (%s); upload it with `sacred-gpu sync %s`",
-                       self.run_id, recorder.journal.folder, reason, recorder.journal.folder.parent)
-
-    @_never_raises
+    @never_raises
     def completed_event(self, stop_time, result):  # noqa: ANN001
         self._finish({"stop_time": stop_time, "result": schema.flatten(result), "status": schema.COMPLETED})
 
-    @_never_raises
+    @never_raises
     def interrupted_event(self, interrupt_time, status):  # noqa: ANN001
         """INTERRUPTED, or the status of the ``SacredInterrupt`` raised (e.g. TIMEOUT)."""
         self._finish({"stop_time": interrupt_time, "status": status})
 
-    @_never_raises
+    @never_raises
     def failed_event(self, fail_time, fail_trace):  # noqa: ANN001
         self._finish({"stop_time": fail_time, "status": schema.FAILED, "fail_trace": schema.bson_safe(fail_trace)})
 
