@@ -46,7 +46,7 @@ def _sync(args: argparse.Namespace) -> int:
 
     from sacred_gpu import connection
     from sacred_gpu.record import quarantine
-    from sacred_gpu.record.journal import default_spool
+    from sacred_gpu.record.spool import default_spool
     from sacred_gpu.record.sync import sync_spool
 
     url = db_name = None

@@ -19,8 +19,8 @@ import pytest
 from pymongo.errors import AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
 
 from sacred_gpu import GpuMongoObserver, cli
-from sacred_gpu.record.journal import Journal, journals
-from sacred_gpu.record.sync import sync_spool
+from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.record.writer import MongoWriter, record
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 
@@ -317,7 +317,7 @@ def test_sources_stored_before_are_reused_by_a_sync_resumed_after_them(client, t
     records = list(journal.read(journal.acked()))
     sources = [position for rec, position in records if rec["op"] == "file"]
     writer = MongoWriter(client["sacred"])
-    from sacred_gpu.record.recorder import Replayer
+    from sacred_gpu.record.replayer import Replayer
 
     replayer = Replayer(journal, writer, 99, resumed=True)
     for rec, _ in records[: len(sources)]:

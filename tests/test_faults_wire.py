@@ -16,7 +16,8 @@ import pytest
 from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.read.store import RunStore
 from sacred_gpu.record import quarantine
-from sacred_gpu.record.journal import Journal, journals
+from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.sync import journals
 from sacred_gpu.record.writer import record
 from sacred_gpu.sampling.fake_nvml import FakeNvml
 from tests.support.wire_server import WireServer

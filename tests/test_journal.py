@@ -9,8 +9,10 @@ import struct
 import bson
 import pytest
 
-from sacred_gpu.record import journal as journal_module
-from sacred_gpu.record.journal import Damage, Journal, frame, journals
+from sacred_gpu.record import journal_frames
+from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.journal_frames import Damage, frame
+from sacred_gpu.record.sync import journals
 from tests.support.fault_matrix import FullDisk
 
 
@@ -92,7 +94,7 @@ def test_garbage_between_records_is_one_damaged_region(tmp_path):
     journal = Journal.create(tmp_path, {})
     journal.append({"seq": 1})
     journal.close()
-    garbage = os.urandom(5000).replace(journal_module.MAGIC, b"....")
+    garbage = os.urandom(5000).replace(journal_frames.MAGIC, b"....")
     with open(segment_file(journal), "ab") as handle:
         handle.write(garbage + frame({"seq": 2}))
     entries = read_all(Journal(journal.folder))

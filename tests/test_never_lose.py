@@ -18,9 +18,10 @@ import pytest
 from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.read.store import RunStore
 from sacred_gpu.record import quarantine
-from sacred_gpu.record.journal import Journal, journals
-from sacred_gpu.record.recorder import Recorder, private_fallback
-from sacred_gpu.record.sync import sync_spool
+from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.recorder import Recorder
+from sacred_gpu.record.spool import private_fallback
+from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.sampling.fake_nvml import FakeNvml
 from tests.support.fault_matrix import FullDisk
 

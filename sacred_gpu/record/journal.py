@@ -8,12 +8,10 @@ One folder per run under the spool directory, private to the user (folders 0700,
     <spool>/<key>/lock             held (``flock``) by the process that records or syncs the run
     <spool>/<key>/files/           copies of artifacts, resources and sources waiting to be uploaded
 
-A record is a frame: ``MAGIC`` (4 bytes), the payload's length (uint32 LE), a CRC-32 of length and payload (uint32
-LE), then the payload, one BSON document. It is appended with unbuffered writes; a write that fails or lands only
-in part (a full disk, a short write) is rolled back by truncating the segment to its last good length before
-anything else is appended, so no record ever lands behind a torn one. A reader checks every frame; on a damaged or
-torn region it reports the region (:class:`Damage`) and resynchronises on the next valid frame. Each process starts
-a segment of its own, so it never appends behind bytes another process may have left torn.
+A record is a checksummed frame (:mod:`.journal_frames`), appended with unbuffered writes; a write that fails or
+lands only in part (a full disk, a short write) is rolled back by truncating the segment to its last good length
+before anything else is appended, so no record ever lands behind a torn one. Each process starts a segment of its
+own, so it never appends behind bytes another process may have left torn.
 
 Segments wholly acknowledged are deleted as MongoDB acknowledges them; a journal folder is removed only once every
 record in it is acknowledged and every damaged region has been copied to the quarantine (see
@@ -25,89 +23,25 @@ from __future__ import annotations
 
 import json
 import logging
-import mmap
 import os
 import shutil
-import struct
-import tempfile
 import threading
 import uuid
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
-import bson
+from sacred_gpu.record import journal_frames as frames
+from sacred_gpu.record.journal_frames import Damage, Entry, Position
+from sacred_gpu.record.spool import FILE_MODE, FOLDER_MODE, make_private_folder, write_atomically
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable naming the spool directory.
-SPOOL_ENV = "SACRED_GPU_SPOOL"
 #: Bytes per journal segment before a new one is started.
 SEGMENT_BYTES = 16 * 1024 * 1024
-#: The first bytes of every frame.
-MAGIC = b"\xa7SGJ"
-_HEADER = struct.Struct("<4sII")  # magic, payload length, CRC-32 of the length's bytes and the payload
-#: Largest payload a frame may announce (a larger length is damage): 1 GiB.
-MAX_PAYLOAD = 1 << 30
-#: Permissions of what the journal creates: it may hold a URL with a user name, and the run's data.
-FOLDER_MODE, FILE_MODE = 0o700, 0o600
-_SUFFIX, _LEGACY_SUFFIX = ".log", ".bson"
 
-Position = tuple[int, int]  # (segment number, byte offset in it)
-
-
-@dataclass(frozen=True)
-class Damage:
-    """A region of a segment that holds no valid record: ``data`` is its bytes, ``reason`` says what was wrong."""
-
-    segment: int
-    start: int
-    end: int
-    reason: str
-    data: bytes
-
-
-Entry = Union[dict, Damage]
-
-
-def default_spool() -> Path:
-    """``$SACRED_GPU_SPOOL``, else the user's data directory (``$XDG_DATA_HOME/sacred-gpu/spool``), absolute."""
-    if os.environ.get(SPOOL_ENV):
-        return Path(os.environ[SPOOL_ENV]).expanduser().absolute()
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return (Path(data_home) / "sacred-gpu" / "spool").absolute()
-
-
-def make_private_folder(path: Path) -> Path:
-    """Create ``path`` (and its parents) if missing; a folder we create is readable by its owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
-    return path
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` at once (a unique temp file, fsynced, renamed over it), owner-only."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def frame(rec: dict[str, Any]) -> bytes:
-    """A record as the journal stores it. Raises ``bson.errors.InvalidDocument`` (or ``OverflowError``) when the
-    record cannot be encoded."""
-    payload = bson.encode(rec)
-    length = struct.pack("<I", len(payload))
-    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload, zlib.crc32(length))) + payload
-
-
+#: Environment variable naming the spool directory.
+SPOOL_ENV = "SACRED_GPU_SPOOL"
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -186,7 +120,7 @@ class Journal:
     def append(self, rec: dict[str, Any]) -> None:
         """Journal one record. Raises ``bson.errors.InvalidDocument`` if it cannot be encoded and ``OSError`` if the
         disk refuses it (the journal is then as it was before the call)."""
-        self.append_frame(frame(rec))
+        self.append_frame(frames.frame(rec))
 
     def append_frame(self, data: bytes) -> None:
         """Journal one record made by :func:`frame`; on ``OSError`` nothing of it stays in the journal."""
@@ -259,12 +193,12 @@ class Journal:
 
     # -- reading --------------------------------------------------------------------------------------------------
     def segments(self) -> list[int]:
-        names = (p.name for p in self.folder.iterdir() if p.suffix in (_SUFFIX, _LEGACY_SUFFIX))
+        names = (p.name for p in self.folder.iterdir() if p.suffix in (frames.SUFFIX, frames.LEGACY_SUFFIX))
         return sorted({int(name.split(".")[0]) for name in names if name.split(".")[0].isdigit()})
 
     def _segment_path(self, segment: int) -> Path:
-        path = self.folder / f"{segment:06d}{_SUFFIX}"
-        legacy = path.with_suffix(_LEGACY_SUFFIX)
+        path = self.folder / f"{segment:06d}{frames.SUFFIX}"
+        legacy = path.with_suffix(frames.LEGACY_SUFFIX)
         return legacy if not path.exists() and legacy.exists() else path
 
     def acked(self) -> Position:
@@ -292,14 +226,14 @@ class Journal:
             last = index == len(segments) - 1
             offset = start[1] if segment == start[0] else 0
             limit = own[1] if own is not None and own[0] == segment else None
-            for entry, end in _read_segment(self._segment_path(segment), segment, offset, limit,
+            for entry, end in frames.read_segment(self._segment_path(segment), segment, offset, limit,
                                             tail_is_damage or not last):
                 position = (segment, end)
                 if isinstance(entry, Damage):
                     if last and written and position < written and end == entry.end == _size(self, segment):
                         # a torn tail of a journal cut short: the cut is part of the damage
                         entry = Damage(entry.segment, entry.start, entry.end,
-                                       f"{entry.reason}; {_cut(position, written)}", entry.data)
+                                       f"{entry.reason}; {frames.cut_message(position, written)}", entry.data)
                         position = written
                 else:
                     count += 1
@@ -307,7 +241,7 @@ class Journal:
                 if count >= max_records:
                     return
         if written and position < written:  # whole records missing at the end: the journal was cut there
-            yield Damage(position[0], position[1], position[1], _cut(position, written), b""), written
+            yield Damage(position[0], position[1], position[1], frames.cut_message(position, written), b""), written
 
     def ack(self, position: Position) -> None:
         """Everything before ``position`` is in MongoDB (or quarantined): remember it and delete wholly acknowledged
@@ -353,120 +287,8 @@ class Journal:
         self.unlock()
 
 
-def _cut(position: Position, written: tuple) -> str:
-    return (f"the journal ends at {position[0]:06d}:{position[1]}, its run wrote up to "
-            f"{written[0]:06d}:{written[1]}")
-
-
 def _size(journal: Journal, segment: int) -> int:
     try:
         return journal._segment_path(segment).stat().st_size
     except FileNotFoundError:
         return -1
-
-
-def _read_segment(path: Path, segment: int, offset: int, limit: int | None,
-                  tail_is_damage: bool) -> Iterator[tuple[Entry, int]]:
-    """The entries of one segment file from ``offset``, each with the offset after it (see :meth:`Journal.read`)."""
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size if limit is None else limit
-            if size <= offset:
-                return
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                reader = _read_legacy if path.suffix == _LEGACY_SUFFIX else _read_frames
-                yield from reader(data, segment, offset, min(size, len(data)), tail_is_damage)
-    except FileNotFoundError:  # trimmed meanwhile by the acknowledging reader
-        return
-
-
-def _valid_frame(data: mmap.mmap, at: int, size: int) -> tuple[int, str, bytes]:
-    """``(end, "", payload)`` for a valid frame at ``at``, else ``(0, why not, b"")``; ``"torn"`` when it runs past
-    ``size``."""
-    if size - at < _HEADER.size:
-        return 0, "torn", b""
-    magic, length, crc = _HEADER.unpack_from(data, at)
-    if magic != MAGIC:
-        return 0, "no record starts here", b""
-    if length > MAX_PAYLOAD:
-        return 0, f"impossible length {length}", b""
-    end = at + _HEADER.size + length
-    if end > size:
-        return 0, "torn", b""
-    payload = data[at + _HEADER.size:end]
-    if zlib.crc32(payload, zlib.crc32(data[at + 4:at + 8])) != crc:
-        return 0, "checksum mismatch", b""
-    return end, "", payload
-
-
-def _read_frames(data: mmap.mmap, segment: int, offset: int, size: int,
-                 tail_is_damage: bool) -> Iterator[tuple[Entry, int]]:
-    at = offset
-    while at < size:
-        end, problem, payload = _valid_frame(data, at, size)
-        if not problem:
-            try:
-                yield bson.decode(payload), end
-                at = end
-                continue
-            except (bson.errors.InvalidBSON, ValueError) as exc:  # checksummed yet undecodable: written so
-                problem = f"undecodable record ({exc})"
-        following = _next_frame(data, at + 1, size)
-        if following is None and problem == "torn" and not tail_is_damage:
-            return  # a record being appended right now
-        stop = size if following is None else following
-        if following is None and problem != "torn":
-            problem += " (and nothing valid after it)"
-        yield Damage(segment, at, stop, problem, bytes(data[at:stop])), stop
-        at = stop
-
-
-def _next_frame(data: mmap.mmap, start: int, size: int) -> int | None:
-    """The offset of the first valid frame at or after ``start``, or None."""
-    at = data.find(MAGIC, start, size)
-    while at != -1:
-        if not _valid_frame(data, at, size)[1]:
-            return at
-        at = data.find(MAGIC, at + 1, size)
-    return None
-
-
-def _read_legacy(data: mmap.mmap, segment: int, offset: int, size: int,
-                 tail_is_damage: bool) -> Iterator[tuple[Entry, int]]:
-    """Segments of sacred-gpu 0.1: BSON documents back to back; after a damaged one nothing can be trusted."""
-    at = offset
-    while at < size:
-        problem = ""
-        if size - at < 5:
-            problem = "torn"
-        else:
-            (length,) = struct.unpack_from("<i", data, at)
-            if length < 5 or at + length > size:
-                problem = "torn" if length >= 5 else f"impossible length {length}"
-            else:
-                try:
-                    yield bson.decode(data[at:at + length]), at + length
-                    at += length
-                    continue
-                except (bson.errors.InvalidBSON, ValueError) as exc:
-                    problem = f"undecodable record ({exc})"
-        if problem == "torn" and not tail_is_damage:
-            return
-        yield Damage(segment, at, size, problem + " (unchecksummed journal: the rest of the segment is set aside)",
-                     bytes(data[at:size])), size
-        return
-
-
-def journals(spool: Path) -> list[Journal]:
-    """Every run journal in a spool directory, oldest first."""
-    spool = Path(spool)
-    if not spool.is_dir():
-        return []
-    folders = []
-    for path in spool.iterdir():
-        try:
-            if path.is_dir() and (path / "state.json").exists():
-                folders.append((path.stat().st_mtime, path))
-        except FileNotFoundError:  # removed by a sync running beside us
-            continue
-    return [Journal(folder) for _, folder in sorted(folders)]

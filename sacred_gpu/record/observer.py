@@ -22,7 +22,6 @@ from sacred.observers.base import RunObserver
 from sacred_gpu import connection, schema
 from sacred_gpu.record.gc_freeze import GcFreeze
 from sacred_gpu.record.guards import never_raises
-from sacred_gpu.record.journal import default_spool
 from sacred_gpu.record.metric_records import MetricSeries
 from sacred_gpu.record.own_lines import OwnLines
 from sacred_gpu.record.recorder import (
@@ -33,6 +32,7 @@ from sacred_gpu.record.recorder import (
 from sacred_gpu.record.run_end import RunEnd
 from sacred_gpu.record.run_records import RunRecords
 from sacred_gpu.record.run_start import RunStart
+from sacred_gpu.record.spool import default_spool
 from sacred_gpu.record.writer import MongoWriter, record
 from sacred_gpu.sampling.monitor import SystemMonitor
 

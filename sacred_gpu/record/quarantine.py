@@ -27,7 +27,9 @@ from typing import Any
 
 import bson
 
-from sacred_gpu.record.journal import FILE_MODE, Damage, Journal, make_private_folder
+from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.journal_frames import Damage
+from sacred_gpu.record.spool import FILE_MODE, make_private_folder
 
 logger = logging.getLogger(__name__)
 

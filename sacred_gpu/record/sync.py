@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sacred_gpu import connection, errors, schema
-from sacred_gpu.record.journal import Journal, journals
-from sacred_gpu.record.recorder import Replayer
+from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.replayer import Replayer
 from sacred_gpu.record.writer import MongoWriter, RunIdTaken
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,21 @@ class SyncResult:
     outcome: str
     detail: str = ""
     set_aside: int = 0
+
+
+def journals(spool: Path) -> list[Journal]:
+    """Every run journal in a spool directory, oldest first."""
+    spool = Path(spool)
+    if not spool.is_dir():
+        return []
+    folders = []
+    for path in spool.iterdir():
+        try:
+            if path.is_dir() and (path / "state.json").exists():
+                folders.append((path.stat().st_mtime, path))
+        except FileNotFoundError:  # removed by a sync running beside us
+            continue
+    return [Journal(folder) for _, folder in sorted(folders)]
 
 
 def _alive(pid: Any) -> bool:

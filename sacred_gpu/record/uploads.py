@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from sacred_gpu import errors
 from sacred_gpu.connection import short_error
-from sacred_gpu.record.journal import Position
+from sacred_gpu.record.journal_frames import Position
 
 if TYPE_CHECKING:
-    from sacred_gpu.record.recorder import Replayer
+    from sacred_gpu.record.replayer import Replayer
 
 logger = logging.getLogger(__name__)
 

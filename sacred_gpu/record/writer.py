@@ -10,14 +10,9 @@ for on a retry.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import re
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pymongo
@@ -27,6 +22,8 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailur
 from sacred_gpu import connection, errors, schema
 from sacred_gpu.connection import is_mongomock
 from sacred_gpu.errors import RecordRefused
+from sacred_gpu.record.writer_edits import ReaderEdits
+from sacred_gpu.record.writer_files import FileWrites
 
 logger = logging.getLogger(__name__)
 
@@ -52,23 +49,11 @@ def record(op: str, **fields: Any) -> dict[str, Any]:
     return {"op": op, **fields}
 
 
-class _Counted:
-    """A file read through, each read's size told to ``progress``."""
-
-    def __init__(self, handle: Any, progress: Callable[[int], None]) -> None:
-        self._handle, self._progress = handle, progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
-        self._progress(len(data))
-        return data
-
-
 class RunIdTaken(Exception):
     """The run id a journal was given at sync time belongs to another run: allocate another."""
 
 
-class MongoWriter:
+class MongoWriter(FileWrites, ReaderEdits):
     """Writes one database's runs, metrics and GridFS files, in Sacred's format.
 
     ``database``: a pymongo (or mongomock) ``Database``; ``collections``: the names for a collection prefix.
@@ -290,33 +275,6 @@ class MongoWriter:
             samples = [sample for sample in samples if sample["t"] not in stored]
         self.insert_samples(run_id, [(sample["t"], sample["values"]) for sample in samples])
 
-    def _put_spooled(self, run_id: Any, rec: dict[str, Any], path: str, remap: dict[ObjectId, ObjectId],
-                     progress: Callable[[int], None] | None = None) -> None:
-        if rec["kind"] in ("source", "resource"):  # stored once per (path, md5), by whichever run comes first
-            with _one_upload(rec["path"], rec["md5"]):
-                existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
-                    {"filename": rec["path"], "md5": rec["md5"]}, {"_id": 1})
-                if existing is not None:
-                    remap[rec["file_id"]] = existing["_id"]
-                    return
-                self._upload_once(rec, rec["path"], path, progress)
-            return
-        if rec["kind"] == "value":  # a value moved out of the run document (see schema.stub_large_values)
-            filename = schema.stub_filename(self.collections.runs, run_id, rec["name"])
-        else:
-            filename = schema.artifact_filename(self.collections.runs, run_id, rec["name"])
-        self._upload_once(rec, filename, path, progress)
-
-    def _upload_once(self, rec: dict[str, Any], filename: str, path: str,
-                     progress: Callable[[int], None] | None) -> None:
-        """Upload a ``file`` record's file under its id, unless stored before (a retry after a broken upload first
-        removes the chunks it left)."""
-        if self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one({"_id": rec["file_id"]}, {"_id": 1}):
-            return
-        self.database[f"{schema.GRIDFS_BUCKET}.chunks"].delete_many({"files_id": rec["file_id"]})
-        self.put_file(path, filename, file_id=rec["file_id"], content_type=rec.get("content_type"),
-                      metadata=rec.get("metadata"), md5=rec.get("md5"), progress=progress)
-
     def _insert_recorded_run(self, run_id: Any, doc: dict[str, Any], remap: dict[ObjectId, ObjectId]) -> None:
         doc = dict(doc, _id=run_id)
         experiment = doc.get("experiment")
@@ -333,112 +291,3 @@ class MongoWriter:
 
             if stored is None or identity(stored) != identity(doc):
                 raise RunIdTaken(f"run id {run_id} belongs to another run") from None
-
-    # -- what readers edit (the store calls these; the observer never does) ----------------------------------------
-    def set_omniboard(self, run_id: Any, field: str, value: Any) -> bool:
-        """Set ``omniboard.<field>`` (``tags`` or ``notes``) the way Omniboard does; False if the run does not exist."""
-        if field not in ("tags", "notes"):
-            raise ValueError(f"omniboard field must be 'tags' or 'notes', not {field!r}")
-        return self.runs.update_one({"_id": run_id}, {"$set": {f"omniboard.{field}": value}}).matched_count == 1
-
-    def replace_documents(self, collection: str, docs: list[dict[str, Any]]) -> None:
-        """Replace the whole content of a small settings collection (Omniboard's column settings) with ``docs``."""
-        self.database[collection].delete_many({})
-        if docs:
-            self.database[collection].insert_many([dict(doc) for doc in docs])
-
-    def set_board_setting(self, key: str, value: Any) -> None:
-        """Store one of sacred-board's settings (``value``: any BSON-able value)."""
-        self.database[schema.BOARD_SETTINGS].update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
-
-    def delete_runs(self, run_ids: list[Any]) -> int:
-        """Delete runs with their metrics, chunks, samples and artifacts, and the sources and resources no other run
-        uses. Returns how many runs were deleted."""
-        runs = list(self.runs.find({"_id": {"$in": run_ids}}, {"artifacts": 1, "experiment.sources": 1,
-                                                                "resources": 1}))
-        ids = [run["_id"] for run in runs]
-        if not ids:
-            return 0
-        files = self.database[f"{schema.GRIDFS_BUCKET}.files"]
-        doomed = [a["file_id"] for run in runs for a in run.get("artifacts", [])]
-        for run_id in ids:  # values moved out of the run document
-            prefix = re.escape(schema.stub_filename(self.collections.runs, run_id, ""))
-            doomed += [f["_id"] for f in files.find({"filename": {"$regex": f"^{prefix}"}}, {"_id": 1})]
-        for run in runs:
-            for _, file_id in run.get("experiment", {}).get("sources", []):
-                used = {"_id": {"$nin": ids}, "experiment.sources": {"$elemMatch": {"$in": [file_id]}}}
-                if not self.runs.find_one(used, {"_id": 1}):
-                    doomed.append(file_id)
-            for path, md5 in run.get("resources", []):
-                if not self.runs.find_one({"_id": {"$nin": ids}, "resources": [path, md5]}, {"_id": 1}):
-                    doomed += [f["_id"] for f in files.find({"filename": path, "md5": md5}, {"_id": 1})]
-        for file_id in doomed:
-            self.fs.delete(file_id)
-        self.metrics.delete_many({"run_id": {"$in": ids}})
-        self.chunks.delete_many({"run_id": {"$in": ids}})
-        self.samples.delete_many({schema.SAMPLE_RUN: {"$in": ids}})
-        return self.runs.delete_many({"_id": {"$in": ids}}).deleted_count
-
-    # -- GridFS ---------------------------------------------------------------------------------------------------
-    def put_file(
-        self,
-        path: str | os.PathLike[str],
-        filename: str,
-        *,
-        file_id: ObjectId | None = None,
-        content_type: str | None = None,
-        metadata: Any = None,
-        md5: str | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> ObjectId:
-        """Store a local file in GridFS under ``filename``; returns its id. ``md5`` is kept for deduplication;
-        ``progress`` is told the bytes read as they are sent."""
-        fields = {"_id": file_id, "content_type": content_type, "metadata": metadata, "md5": md5}
-        with open(path, "rb") as handle:
-            source = handle if progress is None else _Counted(handle, progress)
-            return self.fs.put(source, filename=filename, **{k: v for k, v in fields.items() if v is not None})
-
-    def put_deduplicated(self, path: str | os.PathLike[str], md5: str) -> ObjectId:
-        """Store a source or resource file once per (absolute path, md5); later runs reuse the stored copy.
-
-        The ``md5`` field is the one Sacred's observer looks up, so Sacred reuses our copies and we reuse its.
-        """
-        filename = os.path.abspath(path)
-        with _one_upload(filename, md5):
-            existing = self.database[f"{schema.GRIDFS_BUCKET}.files"].find_one(
-                {"filename": filename, "md5": md5}, {"_id": 1}
-            )
-            if existing is not None:
-                return existing["_id"]
-            return self.put_file(filename, filename, md5=md5)
-
-
-#: Seconds an upload of a source or resource waits for the same file's upload in flight in this process.
-IN_FLIGHT_WAIT = 60.0
-_in_flight: dict[tuple[str, str], threading.Event] = {}
-_in_flight_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _one_upload(filename: str, md5: str) -> Iterator[None]:
-    """One upload of a given (filename, md5) at a time in this process: a second run's upload of the same source
-    or resource waits for the first (at most :data:`IN_FLIGHT_WAIT` seconds), then finds its copy stored; GridFS
-    lists a file only once all of its chunks are in, so without this both would upload."""
-    key, deadline = (filename, md5), time.monotonic() + IN_FLIGHT_WAIT
-    mine: threading.Event | None = None
-    while mine is None:
-        with _in_flight_lock:
-            other = _in_flight.get(key)
-            if other is None:
-                mine = _in_flight[key] = threading.Event()
-                break
-        if not other.wait(max(0.0, deadline - time.monotonic())):
-            break  # the other upload is stuck: upload without waiting longer
-    try:
-        yield
-    finally:
-        if mine is not None:
-            with _in_flight_lock:
-                _in_flight.pop(key, None)
-            mine.set()
-

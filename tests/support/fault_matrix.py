@@ -25,7 +25,7 @@ from sacred import Experiment
 from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.record import journal as journal_module
 from sacred_gpu.record import quarantine
-from sacred_gpu.record.journal import journals
+from sacred_gpu.record.sync import journals
 from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 from tests.support.wire_server import WireServer
 
