@@ -26,11 +26,11 @@ import mongomock
 
 from sacred_gpu import connection, schema
 from sacred_gpu.record.writer import MongoWriter
-from sacred_gpu.sampling.fake_nvml import FakeGpu, FakeNvml, two_gpus
 from sacred_gpu.sampling.gpu_collector import GpuCollector
 from sacred_gpu.sampling.monitor import SystemMonitor
 from sacred_gpu.sampling.sampler import Sampler
 from sacred_gpu.schema.catalog import CATALOG
+from sacred_gpu.testing.fake_nvml import FakeGpu, FakeNvml, two_gpus
 
 LIMIT = 16 * 1024 * 1024
 HOST_METRICS = [spec for spec in CATALOG if not spec.name.startswith("sys/gpu")]

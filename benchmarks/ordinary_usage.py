@@ -34,7 +34,7 @@ from sacred import Experiment
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sacred_gpu import GpuMongoObserver, connection  # noqa: E402
 from sacred_gpu.record.sync import journals  # noqa: E402
-from sacred_gpu.sampling.fake_nvml import FakeNvml  # noqa: E402
+from sacred_gpu.testing.fake_nvml import FakeNvml  # noqa: E402
 
 
 def folder_bytes(folder: Path) -> int:

@@ -13,10 +13,10 @@ import argparse
 import statistics
 import sys
 
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 from sacred_gpu.sampling.gpu_collector import GpuCollector
 from sacred_gpu.sampling.host import HostCollector, ProcessTree
 from sacred_gpu.sampling.sampler import Sampler
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 
 
 def measure(collectors, ticks: int, slow_every: int = 10) -> tuple[float, float, int]:

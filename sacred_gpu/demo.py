@@ -41,8 +41,8 @@ from sacred_gpu.read.store import connect
 from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.observer import GpuMongoObserver
 from sacred_gpu.record.sync import sync_spool
-from sacred_gpu.sampling.fake_nvml import FakeGpu, FakeNvml
 from sacred_gpu.sampling.gpu import Nvml
+from sacred_gpu.testing.fake_nvml import FakeGpu, FakeNvml
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 from sacred import Experiment
 
 from sacred_gpu import GpuMongoObserver, connection
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 
 #: Sacred options every test run uses: frequent heartbeats, and capture that coexists with pytest's.
 FAST = {"--beat-interval": 0.05, "--capture": "sys"}

@@ -13,7 +13,7 @@ import pytest
 
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.read.store import RunStore, connect
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.board_data import HOSTILE, SCRIPT
 from tests.conftest import run_experiment
 

@@ -12,7 +12,7 @@ from sacred.serializer import flatten as sacred_flatten
 
 import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 
 from .conftest import run_experiment
 from .faults import FaultyClient

@@ -9,7 +9,7 @@ from dashboard.app import route
 from dashboard.board import Board
 from dashboard.pages import compare
 from sacred_gpu import GpuMongoObserver
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.board_data import RUNS, record_runs
 from tests.conftest import run_experiment
 

@@ -22,7 +22,7 @@ from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.record.writer import MongoWriter, record
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 
 from .conftest import run_experiment
 from .faults import FaultyClient

@@ -9,7 +9,7 @@ import pytest
 
 from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.demo import load_example
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 
 
 def test_digits_example_trains_and_records_a_checkpoint(client, db):

@@ -19,7 +19,7 @@ from sacred_gpu.record import quarantine
 from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.sync import journals
 from sacred_gpu.record.writer import record
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.wire_server import WireServer
 
 from .conftest import run_experiment

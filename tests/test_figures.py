@@ -18,7 +18,7 @@ from dashboard.board import Board
 from sacred_gpu import GpuMongoObserver, connect, schema
 from sacred_gpu.read import system_panels
 from sacred_gpu.read.store import RunStore
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 
 from .conftest import run_experiment
 

@@ -11,7 +11,7 @@ import pytest
 import sacred.run
 
 from sacred_gpu import GpuMongoObserver, connect
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.wire_server import WireServer
 
 from .conftest import run_experiment

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from sacred_gpu import GpuMongoObserver
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 
 EXPERIMENT = '''
 from sacred import Experiment

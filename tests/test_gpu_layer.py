@@ -8,9 +8,9 @@ import os
 import pynvml
 import pytest
 
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
 from sacred_gpu.sampling.gpu import Nvml, gpu_inventory, visible_indices
 from sacred_gpu.sampling.gpu_collector import GpuCollector
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 
 UUIDS = ["GPU-aaaa-1", "GPU-bbbb-2", "GPU-cccc-3"]
 

@@ -10,7 +10,7 @@ import pytest
 from sacred.observers import MongoObserver
 
 from sacred_gpu import GpuMongoObserver
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 
 from .conftest import run_experiment
 

@@ -12,7 +12,7 @@ import pytest
 import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.record.metric_records import MetricSeries, _kept
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 
 from .conftest import run_experiment
 

@@ -22,7 +22,7 @@ from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.recorder import Recorder
 from sacred_gpu.record.spool import private_fallback
 from sacred_gpu.record.sync import journals, sync_spool
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.fault_matrix import FullDisk
 
 from .conftest import run_experiment

@@ -15,7 +15,7 @@ from bson import ObjectId
 from sacred.utils import TimeoutInterrupt
 
 from sacred_gpu import GpuMongoObserver, schema
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 
 from .conftest import run_experiment
 

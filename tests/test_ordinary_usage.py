@@ -19,7 +19,7 @@ from sacred.observers.base import RunObserver
 
 from sacred_gpu import GpuMongoObserver, cli, connection
 from sacred_gpu.record.sync import journals
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.wire_server import WireServer
 
 from .conftest import FAST, run_experiment
@@ -262,7 +262,7 @@ import json, logging, sys, time
 import mongomock
 from sacred import Experiment
 from sacred_gpu import GpuMongoObserver
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 
 client = mongomock.MongoClient()
 ex = Experiment("capture_fd", save_git_info=False)

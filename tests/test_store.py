@@ -14,7 +14,7 @@ from sacred.observers import MongoObserver
 import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.read.query import QueryError
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 
 from .conftest import run_experiment
 

@@ -14,8 +14,8 @@ from bson import ObjectId
 from sacred.utils import TimeoutInterrupt
 
 from sacred_gpu import GpuMongoObserver
-from sacred_gpu.sampling.fake_nvml import FakeGpu, FakeNvml, two_gpus
 from sacred_gpu.schema import catalog
+from sacred_gpu.testing.fake_nvml import FakeGpu, FakeNvml, two_gpus
 
 from .conftest import run_experiment
 

@@ -62,7 +62,7 @@ class GpuMongoObserver(RunStart, RunRecords, RunEnd, RunObserver):
     end (``gc.freeze``), which cuts the collector's pauses in the training loop but keeps cyclic garbage older than
     the run (a model dropped in main) until the run ends, and costs a full collection at the start: off by default
     (see ``sacred_gpu.record.gc_freeze``);
-    ``nvml``: a pynvml-compatible module to read GPUs through (default ``pynvml``; ``sacred_gpu.sampling.fake_nvml``
+    ``nvml``: a pynvml-compatible module to read GPUs through (default ``pynvml``; ``sacred_gpu.testing.fake_nvml``
     simulates GPUs). Other keyword arguments go to ``pymongo.MongoClient``.
     """
 

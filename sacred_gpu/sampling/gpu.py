@@ -1,7 +1,7 @@
 """The NVML device layer: the one entry point for every NVML call.
 
 NVML comes from NVIDIA's official bindings (``nvidia-ml-py``, imported as ``pynvml``). Any module with the same
-API can stand in for it (``sacred_gpu.sampling.fake_nvml`` does, for tests and the demo). Failures degrade per field:
+API can stand in for it (``sacred_gpu.testing.fake_nvml`` does, for tests and the demo). Failures degrade per field:
 an unsupported field reads as ``None``; no library or no driver means no GPUs, said once at INFO.
 """
 

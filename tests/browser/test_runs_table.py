@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sacred_gpu import GpuMongoObserver
-from sacred_gpu.sampling.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.board_data import HOSTILE, RUNS, SCRIPT, record_runs
 from tests.conftest import run_experiment
 

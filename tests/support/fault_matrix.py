@@ -26,7 +26,7 @@ from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.record import journal as journal_module
 from sacred_gpu.record import quarantine
 from sacred_gpu.record.sync import journals
-from sacred_gpu.sampling.fake_nvml import FakeNvml, two_gpus
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support.wire_server import WireServer
 
 #: Seconds a run waits for MongoDB at its start, and at its end, in the matrix.
