@@ -24,7 +24,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.board import Board, run_key
-from sacred_gpu.read import NotFound, Panel, ReadError, system_panels
+from sacred_gpu.read import NotFound, Panel, ReadError, context_time, system_panels
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +39,6 @@ SHOWN = "run-plots-shown"  # dcc.Store: the metric names that have a panel
 METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
 METRIC_ZOOM = "run-plots-metric-zoom"  # dcc.Store per metric panel: the x range it shows (None: the whole series)
 SYSTEM = "run-plots-system"  # pattern id type: {"type": SYSTEM, "panel": <panel key>}
-#: Runs with at most this many system samples are plotted from every sample; so is a zoomed range expected to hold
-#: at most this many. Otherwise the heartbeat windows of the ``sys/...`` series are drawn.
-SAMPLE_READ_LIMIT = 20_000
-#: A zoomed range of a metric likely to hold at most this many points is read at full resolution; a wider one is
-#: drawn from the overview (Sacred's document and the chunks' previews), which holds enough points for it.
-RANGE_READ_LIMIT = 250_000
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": False}
 GRID = {"display": "grid", "gridTemplateColumns": "repeat(auto-fill, minmax(520px, 1fr))", "gap": "12px"}
 
@@ -197,11 +191,6 @@ def zoom_to_draw(triggered: Mapping[str, Any], relayouts: Sequence[tuple[Any, Ma
     return tuple(shown) if shown else None
 
 
-def context_time(text: str | None) -> dt.datetime | None:
-    """A time of a plot context (``start``, ``stop``: ISO strings) as a naive UTC datetime; None where unknown."""
-    return pd.Timestamp(text).to_pydatetime() if text else None
-
-
 def _time_bounds(zoom: tuple[Any, Any], x_mode: str, start: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
     """A zoomed x range of a time axis (wall-time strings, or seconds since ``start``) as naive UTC datetimes."""
     if x_mode == "wall" or start is None:
@@ -211,44 +200,18 @@ def _time_bounds(zoom: tuple[Any, Any], x_mode: str, start: dt.datetime | None) 
     return min(low, high), max(low, high)
 
 
-def _expected_points(run: Mapping[str, Any], name: str, x_mode: str, low: Any, high: Any) -> float | None:
-    """About how many points of ``name`` lie in [low, high] (steps, or datetimes), were they spread evenly over
-    its steps (or over the run's time); None where the run document does not say."""
-    rollup = (run.get("rollups") or {}).get(name) or {}
-    count, first, last = rollup.get("count"), rollup.get("first_step"), rollup.get("last_step")
-    if count is None:
-        return None
-    if x_mode == "step" and isinstance(first, (int, float)) and isinstance(last, (int, float)):
-        span, width = last - first, high - low
-    else:
-        start, stop = context_time(run.get("start")), context_time(run.get("stop"))
-        if start is None or stop is None or x_mode == "step":
-            return None
-        span, width = (stop - start).total_seconds(), (high - low).total_seconds()
-    return count if span <= 0 else count * min(1.0, max(0.0, width / span))
-
-
 def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = "step", smoothing: float = 0.0,
                  log_y: bool = False, zoom: tuple[Any, Any] | str | None = None) -> go.Figure:
     """The figure of metric ``name``: its overview (:meth:`RunStore.metric_overview`) or, zoomed to ``zoom`` (in
     x-mode units), every point of the range (:meth:`RunStore.metric_range`) unless the range likely holds more
     than :data:`RANGE_READ_LIMIT` points, where the overview's points in the range are drawn."""
-    store, run_id, start = board.store, run["run_id"], context_time(run.get("start"))
-    total = ((run.get("rollups") or {}).get(name) or {}).get("count")
-    x_range, every, frame = None, True, None
+    start = context_time(run.get("start"))
+    x_range, bounds = None, (None, None)
     if isinstance(zoom, tuple):
         x_range = zoom
-        low, high = sorted(float(v) for v in zoom) if x_mode == "step" else _time_bounds(zoom, x_mode, start)
-        expected = _expected_points(run, name, x_mode, low, high)
-        if expected is None or expected <= RANGE_READ_LIMIT:
-            frame = store.metric_range(run_id, name, low, high, timestamps=False) if x_mode == "step" else \
-                store.metric_range(run_id, name, start_time=low, end_time=high)
-    if frame is None:
-        frame = store.metric_overview(run_id, [name], timestamps=x_mode != "step")  # by step: no times to read
-        every = total is None or len(frame) >= total  # no count: Sacred's observer wrote it, whole in its document
-        if x_range is not None:
-            x = figures.x_values(frame, "step" if x_mode == "step" else "wall", start)
-            frame = frame[(x >= low) & (x <= high)]
+        bounds = tuple(sorted(float(v) for v in zoom)) if x_mode == "step" else _time_bounds(zoom, x_mode, start)
+    points = board.store.metric_points(run, name, x_mode == "step", *bounds)
+    frame, every, total = points.frame, points.every, points.total
     figure = figures.metric_figure([figures.Line(name, frame, start)], x_mode=x_mode, smoothing=smoothing,
                                    log_y=log_y, x_range=x_range)
     shown = len(figure.data[0].x) if figure.data else 0
@@ -262,42 +225,13 @@ def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = 
     return figure
 
 
-def system_data(board: Board, run: Mapping[str, Any], bounds: tuple[dt.datetime, dt.datetime] | None = None
-                ) -> tuple[pd.DataFrame, str]:
-    """System samples to plot (DatetimeIndex, ``sys/...`` columns) over ``bounds`` or the whole run, and a note
-    saying what they are: every sample where few enough, else the heartbeat windows of the ``sys/...`` series."""
-    store, run_id = board.store, run["run_id"]
-    samples = run.get("samples")
-    start, stop = context_time(run.get("start")), context_time(run.get("stop"))
-    expected = samples
-    if bounds is not None and samples and start and stop and stop > start:
-        expected = samples * (bounds[1] - bounds[0]).total_seconds() / (stop - start).total_seconds()
-    if expected is not None and expected <= SAMPLE_READ_LIMIT:
-        frame = store.system(run_id, *(bounds or (None, None)))
-        return frame, f"every sample{' in range' if bounds else ''}: {len(frame):,}"
-    names = sorted({column for panel in system_panels(run.get("system_names") or [])
-                    for column in panel.columns})  # the series the panels draw, not every sys/ series
-    # their step is the window's seconds since the start: the time, without reading timestamps
-    windows = store.metric_overview(run_id, names, timestamps=start is None, system=True) if names else pd.DataFrame()
-    if windows.empty:
-        frame = store.system(run_id, *(bounds or (None, None)), max_points=figures.MAX_POINTS)
-        return frame, f"{len(frame):,} time buckets (means)"
-    frame = windows.pivot_table(index="timestamp" if start is None else "step", columns="name", values="value",
-                                aggfunc="last")
-    frame.index = pd.DatetimeIndex(frame.index if start is None else pd.Timestamp(start) +
-                                   pd.to_timedelta(frame.index.to_numpy(dtype=float), unit="s"), name="time")
-    if bounds is not None:
-        frame = frame[(frame.index >= bounds[0]) & (frame.index <= bounds[1])]
-    return frame, f"{len(frame):,} heartbeat windows (zoom in for every sample)"
-
-
 def system_figures(board: Board, run: Mapping[str, Any], keys: Sequence[str], x_mode: str = "wall",
                    zoom: tuple[Any, Any] | str | None = None) -> list[go.Figure]:
     """The figures of the system panels ``keys``, all over the ``zoom`` range (x-mode units) or the whole run."""
     start = context_time(run.get("start"))
     zoomed = isinstance(zoom, tuple)
     bounds = _time_bounds(zoom, x_mode, start) if zoomed else None
-    samples, note = system_data(board, run, bounds)
+    samples, note = board.store.system_points(run, bounds, figures.MAX_POINTS)
     panels = {panel.key: panel for panel in system_panels(run.get("system_names") or [])}
     revision = f"{x_mode}:{zoom if zoomed else ''}"  # a new range for every panel, whichever was zoomed
     out = []

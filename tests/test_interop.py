@@ -11,8 +11,7 @@ from sacred.observers import MongoObserver
 
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import FakeNvml
-
-from .conftest import run_experiment
+from tests.support.experiments import run_experiment
 
 
 def shape(value: Any, path: str = "") -> dict[str, set[str]]:

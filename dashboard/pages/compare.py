@@ -15,7 +15,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboard import figures, plots
 from dashboard.board import Board, run_key
-from sacred_gpu.read import ROLLUPS, RunStore, system_panels
+from sacred_gpu.read import ROLLUPS, RunStore, context_time, system_panels
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def metric_figures(store: RunStore, runs: Mapping[Any, Mapping[str, Any]], label
         if not run["metric_names"]:
             continue
         series = store.metric_overview(run_id, run["metric_names"], timestamps=x_mode != "step")
-        start = plots.context_time(run["start"])
+        start = context_time(run["start"])
         for name, frame in series.groupby("name", sort=True):
             lines.setdefault(str(name), []).append(figures.Line(labels.get(run_id, f"#{run_id}"), frame, start))
     return {name: figures.metric_figure(group, x_mode=x_mode, smoothing=smoothing, revision=f"{name}-{x_mode}")

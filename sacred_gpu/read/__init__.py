@@ -4,7 +4,8 @@
 - :mod:`.runs_table`, :mod:`.series`, :mod:`.settings`: the runs table, metric series and system samples, and the
   table's settings, as mixins of :class:`RunStore`.
 - :mod:`.query` (with :mod:`.query_parser`): the query language and the whitelist of dict filters.
-- :mod:`.views`: what a page shows of a run, as plain data (``RunPlots``).
+- :mod:`.views`: what a page shows of a run, as plain data (``RunPlots``); :mod:`.plot_reads`: how much of a
+  long series or of a run's samples a plot reads.
 - :mod:`.errors`: what a failed read raises (``Unavailable``, ``Refused``, ``NotFound``, ``BadQuery``).
 
 Readers (the dashboard) import from here: the names below, and the schema's facts a reader needs (statuses, the
@@ -14,12 +15,15 @@ roll-ups, the dead rule's threshold).
 from __future__ import annotations
 
 from sacred_gpu.read.errors import BadQuery, NotFound, ReadError, Refused, Unavailable
+from sacred_gpu.read.plot_reads import MetricPoints, context_time
 from sacred_gpu.read.query import QueryError, compile_filter
 from sacred_gpu.read.settings import BoardSettings, CustomColumn, MetricColumn
 from sacred_gpu.read.store import RunStore, connect
 from sacred_gpu.read.views import OUTPUT_CUT, Panel, RunPlots, system_panels
 from sacred_gpu.schema import DEAD_AFTER, PROBABLY_DEAD, ROLLUPS, STATUSES
 
-__all__ = ["DEAD_AFTER", "OUTPUT_CUT", "PROBABLY_DEAD", "ROLLUPS", "STATUSES", "BadQuery", "BoardSettings", "CustomColumn",
-           "MetricColumn", "NotFound", "Panel", "QueryError", "ReadError", "Refused", "RunPlots", "RunStore", "Unavailable", "compile_filter",
-           "connect", "system_panels"]
+__all__ = [
+    "DEAD_AFTER", "OUTPUT_CUT", "PROBABLY_DEAD", "ROLLUPS", "STATUSES", "BadQuery", "BoardSettings", "CustomColumn",
+    "MetricColumn", "MetricPoints", "NotFound", "Panel", "QueryError", "ReadError", "Refused", "RunPlots",
+    "RunStore", "Unavailable", "compile_filter", "connect", "context_time", "system_panels",
+]

@@ -17,6 +17,7 @@ import gridfs
 from sacred_gpu import connection, schema
 from sacred_gpu.read import views
 from sacred_gpu.read.errors import NotFound, translated
+from sacred_gpu.read.plot_reads import PlotReads
 from sacred_gpu.read.runs_table import RunsTable
 from sacred_gpu.read.series import SeriesReads
 from sacred_gpu.read.settings import SettingsReads
@@ -43,7 +44,7 @@ def connect(url: str | None = None, db_name: str | None = None, *, client: Any =
 
 
 @translated
-class RunStore(RunsTable, SeriesReads, SettingsReads):
+class RunStore(RunsTable, SeriesReads, PlotReads, SettingsReads):
     """Reads runs, metric series, system samples and files of one database (``database``: pymongo or mongomock).
     Every public method raises the read side's errors (:mod:`sacred_gpu.read.errors`: ``Unavailable``,
     ``NotFound``, ``BadQuery``, ``Refused``)."""

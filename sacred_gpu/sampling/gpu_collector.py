@@ -1,7 +1,8 @@
 """GPU metrics through NVML, per visible device (and MIG instance), in a fast and a slow tier.
 
 Each field's support is probed per device at start; unsupported fields are dropped silently. A device that falls off
-the bus is dropped with one WARNING while the others keep reporting. Names are those of :mod:`sacred_gpu.schema.catalog`.
+the bus is dropped with one WARNING while the others keep reporting. Names, tiers and units are those of
+:mod:`sacred_gpu.schema.catalog`.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def _clocks_event_reasons(lib: Any, handle: Any) -> int:
     return lib.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
 
 
-#: How each field of a whole GPU is read (its row in :mod:`sacred_gpu.schema.catalog` says its tier, unit and the rest); readers
-#: return the value in the unit of the field's name. A catalog row without a reader here is not sampled;
+#: How each field of a whole GPU is read (its row in :mod:`sacred_gpu.schema.catalog` says its tier, unit and the
+#: rest); readers return the value in the unit of the field's name. A catalog row without a reader here is not sampled;
 #: ``proc_mem_mib`` is read by :meth:`GpuCollector._process_memory`.
 READERS: dict[str, Reader] = {
     "util_pct": lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).gpu,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.board_data import RUNS, SCRIPT, record_runs
-from tests.browser.test_runs_table import open_board
+from tests.support.board_data import RUNS, SCRIPT, record_runs
+from tests.support.browser_pages import open_board
 
 pytestmark = pytest.mark.browser
 

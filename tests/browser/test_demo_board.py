@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_board_serving import free_port, get, wait_until_serving
+from tests.support.serving import free_port, get, wait_until_serving
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent.parent

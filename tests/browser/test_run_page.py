@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.board_data import HOSTILE, SCRIPT
-from tests.run_page_data import record_page_runs, tiny_png
+from tests.support.board_data import HOSTILE, SCRIPT
+from tests.support.run_page_data import record_page_runs, tiny_png
 
 pytestmark = pytest.mark.browser
 
@@ -43,9 +43,9 @@ def test_image_preview_csv_grid_and_downloads(page, served):
     grid.locator(".ag-header-cell-text", has_text="loss").wait_for()
     assert grid.locator(".ag-row").count() == 5
     with page.expect_download() as download:
-        row(page, "conftest.py").locator("button.download").click()
-    assert download.value.suggested_filename == "conftest.py"
-    assert Path(download.value.path()).read_bytes() == served.store.source(1, "conftest.py")
+        row(page, "experiments.py").locator("button.download").click()
+    assert download.value.suggested_filename == "experiments.py"
+    assert Path(download.value.path()).read_bytes() == served.store.source(1, "experiments.py")
     with page.expect_download() as download:
         row(page, "plot.png").locator("button.download").click()
     assert Path(download.value.path()).read_bytes() == tiny_png()
@@ -74,7 +74,7 @@ def test_previews_and_sources_open_and_close(page, served):
     assert plot.locator("button.toggle").inner_text() == "View"
     plot.locator("button.toggle").click()
     plot.locator("img").wait_for(state="visible")
-    assert row(page, "conftest.py").locator("code.hljs .hljs-keyword").count() > 0  # highlighted, open at load
+    assert row(page, "experiments.py").locator("code.hljs .hljs-keyword").count() > 0  # highlighted, open at load
     init = row(page, "__init__.py")
     assert init.locator(".source-code").count() == 0
     init.locator("button.toggle").click()

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 
 from sacred_gpu import schema
-from tests.test_figures import record_long_run
+from tests.support.long_runs import record_long_run
 
 pytestmark = pytest.mark.browser
 

@@ -11,8 +11,9 @@ import pytest
 
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import FakeNvml
-from tests.board_data import HOSTILE, RUNS, SCRIPT, record_runs
-from tests.conftest import run_experiment
+from tests.support.board_data import HOSTILE, RUNS, SCRIPT, record_runs
+from tests.support.browser_pages import open_board
+from tests.support.experiments import run_experiment
 
 pytestmark = pytest.mark.browser
 
@@ -35,11 +36,6 @@ def wait_for_ids(page: Any, expected: list[int], timeout: float = 10.0) -> None:
 
 def cell(page: Any, run_id: int, column: str) -> Any:
     return page.locator(f'.ag-row[row-id="{run_id}"] [col-id="{column}"]').first
-
-
-def open_board(page: Any, served: Any) -> None:
-    page.goto(served.url)
-    page.wait_for_selector(".ag-pinned-left-cols-container .ag-row [col-id=id] a")
 
 
 def choose(page: Any, dropdown: str, option: str) -> None:

@@ -12,9 +12,8 @@ import sacred.run
 
 from sacred_gpu import GpuMongoObserver, connect
 from sacred_gpu.testing.fake_nvml import FakeNvml
+from tests.support.experiments import run_experiment
 from tests.support.wire_server import WireServer
-
-from .conftest import run_experiment
 
 POINTS = 1000
 

@@ -16,11 +16,10 @@ from dash.exceptions import PreventUpdate
 from dashboard import figures, plots
 from dashboard.board import Board
 from sacred_gpu import GpuMongoObserver, connect, schema
-from sacred_gpu.read import system_panels
-from sacred_gpu.read.store import RunStore
-from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
-
-from .conftest import run_experiment
+from sacred_gpu.read import plot_reads, system_panels
+from sacred_gpu.testing.fake_nvml import FakeNvml
+from tests.support.experiments import run_experiment
+from tests.support.long_runs import record_long_run
 
 START = dt.datetime(2026, 1, 1, 12, 0, 0)
 
@@ -160,25 +159,6 @@ def test_zoom_a_callback_draws_from_what_set_it_off():
 
 
 # -- on recorded runs ----------------------------------------------------------------------------------------------
-def record_long_run(client, monkeypatch) -> RunStore:
-    """Record run 1: 'loss' of 30,000 points past a cap of 2,000 (chunks of 1,000 points) with a spike at step
-    25,000, 'acc' of 3 points, and samples of two simulated GPUs; returns a store on the database."""
-    monkeypatch.setattr(schema, "METRIC_CAP", 2_000)
-    monkeypatch.setattr(schema, "CHUNK_POINTS", 1_000)
-
-    def main(_run):
-        for step in range(30_000):
-            _run.log_scalar("loss", 100.0 if step == 25_000 else 1.0 / (1 + step), step)
-            if step % 10_000 == 0:
-                time.sleep(0.15)  # several heartbeats, several batches
-        for step in range(3):
-            _run.log_scalar("acc", 0.5 + step / 10, step)
-
-    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.02,
-                                          slow_sample_interval=0.05))
-    return connect(client=client)
-
-
 @pytest.fixture
 def long_run(client, monkeypatch):
     board = Board(record_long_run(client, monkeypatch))
@@ -220,7 +200,7 @@ def test_long_metric_overview_then_every_point_of_a_zoomed_range(long_run, monke
     assert len(raw.x) >= 1_001 and len(smooth.x) == len(raw.x) and wall.layout.xaxis.title.text == "wall time (UTC)"
     wide = plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))  # too many points to read: the overview
     assert "every point in range: 26,001" in wide.layout.annotations[0].text
-    monkeypatch.setattr(plots, "RANGE_READ_LIMIT", 1_000)
+    monkeypatch.setattr(plot_reads, "RANGE_READ_LIMIT", 1_000)
     wide = plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))
     assert "overview in range" in wide.layout.annotations[0].text and 25_000 in wide.data[0].x
     assert min(wide.data[0].x) >= 3_000 and max(wide.data[0].x) <= 29_000
@@ -267,7 +247,7 @@ def test_gpu_panels_from_samples_or_heartbeat_windows_zoom_together(long_run, mo
     zoomed = plots.system_figures(board, run, keys, x_mode="wall", zoom=zoom)
     assert all(list(f.layout.xaxis.range) == list(zoom) for f in zoomed)  # every panel shows the zoomed range
     assert len({f.layout.uirevision for f in zoomed}) == 1 and zoomed[0].layout.uirevision != util.layout.uirevision
-    monkeypatch.setattr(plots, "SAMPLE_READ_LIMIT", 0)  # a long run: the overview draws heartbeat windows
+    monkeypatch.setattr(plot_reads, "SAMPLE_READ_LIMIT", 0)  # a long run: the overview draws heartbeat windows
     windows = plots.system_figures(board, run, keys, x_mode="elapsed")
     assert "heartbeat windows" in windows[0].layout.annotations[0].text and windows[0].data
     assert windows[0].layout.xaxis.title.text == "time since start (s)"

@@ -30,10 +30,12 @@ def test_what_is_not_there_is_not_found_and_a_key_error(client):
     gridfs.GridFS(db).delete(file_id)
     store = sacred_gpu.connect(client=client)
     for read, says in ((lambda: store.run(2), "no run 2"), (lambda: store.artifact(1, "other"), "no artifact"),
-                       (lambda: store.artifact(1, "gone.bin"), "missing from GridFS"), (lambda: store.set_tags(5, []), "5")):
+                       (lambda: store.artifact(1, "gone.bin"), "missing from GridFS"),
+                       (lambda: store.set_tags(5, []), "5")):
         with pytest.raises(NotFound) as caught:
             read()
-        assert isinstance(caught.value, KeyError) and says in str(caught.value) and not str(caught.value).startswith("'")
+        message = str(caught.value)
+        assert isinstance(caught.value, KeyError) and says in message and not message.startswith("'")
 
 
 def test_a_query_that_cannot_be_read_is_a_bad_query_and_a_value_error(client):

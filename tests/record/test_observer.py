@@ -16,11 +16,11 @@ from sacred.utils import TimeoutInterrupt
 
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
+from tests.support import experiments
+from tests.support.experiments import run_experiment
 
-from .conftest import run_experiment
-
-#: Experiments are created in conftest.py, so Sacred records it as their main file and source.
-MAINFILE = Path(__file__).with_name("conftest.py")
+#: Experiments are created in tests/support/experiments.py, so Sacred records it as their main file and source.
+MAINFILE = Path(experiments.__file__)
 
 
 def wait_for(predicate, timeout: float = 10.0):

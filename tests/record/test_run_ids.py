@@ -6,8 +6,7 @@ import threading
 
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.record.writer import MongoWriter
-
-from .conftest import run_experiment
+from tests.support.experiments import run_experiment
 
 
 def test_ids_continue_above_runs_written_by_sacreds_observer(client, db):

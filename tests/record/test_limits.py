@@ -13,8 +13,7 @@ import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.record.metric_records import MetricSeries, _kept
 from sacred_gpu.testing.fake_nvml import FakeNvml
-
-from .conftest import run_experiment
+from tests.support.experiments import run_experiment
 
 LIMIT = 16 * 1024 * 1024
 

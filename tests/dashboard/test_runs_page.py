@@ -17,8 +17,8 @@ from dashboard.board import Board
 from dashboard.pages import runs
 from sacred_gpu import schema
 from sacred_gpu.read import BoardSettings, CustomColumn, MetricColumn, connect
-from tests.board_data import HOSTILE, RUNS, record_runs
-from tests.faults import FaultyClient
+from tests.support.board_data import HOSTILE, RUNS, record_runs
+from tests.support.faulty_client import FaultyClient
 
 
 @pytest.fixture

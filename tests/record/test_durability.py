@@ -23,9 +23,8 @@ from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.record.writer import MongoWriter, record
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
-
-from .conftest import run_experiment
-from .faults import FaultyClient
+from tests.support.experiments import run_experiment
+from tests.support.faulty_client import FaultyClient
 
 
 def training(tmp: Path, steps: int = 30, pause: float = 0.0, hook=None):

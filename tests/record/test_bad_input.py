@@ -13,9 +13,8 @@ from sacred.serializer import flatten as sacred_flatten
 import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.testing.fake_nvml import FakeNvml
-
-from .conftest import run_experiment
-from .faults import FaultyClient
+from tests.support.experiments import run_experiment
+from tests.support.faulty_client import FaultyClient
 
 
 def test_unstorable_values_are_stored_as_sacred_stores_them(observer, db):

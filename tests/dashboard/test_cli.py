@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import pytest
+from tests.support.serving import free_port, get, wait_until_serving
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def get(url: str, auth: str | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            get(url)
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail("server did not start")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gunicorn_serves_the_board_with_auth_from_the_environment():

@@ -20,11 +20,10 @@ from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.sync import journals
 from sacred_gpu.record.writer import record
 from sacred_gpu.testing.fake_nvml import FakeNvml
+from tests.support.experiments import run_experiment
 from tests.support.wire_server import WireServer
 
-from .conftest import run_experiment
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import pytest
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.read.store import RunStore, connect
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
-from tests.board_data import HOSTILE, SCRIPT
-from tests.conftest import run_experiment
+from tests.support.board_data import HOSTILE, SCRIPT
+from tests.support.experiments import run_experiment
 
 RED = "\x1b[31m"
 RESET = "\x1b[0m"

@@ -20,9 +20,8 @@ from sacred.observers.base import RunObserver
 from sacred_gpu import GpuMongoObserver, cli, connection
 from sacred_gpu.record.sync import journals
 from sacred_gpu.testing.fake_nvml import FakeNvml
+from tests.support.experiments import FAST, run_experiment
 from tests.support.wire_server import WireServer
-
-from .conftest import FAST, run_experiment
 
 
 def observer(client, **kwargs) -> GpuMongoObserver:

@@ -15,8 +15,7 @@ import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.read.query import QueryError
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
-
-from .conftest import run_experiment
+from tests.support.experiments import run_experiment
 
 LOSSES = {0.1: [0.9, 0.5, 0.7, 0.2], 0.01: [0.8, 0.6, 0.4, 0.3], 0.001: [0.95, 0.9, 0.85, 0.99]}
 
@@ -146,9 +145,9 @@ def test_system_samples_and_database_side_downsampling(store):
 def test_files_and_documents(store):
     assert store.artifact(2, "model.txt") == b"lr=0.01" and store.artifact(4, "model.txt") == b"lr=0.01"
     doc = store.run(1)
-    assert "conftest.py" in dict(doc["experiment"]["sources"])
-    assert store.source(1, "conftest.py").startswith(b'"""') and store.source(4, "conftest.py") == store.source(
-        1, "conftest.py")
+    assert "experiments.py" in dict(doc["experiment"]["sources"])
+    assert store.source(1, "experiments.py").startswith(b'"""') and store.source(4, "experiments.py") == store.source(
+        1, "experiments.py")
     with pytest.raises(KeyError):
         store.run(99)
     with pytest.raises(KeyError):

@@ -23,9 +23,8 @@ from sacred_gpu.record.recorder import Recorder
 from sacred_gpu.record.spool import private_fallback
 from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.testing.fake_nvml import FakeNvml
+from tests.support.experiments import run_experiment
 from tests.support.fault_matrix import FullDisk
-
-from .conftest import run_experiment
 
 STEPS = 300
 

@@ -16,8 +16,7 @@ from sacred.utils import TimeoutInterrupt
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.schema import catalog
 from sacred_gpu.testing.fake_nvml import FakeGpu, FakeNvml, two_gpus
-
-from .conftest import run_experiment
+from tests.support.experiments import run_experiment
 
 FAST_SAMPLING = {"sample_interval": 0.02, "slow_sample_interval": 0.1}
 
@@ -188,7 +187,7 @@ def test_sampling_with_heartbeats_disabled_is_stored_at_the_end(client, db, gpus
 
 
 def test_readme_lists_every_system_metric():
-    readme = Path(__file__).parent.parent.joinpath("README.md").read_text()
+    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
     assert catalog.markdown_table() in readme
 
 

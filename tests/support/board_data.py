@@ -9,7 +9,7 @@ import pytest
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.read.store import RunStore, connect
 from sacred_gpu.testing.fake_nvml import FakeNvml
-from tests.conftest import run_experiment
+from tests.support.experiments import run_experiment
 
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 SCRIPT = "<script>window.__xss=1</script>"

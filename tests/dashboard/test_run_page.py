@@ -24,9 +24,9 @@ from dashboard.board import Board
 from dashboard.pages import run as page
 from sacred_gpu import schema
 from sacred_gpu.read.store import RunStore, connect
-from tests.board_data import HOSTILE, SCRIPT
-from tests.faults import FaultyClient
-from tests.run_page_data import CSV_TEXT, HOSTILE_HTML, RED, RESET, record_page_runs, tiny_png
+from tests.support.board_data import HOSTILE, SCRIPT
+from tests.support.faulty_client import FaultyClient
+from tests.support.run_page_data import CSV_TEXT, HOSTILE_HTML, RED, RESET, record_page_runs, tiny_png
 
 
 @pytest.fixture
@@ -280,14 +280,15 @@ def test_time_duration_and_size_texts():
 # -- sources ---------------------------------------------------------------------------------------------------------
 def test_sources_are_highlighted_and_downloaded(board, store):
     root = page.layout(board, "1")
-    assert by_id(root, page.SOURCE_PATHS).data == ["__init__.py", "conftest.py"]
+    assert by_id(root, page.SOURCE_PATHS).data == ["__init__.py", "experiments.py"]
     main_view = by_id(root, {"type": page.SOURCE_VIEW, "index": 1})  # the main file, open
     code = of_type(main_view, dcc.Markdown)[0]
     assert code.children.startswith("```python\n") and "def run_experiment" in code.children
     assert code.dangerously_allow_html is False
     assert by_id(root, {"type": page.SOURCE_VIEW, "index": 0}).children == []
-    sent = page.download_source(board, 1, "conftest.py")
-    assert sent["filename"] == "conftest.py" and base64.b64decode(sent["content"]) == store.source(1, "conftest.py")
+    sent = page.download_source(board, 1, "experiments.py")
+    assert sent["filename"] == "experiments.py"
+    assert base64.b64decode(sent["content"]) == store.source(1, "experiments.py")
 
 
 def test_code_fence_outlasts_backticks_in_the_file():
@@ -393,7 +394,7 @@ def test_large_artifacts_stream_from_gridfs_as_attachments(board, store, monkeyp
 
 def test_files_missing_from_gridfs_leave_the_page_working(board, store, db):
     db["fs.files"].delete_one({"_id": store.artifact_files(1)[0]["file_id"]})  # plot.png
-    main_source = next(file_id for path, file_id in store.run(1)["experiment"]["sources"] if path == "conftest.py")
+    main_source = next(file_id for path, file_id in store.run(1)["experiment"]["sources"] if path == "experiments.py")
     db["fs.files"].delete_one({"_id": main_source})
     root = page.layout(board, "1")
     assert "missing from GridFS" in text(by_id(root, {"type": page.ARTIFACT_VIEW, "index": 0}))

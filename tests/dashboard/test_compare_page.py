@@ -10,8 +10,8 @@ from dashboard.board import Board
 from dashboard.pages import compare
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
-from tests.board_data import RUNS, record_runs
-from tests.conftest import run_experiment
+from tests.support.board_data import RUNS, record_runs
+from tests.support.experiments import run_experiment
 
 
 @pytest.fixture
