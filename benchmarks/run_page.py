@@ -16,8 +16,8 @@ Builds a mongomock database holding one run as GpuMongoObserver writes it:
   (tier 1, accumulated and inserted once like month_run.py does) and the roll-ups in the run document (tier 3);
 - the run document with ``info.metrics``, ``metric_rollups`` and ``system``.
 
-Then times what the page's callbacks run (median of ``--repeat``): ``plots.layout`` (the components), one
-``plots.metric_panel`` per metric (overview, x = step, no smoothing), ``plots.system_figures`` for every system
+Then times what the page's callbacks run (median of ``--repeat``): ``run_plots.layout`` (the components), one
+``run_plots.metric_panel`` per metric (overview, x = step, no smoothing), ``run_plots.system_figures`` for every system
 panel; their sum is the target (under 2 s on mongomock). Beside it: the points of the largest trace and the JSON
 bytes of the figures, a smoothed wall-time overview, and zooms (which read chunks or samples of the range).
 Building the database is not timed (about half a minute); its objects are then frozen out of the garbage
@@ -44,7 +44,7 @@ import mongomock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.month_run import FakeClock, simulated_monitor  # noqa: E402
-from dashboard import figures, plots  # noqa: E402
+from dashboard import figures, run_plots  # noqa: E402
 from dashboard.board import Board  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
 from sacred_gpu.read import system_panels  # noqa: E402
@@ -174,15 +174,15 @@ def main() -> int:
     gc.collect()
     gc.freeze()
     board = Board(connect(client=client))
-    layout_s, layout = median_time(lambda: plots.layout(board, str(run_id)), args.repeat)
-    run = next(child.data for child in layout.children if getattr(child, "id", None) == plots.RUN)
+    layout_s, layout = median_time(lambda: run_plots.layout(board, str(run_id)), args.repeat)
+    run = next(child.data for child in layout.children if getattr(child, "id", None) == run_plots.RUN)
     names = ["loss", "val_loss", "lr"]
     keys = [panel.key for panel in system_panels(run["system_names"])]
     rows: list[tuple[str, float, list]] = [("layout (components)", layout_s, [])]
     for name in names:
-        seconds, figure = median_time(lambda name=name: plots.metric_panel(board, run, name), args.repeat)
+        seconds, figure = median_time(lambda name=name: run_plots.metric_panel(board, run, name), args.repeat)
         rows.append((f"metric panel {name!r} (overview)", seconds, [figure]))
-    seconds, system_figs = median_time(lambda: plots.system_figures(board, run, keys, "step"), args.repeat)
+    seconds, system_figs = median_time(lambda: run_plots.system_figures(board, run, keys, "step"), args.repeat)
     rows.append((f"{len(keys)} system panels (overview)", seconds, system_figs))
     total = sum(seconds for _, seconds, _ in rows)
     page_figs = [figure for _, _, figs in rows for figure in figs]
@@ -201,13 +201,13 @@ def main() -> int:
     wide = int(args.points * 0.75), int(args.points * 0.8)
     narrow = int(args.points * 0.95), int(args.points * 0.955)
     later = [
-        ("'loss' overview, wall time, EMA 0.9", lambda: plots.metric_panel(board, run, "loss", "wall", 0.9)),
-        (f"'loss' zoom to steps {wide[0]:,}-{wide[1]:,}", lambda: plots.metric_panel(board, run, "loss", zoom=wide)),
-        (f"'loss' zoom to steps {narrow[0]:,}-{narrow[1]:,}", lambda: plots.metric_panel(board, run, "loss",
+        ("'loss' overview, wall time, EMA 0.9", lambda: run_plots.metric_panel(board, run, "loss", "wall", 0.9)),
+        (f"'loss' zoom to steps {wide[0]:,}-{wide[1]:,}", lambda: run_plots.metric_panel(board, run, "loss", zoom=wide)),
+        (f"'loss' zoom to steps {narrow[0]:,}-{narrow[1]:,}", lambda: run_plots.metric_panel(board, run, "loss",
                                                                                             zoom=narrow)),
-        ("system zoom to the last hour", lambda: plots.system_figures(
+        ("system zoom to the last hour", lambda: run_plots.system_figures(
             board, run, keys, "wall", (str(stop - dt.timedelta(hours=1)), str(stop)))),
-        ("system zoom to the last 10 minutes", lambda: plots.system_figures(
+        ("system zoom to the last 10 minutes", lambda: run_plots.system_figures(
             board, run, keys, "wall", (str(stop - dt.timedelta(minutes=10)), str(stop)))),
     ]
     print("after the page load, one run each:")

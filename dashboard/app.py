@@ -11,7 +11,7 @@ import dash
 from dash import Input, Output, dcc, html
 from flask import Response, request
 
-from dashboard import plots
+from dashboard import run_plots
 from dashboard.board import URL, Board
 from dashboard.pages import compare as compare_page
 from dashboard.pages import run as run_page
@@ -42,7 +42,7 @@ def create_app(board: Board, *, auth: tuple[str, str] | None = None) -> dash.Das
     runs_page.register(app, board)
     compare_page.register(app, board)
     run_page.register(app, board)
-    plots.register(app, board)
+    run_plots.register(app, board)
     if auth:
         _require_basic_auth(app.server, *auth)
     return app

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
-from dashboard import figures, plots
+from dashboard import figures, run_plots
 from dashboard.board import Board, run_key
 from sacred_gpu.read import ROLLUPS, RunStore, context_time, system_panels
 
@@ -124,7 +124,7 @@ def gpu_figures(board: Board, runs: Mapping[Any, Mapping[str, Any]]) -> list[tup
     found: list[tuple[Any, go.Figure | None]] = []
     for run_id, run in runs.items():
         has_gpu = any(p.key == "gpu-util" for p in system_panels(run["system_names"]))
-        found.append((run_id, plots.system_figures(board, run, ["gpu-util"], "elapsed")[0] if has_gpu else None))
+        found.append((run_id, run_plots.system_figures(board, run, ["gpu-util"], "elapsed")[0] if has_gpu else None))
     return found
 
 

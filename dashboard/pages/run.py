@@ -1,5 +1,5 @@
 """A run's page (route ``/run/<id>``, shareable): header with status, tags and notes (editable), plots (from
-``dashboard/plots.py``), captured output (live while the run runs, ANSI colours, search, the observer's truncation
+``dashboard/run_plots.py``), captured output (live while the run runs, ANSI colours, search, the observer's truncation
 marker), fail trace, config, artifacts (bounded previews, downloads, zip), sources, experiment, host with GPUs, meta
 and info. Sections are built by ``dashboard/run_parts.py``, ``run_output.py`` and ``run_artifacts.py``; the work of
 every callback is a plain function below. Everything is read through ``RunStore``.
@@ -13,9 +13,9 @@ from typing import Any
 
 from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 
-from dashboard import plots
 from dashboard import run_artifacts as arts
 from dashboard import run_parts as parts
+from dashboard import run_plots
 from dashboard.board import Board, run_key
 from dashboard.columns import parse_tags
 from dashboard.run_output import marker_note, output_lines
@@ -76,7 +76,7 @@ def layout(board: Board, run_id: str) -> html.Div:
         *parts.header(key, row, doc, STATUS),
         _tags_notes(board, row),
         parts.fail_trace(doc, FAIL_TRACE),
-        _section("Metrics and system", [plots.layout(board, key)], PLOTS),
+        _section("Metrics and system", [run_plots.layout(board, key)], PLOTS),
         _section("Captured output", _output(board, doc.get("captured_out") or "", str(row.get("status")))),
         _section("Config", [parts.tree_view(doc.get("config"), CONFIG, empty="no config")]),
         _section(f"Artifacts ({arts.summary(files)})", _artifacts(board, key, files)),

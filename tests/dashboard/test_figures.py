@@ -13,7 +13,7 @@ import pytest
 from dash import html
 from dash.exceptions import PreventUpdate
 
-from dashboard import figures, plots
+from dashboard import figures, run_plots
 from dashboard.board import Board
 from sacred_gpu import GpuMongoObserver, connect, schema
 from sacred_gpu.read import plot_reads, system_panels
@@ -129,44 +129,44 @@ def test_system_panels_group_gpus_and_host_metrics():
 
 
 def test_relayout_events():
-    assert plots.parse_relayout({"xaxis.range[0]": 1, "xaxis.range[1]": 5, "yaxis.range[0]": 0}) == (1, 5)
-    assert plots.parse_relayout({"xaxis.range": ["2026-01-01 00:00", "2026-01-02"]}) == ("2026-01-01 00:00",
+    assert run_plots.parse_relayout({"xaxis.range[0]": 1, "xaxis.range[1]": 5, "yaxis.range[0]": 0}) == (1, 5)
+    assert run_plots.parse_relayout({"xaxis.range": ["2026-01-01 00:00", "2026-01-02"]}) == ("2026-01-01 00:00",
                                                                                             "2026-01-02")
-    assert plots.parse_relayout({"xaxis.autorange": True, "yaxis.autorange": True}) == "reset"
-    assert plots.parse_relayout({"autosize": True}) is None and plots.parse_relayout(None) is None
-    assert plots.parse_relayout({"yaxis.range[0]": 0, "yaxis.range[1]": 1}) is None
+    assert run_plots.parse_relayout({"xaxis.autorange": True, "yaxis.autorange": True}) == "reset"
+    assert run_plots.parse_relayout({"autosize": True}) is None and run_plots.parse_relayout(None) is None
+    assert run_plots.parse_relayout({"yaxis.range[0]": 0, "yaxis.range[1]": 1}) is None
 
 
 def test_zoom_a_callback_draws_from_what_set_it_off():
-    loss, acc = {"type": plots.METRIC, "name": "loss"}, {"type": plots.METRIC, "name": "acc"}
+    loss, acc = {"type": run_plots.METRIC, "name": "loss"}, {"type": run_plots.METRIC, "name": "acc"}
     key = '{"name":"loss","type":"run-plots-metric"}.relayoutData'
     zoomed, autosize = {"xaxis.range[0]": 2, "xaxis.range[1]": 5}, {"autosize": True}
-    assert plots.zoom_to_draw({key: loss}, [(loss, zoomed)], None) == (2, 5)
-    assert plots.zoom_to_draw({key: loss}, [(loss, {"xaxis.autorange": True})], [2, 5]) == "reset"
+    assert run_plots.zoom_to_draw({key: loss}, [(loss, zoomed)], None) == (2, 5)
+    assert run_plots.zoom_to_draw({key: loss}, [(loss, {"xaxis.autorange": True})], [2, 5]) == "reset"
     with pytest.raises(PreventUpdate):  # Plotly sizing the graph, or a y-only zoom: nothing to redraw
-        plots.zoom_to_draw({key: loss}, [(loss, autosize)], [2, 5])
+        run_plots.zoom_to_draw({key: loss}, [(loss, autosize)], [2, 5])
     # merged by Dash with an x-mode click: the click wins, though the relayout came first
-    assert plots.zoom_to_draw({key: loss, f"{plots.X_MODE}.value": plots.X_MODE}, [(loss, autosize)], [2, 5]) is None
+    assert run_plots.zoom_to_draw({key: loss, f"{run_plots.X_MODE}.value": run_plots.X_MODE}, [(loss, autosize)], [2, 5]) is None
     # smoothing, a re-read running run, or another input merged with an autosize: the range the panel shows
-    assert plots.zoom_to_draw({key: loss, f"{plots.RUN}.data": plots.RUN}, [(loss, autosize)], [2, 5]) == (2, 5)
-    assert plots.zoom_to_draw({f"{plots.SMOOTHING}.value": plots.SMOOTHING}, [(loss, zoomed)], [3, 4]) == (3, 4)
-    assert plots.zoom_to_draw({}, [(loss, None)], None) is None  # a first call
+    assert run_plots.zoom_to_draw({key: loss, f"{run_plots.RUN}.data": run_plots.RUN}, [(loss, autosize)], [2, 5]) == (2, 5)
+    assert run_plots.zoom_to_draw({f"{run_plots.SMOOTHING}.value": run_plots.SMOOTHING}, [(loss, zoomed)], [3, 4]) == (3, 4)
+    assert run_plots.zoom_to_draw({}, [(loss, None)], None) is None  # a first call
     # panels drawn together: the relayout of the panel that set it off, not another panel's older zoom
     acc_key = key.replace("loss", "acc")
-    assert plots.zoom_to_draw({acc_key: acc}, [(loss, autosize), (acc, {"xaxis.range": [7, 9]})], None) == (7, 9)
+    assert run_plots.zoom_to_draw({acc_key: acc}, [(loss, autosize), (acc, {"xaxis.range": [7, 9]})], None) == (7, 9)
     with pytest.raises(PreventUpdate):
-        plots.zoom_to_draw({acc_key: acc}, [(loss, zoomed), (acc, autosize)], [7, 9])
+        run_plots.zoom_to_draw({acc_key: acc}, [(loss, zoomed), (acc, autosize)], [7, 9])
 
 
 # -- on recorded runs ----------------------------------------------------------------------------------------------
 @pytest.fixture
 def long_run(client, monkeypatch):
     board = Board(record_long_run(client, monkeypatch))
-    return board, plots.layout(board, "1")
+    return board, run_plots.layout(board, "1")
 
 
 def run_data(layout: html.Div) -> dict:
-    return next(child.data for child in layout.children if getattr(child, "id", None) == plots.RUN)
+    return next(child.data for child in layout.children if getattr(child, "id", None) == run_plots.RUN)
 
 
 def ids_in(component, kind: str) -> list[dict]:
@@ -182,29 +182,29 @@ def ids_in(component, kind: str) -> list[dict]:
 def test_long_metric_overview_then_every_point_of_a_zoomed_range(long_run, monkeypatch):
     board, layout = long_run
     run = run_data(layout)
-    assert [i["name"] for i in ids_in(layout, plots.METRIC)] == ["loss", "acc"]
+    assert [i["name"] for i in ids_in(layout, run_plots.METRIC)] == ["loss", "acc"]
     assert run["rollups"]["loss"]["count"] == 30_000
-    overview = plots.metric_panel(board, run, "loss")
+    overview = run_plots.metric_panel(board, run, "loss")
     (trace,) = overview.data
     assert len(trace.x) < 30_000 and max(trace.y) == 100.0 and 25_000 in trace.x and trace.x[-1] == 29_999
     assert "overview of 30,000 points" in overview.layout.annotations[0].text
-    zoomed = plots.metric_panel(board, run, "loss", zoom=(20_000, 21_000))
+    zoomed = run_plots.metric_panel(board, run, "loss", zoom=(20_000, 21_000))
     steps = list(zoomed.data[0].x)
     assert steps == list(range(20_000, 21_001)) and "every point in range: 1,001" in zoomed.layout.annotations[0].text
     assert list(zoomed.layout.xaxis.range) == [20_000, 21_000]
     # by wall time: the same range, read by the chunks' first_time/last_time
     stamps = board.store.metric_range(1, "loss", 20_000, 21_000)["timestamp"]
-    wall = plots.metric_panel(board, run, "loss", x_mode="wall", smoothing=0.5,
+    wall = run_plots.metric_panel(board, run, "loss", x_mode="wall", smoothing=0.5,
                               zoom=(str(stamps.iloc[0]), str(stamps.iloc[-1])))
     raw, smooth = wall.data
     assert len(raw.x) >= 1_001 and len(smooth.x) == len(raw.x) and wall.layout.xaxis.title.text == "wall time (UTC)"
-    wide = plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))  # too many points to read: the overview
+    wide = run_plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))  # too many points to read: the overview
     assert "every point in range: 26,001" in wide.layout.annotations[0].text
     monkeypatch.setattr(plot_reads, "RANGE_READ_LIMIT", 1_000)
-    wide = plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))
+    wide = run_plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))
     assert "overview in range" in wide.layout.annotations[0].text and 25_000 in wide.data[0].x
     assert min(wide.data[0].x) >= 3_000 and max(wide.data[0].x) <= 29_000
-    elapsed = plots.metric_panel(board, run, "acc", x_mode="elapsed", log_y=True)
+    elapsed = run_plots.metric_panel(board, run, "acc", x_mode="elapsed", log_y=True)
     assert len(elapsed.data[0].x) == 3 and elapsed.layout.yaxis.type == "log" and elapsed.data[0].x[0] >= 0
     assert "3 points, 3 drawn" in elapsed.layout.annotations[0].text
 
@@ -236,19 +236,19 @@ def test_metric_reads_overview_from_previews_and_ranges_from_overlapping_chunks(
 def test_gpu_panels_from_samples_or_heartbeat_windows_zoom_together(long_run, monkeypatch):
     board, layout = long_run
     run = run_data(layout)
-    keys = [i["panel"] for i in ids_in(layout, plots.SYSTEM)]
+    keys = [i["panel"] for i in ids_in(layout, run_plots.SYSTEM)]
     assert keys[:4] == ["gpu-util", "gpu-mem", "gpu-power", "gpu-temp"] and "cpu" in keys
-    figures_ = plots.system_figures(board, run, keys)
+    figures_ = run_plots.system_figures(board, run, keys)
     util = figures_[0]
     assert [trace.name for trace in util.data] == ["gpu0", "gpu1"]
     assert util.layout.annotations[0].text.startswith("every sample")
     times = sorted(util.data[0].x)
     zoom = (str(times[1]), str(times[-2]))
-    zoomed = plots.system_figures(board, run, keys, x_mode="wall", zoom=zoom)
+    zoomed = run_plots.system_figures(board, run, keys, x_mode="wall", zoom=zoom)
     assert all(list(f.layout.xaxis.range) == list(zoom) for f in zoomed)  # every panel shows the zoomed range
     assert len({f.layout.uirevision for f in zoomed}) == 1 and zoomed[0].layout.uirevision != util.layout.uirevision
     monkeypatch.setattr(plot_reads, "SAMPLE_READ_LIMIT", 0)  # a long run: the overview draws heartbeat windows
-    windows = plots.system_figures(board, run, keys, x_mode="elapsed")
+    windows = run_plots.system_figures(board, run, keys, x_mode="elapsed")
     assert "heartbeat windows" in windows[0].layout.annotations[0].text and windows[0].data
     assert windows[0].layout.xaxis.title.text == "time since start (s)"
 
@@ -263,9 +263,9 @@ def test_layout_shows_rollups_or_says_there_is_no_gpu_data(long_run, client):
         time.sleep(0.2)
 
     run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sample_interval=0.02))
-    no_gpu = plots.layout(board, "2")
-    assert "No GPU data" in str(no_gpu) and [i["panel"] for i in ids_in(no_gpu, plots.SYSTEM)][0] == "cpu"
-    assert "no run 99" in str(plots.layout(board, "99")).lower()
+    no_gpu = run_plots.layout(board, "2")
+    assert "No GPU data" in str(no_gpu) and [i["panel"] for i in ids_in(no_gpu, run_plots.SYSTEM)][0] == "cpu"
+    assert "no run 99" in str(run_plots.layout(board, "99")).lower()
 
 
 def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
@@ -287,14 +287,14 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
         for step in range(5):
             _run.log_scalar("loss", 1.0 / (step + 1), step)
         recorded(5)
-        layout = plots.layout(board, "1")
-        seen["tick"] = next(c for c in layout.children if getattr(c, "id", None) == plots.TICK)
+        layout = run_plots.layout(board, "1")
+        seen["tick"] = next(c for c in layout.children if getattr(c, "id", None) == run_plots.TICK)
         seen["first"] = run_data(layout)
-        seen["unchanged"] = plots.refreshed_context(board, seen["first"])
+        seen["unchanged"] = run_plots.refreshed_context(board, seen["first"])
         for step in range(5, 12):
             _run.log_scalar("loss", 1.0 / (step + 1), step)
         recorded(12)
-        seen["later"] = plots.refreshed_context(board, seen["first"])
+        seen["later"] = run_plots.refreshed_context(board, seen["first"])
 
     run_experiment(main, GpuMongoObserver(client=client, sampling=False), options={"--beat-interval": 0.1})
     first, later = seen["first"], seen["later"]
@@ -302,18 +302,18 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     unchanged = seen["unchanged"]  # None, unless a heartbeat landed in between (it moves the run's last time)
     assert unchanged is None or (unchanged["stop"] != first["stop"] and unchanged["rollups"] == first["rollups"])
     assert later["rollups"]["loss"]["count"] == 12 and later["running"]
-    assert "12 points" in plots.metric_panel(board, later, "loss").layout.annotations[0].text
+    assert "12 points" in run_plots.metric_panel(board, later, "loss").layout.annotations[0].text
     # a metric logged for the first time: the panels are rebuilt with their figures drawn in
-    (panel,) = plots.metric_panels(["loss"], {"loss": plots.metric_panel(board, later, "loss")})
+    (panel,) = run_plots.metric_panels(["loss"], {"loss": run_plots.metric_panel(board, later, "loss")})
     assert len(panel.children[1].children.figure.data[0].x) == 12
     assert panel.children[2].data is None  # the range it shows: the whole series
-    (zoomed,) = plots.metric_panels(["loss"], zooms={"loss": [2, 4]})
-    assert zoomed.children[2].id == {"type": plots.METRIC_ZOOM, "name": "loss"} and zoomed.children[2].data == [2, 4]
-    assert "logged no metrics" in str(plots.metric_panels([]))
-    ended = plots.refreshed_context(board, later)
+    (zoomed,) = run_plots.metric_panels(["loss"], zooms={"loss": [2, 4]})
+    assert zoomed.children[2].id == {"type": run_plots.METRIC_ZOOM, "name": "loss"} and zoomed.children[2].data == [2, 4]
+    assert "logged no metrics" in str(run_plots.metric_panels([]))
+    ended = run_plots.refreshed_context(board, later)
     assert ended is not None and not ended["running"] and ended["stop"] is not None
-    assert plots.refreshed_context(board, ended) is None
+    assert run_plots.refreshed_context(board, ended) is None
     with pytest.raises(KeyError):
-        plots.refreshed_context(board, dict(ended, run_id=99))
-    finished = plots.layout(board, "1")
-    assert next(c for c in finished.children if getattr(c, "id", None) == plots.TICK).disabled is True
+        run_plots.refreshed_context(board, dict(ended, run_id=99))
+    finished = run_plots.layout(board, "1")
+    assert next(c for c in finished.children if getattr(c, "id", None) == run_plots.TICK).disabled is True

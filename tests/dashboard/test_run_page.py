@@ -15,10 +15,10 @@ import pytest
 from dash import dcc, html
 from pymongo.errors import AutoReconnect
 
-from dashboard import plots
 from dashboard import run_artifacts as arts
 from dashboard import run_output as out
 from dashboard import run_parts as parts
+from dashboard import run_plots
 from dashboard.app import create_app, route
 from dashboard.board import Board
 from dashboard.pages import run as page
@@ -118,7 +118,7 @@ def test_route_serves_the_page_and_the_app_registers_its_callbacks(board):
 
 def test_plots_have_a_place_on_the_page(board):
     root = page.layout(board, "1")
-    assert by_id(by_id(root, page.PLOTS), plots.RUN).data["run_id"] == 1
+    assert by_id(by_id(root, page.PLOTS), run_plots.RUN).data["run_id"] == 1
 
 
 # -- tags and notes ------------------------------------------------------------------------------------------------
