@@ -13,6 +13,8 @@ from typing import Any
 
 from dash import dcc, html
 
+from sacred_gpu.read import Panel
+
 #: Nodes a tree shows before it says how many it left out.
 TREE_NODES = 3000
 #: Characters of one value a tree shows.
@@ -222,3 +224,53 @@ def _longest_backticks(text: str) -> int:
         current = current + 1 if char == "`" else 0
         longest = max(longest, current)
     return longest
+
+
+# -- the system section's notes and roll-up tables --------------------------------------------------------------
+def system_notes(system: Mapping[str, Any], panels: Sequence[Panel]) -> list[html.P]:
+    if not panels and not system:
+        return [html.P("No system metrics were recorded for this run (sampling was off, or Sacred's own observer "
+                       "wrote it).", className="note run-plots-no-gpu")]
+    if not system.get("gpu_count") and not any(panel.key.startswith("gpu") for panel in panels):
+        return [html.P("No GPU data: this run saw no NVIDIA GPU (no driver, none visible through "
+                       "CUDA_VISIBLE_DEVICES, or GPU sampling failed). Host metrics are shown below.",
+                       className="note run-plots-no-gpu")]
+    return []
+
+
+_TOTALS = (("GPUs", None), ("peak GPU memory (MiB)", "gpu_mem_peak_mib"), ("mean GPU utilization (%)",
+           "gpu_util_mean_pct"), ("GPU energy (Wh)", "gpu_energy_wh"), ("mean GPU power (W)", "gpu_power_mean_w"),
+           ("peak RSS of the run's processes (MiB)", "proc_rss_peak_mib"), ("mean CPU of the run's processes "
+           "(% of a core)", "proc_cpu_mean_pct"), ("mean host CPU (%)", "cpu_util_mean_pct"),
+           ("peak host RAM used (MiB)", "mem_used_peak_mib"), ("samples", "samples"))
+_PER_GPU = (("GPU", "index"), ("name", "name"), ("peak memory (MiB)", "mem_peak_mib"),
+            ("mean utilization (%)", "util_mean_pct"), ("mean power (W)", "power_mean_w"),
+            ("energy (Wh)", "energy_wh"), ("max temperature (°C)", "temp_max_c"),
+            ("peak memory of the run (MiB)", "proc_mem_peak_mib"))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+def rollup_tables(system: Mapping[str, Any]) -> html.Div:
+    """The run's system roll-ups (field ``system`` of the run document): totals, then one row per GPU."""
+    if not system:
+        return html.Div()
+    totals = []
+    for label, field in _TOTALS:
+        value = f"{system['gpu_count']}x {system['gpu_model']}" if field is None and system.get("gpu_model") \
+            else system.get(field) if field else None
+        if value is not None:
+            totals.append(html.Tr([html.Th(label), html.Td(_number(value))]))
+    gpus = [gpu for gpu in system.get("gpus") or [] if isinstance(gpu, dict)]
+    per_gpu = html.Table([html.Thead(html.Tr([html.Th(label) for label, _ in _PER_GPU])),
+                          html.Tbody([html.Tr([html.Td(_number(gpu.get(field))) for _, field in _PER_GPU])
+                                      for gpu in gpus])], className="run-plots-gpus") if gpus else None
+    return html.Div(className="run-plots-rollups", children=[html.Table(html.Tbody(totals)), per_gpu])

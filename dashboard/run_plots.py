@@ -23,6 +23,7 @@ from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures
+from dashboard import run_parts as parts
 from dashboard.board import Board, run_key
 from sacred_gpu.read import NotFound, Panel, ReadError, context_time, system_panels
 
@@ -70,8 +71,8 @@ def layout(board: Board, run_id: str | int) -> html.Div:
         html.H4("Metrics"), controls,
         dcc.Store(id=SHOWN, data=user), html.Div(metric_panels(user), id=METRICS, style=GRID),
         html.H4("GPU and system"),
-        *_system_notes(system, panels),
-        _rollup_tables(system),
+        *parts.system_notes(system, panels),
+        parts.rollup_tables(system),
         html.Div([_graph(panel.title, {"type": SYSTEM, "panel": panel.key}, panel.unit) for panel in panels],
                  style=GRID),
     ])
@@ -98,55 +99,6 @@ def _graph(title: str, graph_id: dict, unit: str = "", figure: go.Figure | None 
         dcc.Loading(dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style={"height": f"{figures.HEIGHT}px"}, **extra),
                     type="dot", delay_show=300, overlay_style={"visibility": "visible", "opacity": 0.6}),
     ])
-
-
-def _system_notes(system: Mapping[str, Any], panels: Sequence[Panel]) -> list[html.P]:
-    if not panels and not system:
-        return [html.P("No system metrics were recorded for this run (sampling was off, or Sacred's own observer "
-                       "wrote it).", className="note run-plots-no-gpu")]
-    if not system.get("gpu_count") and not any(panel.key.startswith("gpu") for panel in panels):
-        return [html.P("No GPU data: this run saw no NVIDIA GPU (no driver, none visible through "
-                       "CUDA_VISIBLE_DEVICES, or GPU sampling failed). Host metrics are shown below.",
-                       className="note run-plots-no-gpu")]
-    return []
-
-
-_TOTALS = (("GPUs", None), ("peak GPU memory (MiB)", "gpu_mem_peak_mib"), ("mean GPU utilization (%)",
-           "gpu_util_mean_pct"), ("GPU energy (Wh)", "gpu_energy_wh"), ("mean GPU power (W)", "gpu_power_mean_w"),
-           ("peak RSS of the run's processes (MiB)", "proc_rss_peak_mib"), ("mean CPU of the run's processes "
-           "(% of a core)", "proc_cpu_mean_pct"), ("mean host CPU (%)", "cpu_util_mean_pct"),
-           ("peak host RAM used (MiB)", "mem_used_peak_mib"), ("samples", "samples"))
-_PER_GPU = (("GPU", "index"), ("name", "name"), ("peak memory (MiB)", "mem_peak_mib"),
-            ("mean utilization (%)", "util_mean_pct"), ("mean power (W)", "power_mean_w"),
-            ("energy (Wh)", "energy_wh"), ("max temperature (°C)", "temp_max_c"),
-            ("peak memory of the run (MiB)", "proc_mem_peak_mib"))
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    return str(value)
-
-
-def _rollup_tables(system: Mapping[str, Any]) -> html.Div:
-    """The run's system roll-ups (field ``system`` of the run document): totals, then one row per GPU."""
-    if not system:
-        return html.Div()
-    totals = []
-    for label, field in _TOTALS:
-        value = f"{system['gpu_count']}x {system['gpu_model']}" if field is None and system.get("gpu_model") \
-            else system.get(field) if field else None
-        if value is not None:
-            totals.append(html.Tr([html.Th(label), html.Td(_number(value))]))
-    gpus = [gpu for gpu in system.get("gpus") or [] if isinstance(gpu, dict)]
-    per_gpu = html.Table([html.Thead(html.Tr([html.Th(label) for label, _ in _PER_GPU])),
-                          html.Tbody([html.Tr([html.Td(_number(gpu.get(field))) for _, field in _PER_GPU])
-                                      for gpu in gpus])], className="run-plots-gpus") if gpus else None
-    return html.Div(className="run-plots-rollups", children=[html.Table(html.Tbody(totals)), per_gpu])
 
 
 # -- what the callbacks do, as plain functions ----------------------------------------------------------------------

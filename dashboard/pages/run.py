@@ -13,11 +13,11 @@ from typing import Any
 
 from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 
+from dashboard import run_actions as actions
 from dashboard import run_artifacts as arts
 from dashboard import run_parts as parts
 from dashboard import run_plots
 from dashboard.board import Board, run_key
-from dashboard.columns import parse_tags
 from dashboard.run_output import marker_note, output_lines
 from sacred_gpu.read import NotFound, ReadError
 
@@ -54,7 +54,6 @@ ARTIFACT_DOWNLOAD = "run-artifact-download"
 ARTIFACTS_ZIP = "run-artifacts-zip"
 ZIP_DOWNLOAD = "run-zip-download"
 ARTIFACT_MESSAGE = "run-artifact-message"
-LIVE_STATUSES = ("RUNNING", "PROBABLY_DEAD")
 #: Preview bytes a page load reads for artifacts shown open at once; later ones open on a click.
 PAGE_PREVIEW_BYTES = 4 * arts.MIB
 PAGE_PREVIEWS = 8
@@ -109,7 +108,7 @@ def _tags_notes(board: Board, row: Mapping[str, Any]) -> html.Div:
 
 def _output(board: Board, text: str, status: str) -> list[Any]:
     lines, summary = output_lines(text)
-    live = status in LIVE_STATUSES
+    live = status in actions.LIVE_STATUSES
     return [
         html.Div(className="toolbar", children=[
             dcc.Input(id=OUTPUT_SEARCH, type="search", debounce=0.3, placeholder="search the output",
@@ -139,7 +138,7 @@ def _sources(board: Board, run_id: Any, doc: Mapping[str, Any]) -> list[Any]:
                         n_clicks=1 if shown else 0, className="toggle"),
             html.Span(path, className="file-name"),
             html.Button("Download", id={"type": SOURCE_GET, "index": index}, className="download"),
-            html.Div(_opened(source_view, board, run_id, path) if shown else [],
+            html.Div(_opened(actions.source_view, board, run_id, path) if shown else [],
                      id={"type": SOURCE_VIEW, "index": index}, className="file-view"),
         ]))
     return [dcc.Store(id=SOURCE_PATHS, data=paths), dcc.Download(id=SOURCE_DOWNLOAD), *rows]
@@ -173,7 +172,7 @@ def _artifacts(board: Board, run_id: Any, files: list[dict[str, Any]]) -> list[A
             html.Button("Download", id={"type": ARTIFACT_GET, "index": index}, className="download")
             if (info.get("length") or 0) <= arts.DOWNLOAD_BYTES else
             html.A("Download", href=arts.stream_url(run_id, info["name"]), className="download", download=info["name"]),
-            html.Div(_opened(artifact_view, board, run_id, info["name"], info) if shown else [],
+            html.Div(_opened(actions.artifact_view, board, run_id, info["name"], info) if shown else [],
                      id={"type": ARTIFACT_VIEW, "index": index}, className="file-view"),
         ]))
     return [dcc.Store(id=ARTIFACT_NAMES, data=[info["name"] for info in files]),
@@ -181,83 +180,6 @@ def _artifacts(board: Board, run_id: Any, files: list[dict[str, Any]]) -> list[A
                       dcc.Download(id=ZIP_DOWNLOAD), html.Span(id=ARTIFACT_MESSAGE, className="message")],
                      className="toolbar"),
             *rows]
-
-
-# -- what the callbacks do, as plain functions ----------------------------------------------------------------------
-def refresh_output(board: Board, run_id: Any, query: str | None) -> dict[str, Any]:
-    """The output section re-read: ``lines``, ``summary``, ``cut`` (the truncation note), ``live`` (whether to keep
-    polling), ``live_text``, ``status`` and ``status_class`` (for the header)."""
-    frame = board.store.runs(ids=[run_id], limit=1)
-    status = str(frame.iloc[0]["status"]) if not frame.empty else "DELETED"
-    text = board.store.captured_out(run_id) if not frame.empty else ""
-    lines, summary = output_lines(text, query or "")
-    live = status in LIVE_STATUSES
-    return {"lines": lines, "summary": summary, "cut": marker_note(text), "live": live,
-            "live_text": f"live: refreshed every {board.refresh:g} s" if live else
-            "the run has ended: reload the page for its results and artifacts",
-            "status": status, "status_class": f"status status-{status}"}
-
-
-def save_tags_notes(board: Board, run_id: Any, tags: str | None, notes: str | None) -> str:
-    """Save the edited tags (comma-separated) and notes; returns a message for the user."""
-    if board.read_only:
-        return "read-only board: edits are not saved"
-    board.store.set_tags(run_id, parse_tags(tags))
-    board.store.set_notes(run_id, str(notes or ""))
-    return "saved tags and notes"
-
-
-def source_view(board: Board, run_id: Any, path: str) -> list[Any]:
-    """A source file with syntax highlighting (at most :data:`run_artifacts.TEXT_BYTES` x 4 shown)."""
-    data = board.store.source(run_id, path)
-    cap = 4 * arts.TEXT_BYTES
-    note = [html.P(f"The first {parts.bytes_text(cap)} of {parts.bytes_text(len(data))} shown; download it for the "
-                   "rest.", className="preview-note")] if len(data) > cap else []
-    return [parts.code_view(path, data[:cap].decode("utf-8", errors="replace")), *note]
-
-
-def artifact_view(board: Board, run_id: Any, name: str, info: Mapping[str, Any] | None = None) -> list[Any]:
-    """The preview of one artifact (``info``: its ``RunStore.artifact_files`` entry, when known), reading at most
-    its kind's cap from GridFS."""
-    info = info or next((f for f in board.store.artifact_files(run_id) if f["name"] == name), None)
-    if info is None:
-        return [html.P(f"Run {run_id} has no artifact {name!r} any more.", className="preview-note")]
-    handle = board.store.open_artifact(run_id, name)
-    return arts.preview(name, info.get("length"), info.get("content_type"), handle.read)
-
-
-def download_source(board: Board, run_id: Any, path: str) -> dict[str, Any]:
-    """``dcc.Download`` data of a source file, named as its base name."""
-    return dcc.send_bytes(board.store.source(run_id, path), path.replace("\\", "/").rsplit("/", 1)[-1] or "source")
-
-
-def download_artifact(board: Board, run_id: Any, name: str) -> tuple[dict[str, Any] | None, str]:
-    """``dcc.Download`` data of one artifact and a message; None and the reason past :data:`DOWNLOAD_BYTES`."""
-    info = next((f for f in board.store.artifact_files(run_id) if f["name"] == name), None)
-    if info is None:
-        return None, f"no artifact {name!r}"
-    if (info.get("length") or 0) > arts.DOWNLOAD_BYTES:
-        return None, f"{name} is {parts.bytes_text(info['length'])}: download it from {arts.stream_url(run_id, name)}"
-    data = board.store.artifact(run_id, name)
-    return dcc.send_bytes(data, arts.archive_name(name).rsplit("/", 1)[-1]), f"downloading {name}"
-
-
-def download_zip(board: Board, run_id: Any) -> tuple[dict[str, Any] | None, str]:
-    """``dcc.Download`` data of a zip of every artifact (``run-<id>-artifacts.zip``) and a message."""
-    files = board.store.artifact_files(run_id)
-    total = sum(f.get("length") or 0 for f in files)
-    if not files:
-        return None, "no artifacts"
-    if total > arts.DOWNLOAD_BYTES:
-        return None, (f"the artifacts hold {parts.bytes_text(total)}: larger than the board zips "
-                      f"({parts.bytes_text(arts.DOWNLOAD_BYTES)}); download them one by one")
-    archive = arts.zip_bytes((f["name"], board.store.artifact(run_id, f["name"])) for f in files)
-    return dcc.send_bytes(archive, f"run-{run_id}-artifacts.zip"), f"zipped {arts.summary(files)}"
-
-
-def download_output(board: Board, run_id: Any) -> dict[str, Any]:
-    """``dcc.Download`` data of the captured output as stored (``run-<id>-output.txt``)."""
-    return dcc.send_string(board.store.captured_out(run_id), f"run-{run_id}-output.txt", type="text/plain")
 
 
 def _clicked(index_key: str) -> int | None:
@@ -283,7 +205,7 @@ def register(app: Any, board: Board) -> None:
                   prevent_initial_call=True)
     def _refresh(_tick: int | None, query: str | None, run_id: Any) -> tuple[Any, ...]:
         try:
-            found = refresh_output(board, run_id, query)
+            found = actions.refresh_output(board, run_id, query)
         except ReadError as error:
             logger.warning("run %s: output not read: %s", run_id, _failure(error))
             return (no_update,) * 4 + (f"not refreshed: {_failure(error)}", no_update, no_update)
@@ -306,7 +228,7 @@ def register(app: Any, board: Board) -> None:
                   State(RUN_ID, "data"), prevent_initial_call=True)
     def _save(_clicks: int, tags: str | None, notes: str | None, run_id: Any) -> str:
         try:
-            return save_tags_notes(board, run_id, tags, notes)
+            return actions.save_tags_notes(board, run_id, tags, notes)
         except ReadError as error:
             return f"not saved: {_failure(error)}"
 
@@ -324,14 +246,14 @@ def register(app: Any, board: Board) -> None:
                   Input({"type": SOURCE_TOGGLE, "index": MATCH}, "n_clicks"), State(SOURCE_PATHS, "data"),
                   State(RUN_ID, "data"), prevent_initial_call=True)
     def _source(clicks: int | None, paths: list[str], run_id: Any) -> tuple[Any, str]:
-        return _toggle(source_view, clicks, paths, run_id)
+        return _toggle(actions.source_view, clicks, paths, run_id)
 
     @app.callback(Output({"type": ARTIFACT_VIEW, "index": MATCH}, "children"),
                   Output({"type": ARTIFACT_TOGGLE, "index": MATCH}, "children"),
                   Input({"type": ARTIFACT_TOGGLE, "index": MATCH}, "n_clicks"), State(ARTIFACT_NAMES, "data"),
                   State(RUN_ID, "data"), prevent_initial_call=True)
     def _artifact(clicks: int | None, names: list[str], run_id: Any) -> tuple[Any, str]:
-        return _toggle(artifact_view, clicks, names, run_id)
+        return _toggle(actions.artifact_view, clicks, names, run_id)
 
     @app.callback(Output(SOURCE_DOWNLOAD, "data"), Input({"type": SOURCE_GET, "index": ALL}, "n_clicks"),
                   State(SOURCE_PATHS, "data"), State(RUN_ID, "data"), prevent_initial_call=True)
@@ -340,7 +262,7 @@ def register(app: Any, board: Board) -> None:
         if index is None:
             return no_update
         try:
-            return download_source(board, run_id, paths[index])
+            return actions.download_source(board, run_id, paths[index])
         except ReadError as error:
             logger.warning("run %s: source not read: %s", run_id, _failure(error))
             return no_update
@@ -353,7 +275,7 @@ def register(app: Any, board: Board) -> None:
         if index is None:
             return no_update, no_update
         try:
-            data, message = download_artifact(board, run_id, names[index])
+            data, message = actions.download_artifact(board, run_id, names[index])
         except ReadError as error:
             return no_update, f"not read: {_failure(error)}"
         return data if data is not None else no_update, message
@@ -362,7 +284,7 @@ def register(app: Any, board: Board) -> None:
                   Input(ARTIFACTS_ZIP, "n_clicks"), State(RUN_ID, "data"), prevent_initial_call=True)
     def _zip(_clicks: int, run_id: Any) -> tuple[Any, str]:
         try:
-            data, message = download_zip(board, run_id)
+            data, message = actions.download_zip(board, run_id)
         except ReadError as error:
             return no_update, f"not read: {_failure(error)}"
         return data if data is not None else no_update, message
@@ -371,7 +293,7 @@ def register(app: Any, board: Board) -> None:
                   prevent_initial_call=True)
     def _get_output(_clicks: int, run_id: Any) -> Any:
         try:
-            return download_output(board, run_id)
+            return actions.download_output(board, run_id)
         except ReadError as error:
             logger.warning("run %s: output not read: %s", run_id, _failure(error))
             return no_update

@@ -15,10 +15,10 @@ import pytest
 from dash import dcc, html
 from pymongo.errors import AutoReconnect
 
+from dashboard import run_actions, run_plots
 from dashboard import run_artifacts as arts
 from dashboard import run_output as out
 from dashboard import run_parts as parts
-from dashboard import run_plots
 from dashboard.app import create_app, route
 from dashboard.board import Board
 from dashboard.pages import run as page
@@ -123,12 +123,12 @@ def test_plots_have_a_place_on_the_page(board):
 
 # -- tags and notes ------------------------------------------------------------------------------------------------
 def test_tags_and_notes_are_saved_and_refused_read_only(board, store):
-    assert page.save_tags_notes(board, 1, "baseline, sweep, baseline", SCRIPT) == "saved tags and notes"
+    assert run_actions.save_tags_notes(board, 1, "baseline, sweep, baseline", SCRIPT) == "saved tags and notes"
     assert store.run(1)["omniboard"] == {"tags": ["baseline", "sweep"], "notes": SCRIPT}
     root = page.layout(board, "1")
     assert by_id(root, page.TAGS).value == "baseline, sweep" and by_id(root, page.NOTES).value == SCRIPT
     read_only = Board(store, read_only=True)
-    assert page.save_tags_notes(read_only, 1, "x", "y").startswith("read-only")
+    assert run_actions.save_tags_notes(read_only, 1, "x", "y").startswith("read-only")
     assert store.run(1)["omniboard"]["tags"] == ["baseline", "sweep"]
     root = page.layout(read_only, "1")
     assert by_id(root, page.TAGS).disabled and by_id(root, page.NOTES).disabled and by_id(root, page.SAVE).disabled
@@ -218,19 +218,19 @@ def test_live_output_while_running_then_stops(board, store, db):
     root = page.layout(board, "1")
     assert by_id(root, page.OUTPUT_TICK).disabled is False and "live" in text(by_id(root, page.LIVE))
     db.runs.update_one({"_id": 1}, {"$set": {"captured_out": store.captured_out(1) + "epoch 3 loss 0.25\n"}})
-    found = page.refresh_output(board, 1, "")
+    found = run_actions.refresh_output(board, 1, "")
     assert found["live"] and found["status"] == "RUNNING" and text(found["lines"][-1]) == "epoch 3 loss 0.25"
     db.runs.update_one({"_id": 1}, {"$set": {"heartbeat": now - dt.timedelta(hours=1)}})
-    assert page.refresh_output(board, 1, "")["status"] == "PROBABLY_DEAD"
+    assert run_actions.refresh_output(board, 1, "")["status"] == "PROBABLY_DEAD"
     db.runs.update_one({"_id": 1}, {"$set": {"status": "COMPLETED"}})
-    found = page.refresh_output(board, 1, "loss 0.25")
+    found = run_actions.refresh_output(board, 1, "loss 0.25")
     assert not found["live"] and found["status_class"] == "status status-COMPLETED" and "ended" in found["live_text"]
     assert found["summary"] == "1 of 7 lines match"
-    assert page.refresh_output(board, 99, "")["status"] == "DELETED"
+    assert run_actions.refresh_output(board, 99, "")["status"] == "DELETED"
 
 
 def test_download_output(board, store):
-    sent = page.download_output(board, 3)
+    sent = run_actions.download_output(board, 3)
     assert sent["filename"] == "run-3-output.txt" and sent["content"] == store.captured_out(3)
 
 
@@ -286,7 +286,7 @@ def test_sources_are_highlighted_and_downloaded(board, store):
     assert code.children.startswith("```python\n") and "def run_experiment" in code.children
     assert code.dangerously_allow_html is False
     assert by_id(root, {"type": page.SOURCE_VIEW, "index": 0}).children == []
-    sent = page.download_source(board, 1, "experiments.py")
+    sent = run_actions.download_source(board, 1, "experiments.py")
     assert sent["filename"] == "experiments.py"
     assert base64.b64decode(sent["content"]) == store.source(1, "experiments.py")
 
@@ -315,8 +315,8 @@ def test_every_kind_of_artifact_is_previewed(board, store):
     video = of_type(views[4], html.Video)[0]
     assert video.src.startswith("data:video/mp4;base64,") and video.controls
     assert "No preview for application/octet-stream" in text(views[5])
-    assert page.artifact_view(board, 1, "notes.txt")[0].children == "first line\nsecond line\n"
-    assert "no artifact" in text(page.artifact_view(board, 1, "missing.txt"))
+    assert run_actions.artifact_view(board, 1, "notes.txt")[0].children == "first line\nsecond line\n"
+    assert "no artifact" in text(run_actions.artifact_view(board, 1, "missing.txt"))
 
 
 def test_previews_read_no_more_than_their_caps(monkeypatch):
@@ -358,19 +358,19 @@ def test_media_types_are_sanitised_for_data_uris():
 
 
 def test_artifact_download_and_zip_of_all(board, store, monkeypatch):
-    sent, message = page.download_artifact(board, 1, "plot.png")
+    sent, message = run_actions.download_artifact(board, 1, "plot.png")
     assert sent["filename"] == "plot.png" and base64.b64decode(sent["content"]) == tiny_png()
     assert message == "downloading plot.png"
-    sent, message = page.download_zip(board, 1)
+    sent, message = run_actions.download_zip(board, 1)
     assert sent["filename"] == "run-1-artifacts.zip" and message == "zipped 6 artifacts, 1.3 KB"
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(sent["content"]))) as archive:
         assert sorted(archive.namelist()) == sorted(store.run(1)["artifacts"][i]["name"] for i in range(6))
         assert archive.read("report.html").decode() == HOSTILE_HTML
-    assert page.download_zip(board, 2) == (None, "no artifacts")
+    assert run_actions.download_zip(board, 2) == (None, "no artifacts")
     monkeypatch.setattr(arts, "DOWNLOAD_BYTES", 100)
-    assert page.download_artifact(board, 1, "weights.bin")[0] is None
-    assert "download them one by one" in page.download_zip(board, 1)[1]
-    assert page.download_artifact(board, 1, "nothing")[0] is None
+    assert run_actions.download_artifact(board, 1, "weights.bin")[0] is None
+    assert "download them one by one" in run_actions.download_zip(board, 1)[1]
+    assert run_actions.download_artifact(board, 1, "nothing")[0] is None
 
 
 def test_large_artifacts_stream_from_gridfs_as_attachments(board, store, monkeypatch):
@@ -378,7 +378,7 @@ def test_large_artifacts_stream_from_gridfs_as_attachments(board, store, monkeyp
     root = page.layout(board, "1")
     links = [c.href for c in walk(root) if isinstance(c, html.A) and c.className == "download"]
     assert links == ["/download/run/1/artifact/report.html", "/download/run/1/artifact/weights.bin"]  # > 100 B
-    assert "download it from /download/run/1/artifact/weights.bin" in page.download_artifact(board, 1, "weights.bin")[1]
+    assert "download it from /download/run/1/artifact/weights.bin" in run_actions.download_artifact(board, 1, "weights.bin")[1]
     server = create_app(board).server.test_client()
     response = server.get(links[1])
     assert response.status_code == 200 and response.data == bytes(range(256)) * 4

@@ -10,7 +10,7 @@ import pytest
 from dash import no_update
 from pymongo.errors import ServerSelectionTimeoutError
 
-from dashboard import cli
+from dashboard import cli, runs_actions
 from dashboard import columns as cols
 from dashboard.app import create_app, route
 from dashboard.board import Board
@@ -40,7 +40,7 @@ def spec(*metrics):
 
 
 def test_rows_come_newest_first_with_the_total(board):
-    response = runs.page_rows(board, request(), "", spec())
+    response = runs_actions.page_rows(board, request(), "", spec())
     assert [row["id"] for row in response["rowData"]] == [5, 4, 3, 2, 1]
     assert response["rowCount"] == 5
     failed = response["rowData"][1]
@@ -49,17 +49,17 @@ def test_rows_come_newest_first_with_the_total(board):
 
 
 def test_blocks_page_through_the_database_and_count_matches(board):
-    first = runs.page_rows(board, request(0, 2), "", spec())
-    second = runs.page_rows(board, request(2, 4), "", spec())
-    last = runs.page_rows(board, request(4, 6), "", spec())
+    first = runs_actions.page_rows(board, request(0, 2), "", spec())
+    second = runs_actions.page_rows(board, request(2, 4), "", spec())
+    last = runs_actions.page_rows(board, request(4, 6), "", spec())
     assert [r["id"] for r in first["rowData"] + second["rowData"] + last["rowData"]] == [5, 4, 3, 2, 1]
     assert first["rowCount"] == 5 and last["rowCount"] == 5  # counted, and known from the short last block
 
 
 def test_sort_by_config_and_by_metric_rollup(board):
-    by_lr = runs.page_rows(board, request(sort=[{"colId": "config.lr", "sort": "asc"}]), "", spec())
+    by_lr = runs_actions.page_rows(board, request(sort=[{"colId": "config.lr", "sort": "asc"}]), "", spec())
     assert [r["config.lr"] for r in by_lr["rowData"]] == [0.001, 0.01, 0.05, 0.1, 0.5]
-    by_loss = runs.page_rows(board, request(sort=[{"colId": "loss.min", "sort": "desc"}]), "",
+    by_loss = runs_actions.page_rows(board, request(sort=[{"colId": "loss.min", "sort": "desc"}]), "",
                              spec(("loss", "min")))
     assert [r["loss.min"] for r in by_loss["rowData"]] == [0.9, 0.6, 0.4, 0.25, 0.2]
     by_gpu = cols.sort_argument([{"colId": "gpu_mem_peak_mib", "sort": "desc"}])
@@ -70,21 +70,21 @@ def test_sort_by_config_and_by_metric_rollup(board):
 
 
 def test_filters_by_status_config_and_metric_rollup(board):
-    text, error = runs.check_filter("COMPLETED", "config.lr < 0.06 and loss.min < 0.3")
+    text, error = runs_actions.check_filter("COMPLETED", "config.lr < 0.06 and loss.min < 0.3")
     assert error == ""
-    response = runs.page_rows(board, request(), text, spec(("loss", "min")))
+    response = runs_actions.page_rows(board, request(), text, spec(("loss", "min")))
     assert sorted(r["id"] for r in response["rowData"]) == [2, 5]
-    failed, _ = runs.check_filter("FAILED", "")
-    assert [r["id"] for r in runs.page_rows(board, request(), failed, spec())["rowData"]] == [4]
+    failed, _ = runs_actions.check_filter("FAILED", "")
+    assert [r["id"] for r in runs_actions.page_rows(board, request(), failed, spec())["rowData"]] == [4]
 
 
 def test_malformed_and_hostile_filters_say_where_and_run_nothing(board):
-    text, error = runs.check_filter("", "config.lr <")
+    text, error = runs_actions.check_filter("", "config.lr <")
     assert text is no_update and "position" in error
-    text, error = runs.check_filter("", 'experiment == "x" or $where == 1')
+    text, error = runs_actions.check_filter("", 'experiment == "x" or $where == 1')
     assert text is no_update and error
-    text, error = runs.check_filter("", 'tags contains "<script>alert(1)</script>"')
-    assert error == "" and runs.page_rows(Board(board.store), request(), text, spec())["rowData"] == []
+    text, error = runs_actions.check_filter("", 'tags contains "<script>alert(1)</script>"')
+    assert error == "" and runs_actions.page_rows(Board(board.store), request(), text, spec())["rowData"] == []
 
 
 def test_metric_and_custom_columns_are_saved_where_omniboard_reads_them(board, db):
@@ -97,7 +97,7 @@ def test_metric_and_custom_columns_are_saved_where_omniboard_reads_them(board, d
         {"name": "loss.min", "metric_name": "loss", "extrema": "min"}]  # Omniboard has no max_step
     assert list(db[schema.OMNIBOARD_CUSTOM_COLUMNS].find({}, {"_id": 0})) == [
         {"name": "host.hostname", "config_path": "host.hostname"}]
-    row = runs.page_rows(board, request(), "", cols.spec(settings))["rowData"][-1]
+    row = runs_actions.page_rows(board, request(), "", cols.spec(settings))["rowData"][-1]
     assert row["loss.min"] == 0.4 and row["acc.max_step"] == 2 and row["host.hostname"] == row["host"]
     keep = ["m:loss\x1fmin", "c:host.hostname"]
     settings, _ = runs.change_columns(board, runs.EXTRA, None, None, None, keep, None, [])
@@ -128,7 +128,7 @@ def test_layout_is_saved_and_applied_to_every_new_page(board):
 
 
 def test_tags_and_notes_edits_are_saved_for_omniboard(board, db):
-    message = runs.save_edits(board, [
+    message = runs_actions.save_edits(board, [
         {"colId": "tags", "value": "baseline, best ,baseline", "oldValue": [], "data": {"id": 2}},
         {"colId": "notes", "newValue": HOSTILE, "data": {"id": 2}},  # the key dash-ag-grid < 33 used
         {"colId": "status", "value": "COMPLETED", "data": {"id": 2}},  # not editable: ignored
@@ -140,16 +140,16 @@ def test_tags_and_notes_edits_are_saved_for_omniboard(board, db):
 
 def test_read_only_refuses_every_edit(store, db):
     board = Board(store, read_only=True)
-    assert runs.save_edits(board, [{"colId": "tags", "newValue": "x", "data": {"id": 1}}]).startswith("read-only")
-    assert runs.delete_selected(board, [{"id": 1}]).startswith("read-only")
+    assert runs_actions.save_edits(board, [{"colId": "tags", "newValue": "x", "data": {"id": 1}}]).startswith("read-only")
+    assert runs_actions.delete_selected(board, [{"id": 1}]).startswith("read-only")
     assert "omniboard" not in db.runs.find_one({"_id": 1}) and db.runs.count_documents({}) == 5
     defs = cols.column_defs([], BoardSettings(), read_only=True)
     assert not any(d.get("editable") for d in defs)
 
 
 def test_delete_selected_removes_runs_and_their_metrics(board, db):
-    assert runs.delete_selected(board, []) == "select runs to delete first"
-    assert runs.delete_selected(board, [{"id": 1}, {"id": 3}]) == "deleted 2 runs: 1, 3"
+    assert runs_actions.delete_selected(board, []) == "select runs to delete first"
+    assert runs_actions.delete_selected(board, [{"id": 1}, {"id": 3}]) == "deleted 2 runs: 1, 3"
     assert sorted(doc["_id"] for doc in db.runs.find()) == [2, 4, 5]
     assert db.metrics.count_documents({"run_id": {"$in": [1, 3]}}) == 0
 
@@ -158,7 +158,7 @@ def test_csv_export_is_the_current_view(board):
     settings = BoardSettings((MetricColumn("loss", "min"),))
     defs = cols.column_defs(board.store.config_keys(), settings, read_only=False)
     state = [{"colId": "id"}, {"colId": "loss.min"}, {"colId": "config.lr"}, {"colId": "status", "hide": True}]
-    text = runs.csv_export(board, "status == COMPLETED", [{"colId": "config.lr", "sort": "asc"}],
+    text = runs_actions.csv_export(board, "status == COMPLETED", [{"colId": "config.lr", "sort": "asc"}],
                            cols.spec(settings), state, defs)
     table = list(csv.reader(io.StringIO(text)))
     assert table[0] == ["id", "loss.min", "config.lr"]
