@@ -25,7 +25,7 @@ if len(sys.argv) > 1:
 else:  # record the example runs first, into mongomock
     import mongomock
 
-    from sacred_gpu.demo import populate
+    from dashboard.demo import populate
 
     client = mongomock.MongoClient()
     populate(client, epochs=40)

@@ -12,8 +12,8 @@ logger = logging.getLogger("sacred_gpu")
 def _demo(args: argparse.Namespace) -> int:
     import mongomock
 
+    from dashboard.demo import populate
     from sacred_gpu import connection, schema
-    from sacred_gpu.demo import populate
 
     client = connection.open_client(client=mongomock.MongoClient())
     run_ids = populate(client, epochs=args.epochs)

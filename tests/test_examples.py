@@ -7,8 +7,8 @@ import pickle
 import gridfs
 import pytest
 
+from dashboard.demo.examples import load_example
 from sacred_gpu import GpuMongoObserver, cli
-from sacred_gpu.demo import load_example
 from sacred_gpu.testing.fake_nvml import FakeNvml
 
 

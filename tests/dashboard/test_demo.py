@@ -10,7 +10,9 @@ from typing import Any
 import mongomock
 import pytest
 
-from sacred_gpu import connect, connection, demo
+from dashboard.demo import background, simulated
+from dashboard.demo import runs as demo_runs
+from sacred_gpu import connect, connection
 
 DB = "demo_db"
 
@@ -19,7 +21,7 @@ DB = "demo_db"
 def recorded() -> tuple[Any, list[int]]:
     """One populate() with 3 epochs per run, shared by the tests of this module (its spool is its own)."""
     client = connection.open_client(client=mongomock.MongoClient())
-    return client, demo.populate(client, DB, epochs=3, simulate_gpus=True)
+    return client, demo_runs.populate(client, DB, epochs=3, simulate_gpus=True)
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def by_status(runs: dict[int, dict], status: str) -> list[dict]:
 
 def test_every_status_is_recorded(recorded, runs):
     client, run_ids = recorded
-    assert len(run_ids) == len(set(run_ids)) == len(runs) == len(demo.DEMO_RUNS) + len(demo.BACKGROUND_RUNS)
+    assert len(run_ids) == len(set(run_ids)) == len(runs) == len(demo_runs.DEMO_RUNS) + len(background.BACKGROUND_RUNS)
     assert sorted(doc["status"] for doc in runs.values()) == sorted(
         ["COMPLETED"] * 5 + ["FAILED", "QUEUED", "RUNNING", "INTERRUPTED"])
     assert client[DB]["runs"].count_documents({}) == len(run_ids)  # nothing went elsewhere
@@ -112,12 +114,12 @@ def test_simulated_gpus_are_named_so(runs):
     in_process = [doc for doc in runs.values() if doc["status"] in ("COMPLETED", "FAILED", "QUEUED")]
     for doc in in_process:
         names = [gpu["name"] for gpu in doc["host"]["gpu_inventory"]]
-        assert names == [demo.SIMULATED_GPU] * 2 and "(simulated)" in demo.SIMULATED_GPU
+        assert names == [simulated.SIMULATED_GPU] * 2 and "(simulated)" in simulated.SIMULATED_GPU
 
 
 def test_simulated_load_moves_the_readings_of_busy_gpus_only():
-    busy, idle = demo.simulated_gpus()
-    load = demo.SimulatedLoad([busy, idle], (0.9, 0.0), seed=1)
+    busy, idle = simulated.simulated_gpus()
+    load = simulated.SimulatedLoad([busy, idle], (0.9, 0.0), seed=1)
     for _ in range(20):
         load.step(busy, 0.9)
         load.step(idle, 0.0)
@@ -127,7 +129,7 @@ def test_simulated_load_moves_the_readings_of_busy_gpus_only():
 
 
 def test_no_background_runs_where_signals_cannot_end_processes(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(demo, "signals_end_processes", lambda: False)
-    with caplog.at_level(logging.INFO, logger="sacred_gpu.demo"):
-        assert demo.start_background(tmp_path, DB, epochs=3) == []
+    monkeypatch.setattr(background, "signals_end_processes", lambda: False)
+    with caplog.at_level(logging.INFO, logger="dashboard.demo"):
+        assert background.start_background(tmp_path, DB, epochs=3) == []
     assert "need POSIX signals" in caplog.text

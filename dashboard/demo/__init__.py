@@ -1,4 +1,8 @@
-"""``sacred-board --demo``: an in-memory database filled by running the ``examples/`` through the real observer."""
+"""``sacred-board --demo``: an in-memory database filled by running the ``examples/`` through the real observer.
+
+:func:`populate` (:mod:`.runs`) records the demo runs into any pymongo-compatible client; :mod:`.examples`,
+:mod:`.simulated` and :mod:`.background` are its parts.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import time
 
 import mongomock
 
+from dashboard.demo.runs import populate
 from sacred_gpu import connection
-from sacred_gpu.demo import populate
 from sacred_gpu.read import DEAD_AFTER, RunStore, connect
+
+__all__ = ["demo_store", "populate"]
 
 logger = logging.getLogger(__name__)
 
