@@ -1,10 +1,11 @@
 """The write side: from Sacred's events to MongoDB, through a local journal, never losing a record.
 
-- :mod:`.observer`: ``GpuMongoObserver``, Sacred's events turned into records.
+- :mod:`.observer` (with :mod:`.run_start`, :mod:`.run_records`, :mod:`.run_end`, :mod:`.guards`):
+  ``GpuMongoObserver``, Sacred's events turned into records.
 - :mod:`.metric_records`: metric batches as records (Sacred's capped document, decimation, chunks).
-- :mod:`.journal` (with :mod:`.journal_frames`): the write-ahead journal on disk.
+- :mod:`.journal` (with :mod:`.journal_frames` and :mod:`.spool`): the write-ahead journal on disk.
 - :mod:`.recorder` (with :mod:`.replayer`): a run's journal and its writer thread; replaying journals.
-- :mod:`.writer`: the only code that writes to MongoDB (with :mod:`.writer_files` for GridFS).
+- :mod:`.writer` (with :mod:`.writer_files` and :mod:`.writer_edits`): the only code that writes to MongoDB.
 - :mod:`.uploads`, :mod:`.quarantine`, :mod:`.sync`: files uploaded beside records, what MongoDB refused, and
   ``sacred-gpu sync``.
 - :mod:`.own_lines`, :mod:`.gc_freeze`: our log lines kept out of captured output; short garbage collections.
