@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from dashboard.demo.examples import EXAMPLES_DIR, OPTIONS
-from sacred_gpu import schema
 from sacred_gpu.record.journal import Journal
+from sacred_gpu.record.metric_records import logged_points
 from sacred_gpu.record.sync import sync_spool
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Subprocess:
                     run_started = time.monotonic()
                 if journal is not None:
                     for rec, position in journal.read(position):
-                        if isinstance(rec, dict) and rec.get("op") == "metric" and schema.ORIGIN not in rec:
+                        if logged_points(rec):
                             self.epoch = max([self.epoch, *rec["steps"]])
                     if self.epoch >= self.min_epochs and time.monotonic() - run_started >= self.min_seconds:
                         self._end(getattr(signal, self.spec.signal_name), _ending(journal, position))

@@ -29,8 +29,8 @@ from typing import Any
 from dashboard.demo.background import start_background
 from dashboard.demo.examples import OPTIONS, load_example
 from dashboard.demo.simulated import SIMULATED_GPU, SimulatedLoad, real_gpu_present, simulated_gpus
+from sacred_gpu import GpuMongoObserver
 from sacred_gpu.read import connect
-from sacred_gpu.record.observer import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import FakeNvml
 
 logger = logging.getLogger(__name__)

@@ -125,3 +125,8 @@ class MetricSeries:
             extra[schema.ORIGIN] = schema.SYSTEM_ORIGIN
         return record("metric", metric_id=self.metric_id, name=self.name, seq=seq, steps=steps, values=values,
                       timestamps=stamps, **extra)
+
+
+def logged_points(rec: dict[str, Any]) -> bool:
+    """Whether a journal record holds points the run logged (a ``metric`` record, not of the observer's series)."""
+    return isinstance(rec, dict) and rec.get("op") == "metric" and schema.ORIGIN not in rec
