@@ -42,7 +42,7 @@ from sacred import Experiment
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sacred_gpu import GpuMongoObserver, connection, schema  # noqa: E402
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus  # noqa: E402
-from tests.faults import FaultyClient  # noqa: E402
+from tests.support.faulty_client import FaultyClient  # noqa: E402
 
 
 class GcPauses:
