@@ -34,6 +34,7 @@ from sacred_gpu.record.run_records import RunRecords
 from sacred_gpu.record.run_start import RunStart
 from sacred_gpu.record.spool import default_spool
 from sacred_gpu.record.writer import MongoWriter, record
+from sacred_gpu.sampling.devices import RunGpus
 from sacred_gpu.sampling.monitor import SystemMonitor
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class GpuMongoObserver(RunStart, RunRecords, RunEnd, RunObserver):
         self._output = ""
         self._beat_thread = None
         self._inventory: list[dict[str, Any]] = []
+        self._gpus = RunGpus()  # the run's NVML session and GPUs (opened at its start)
         self._series: dict[str, MetricSeries] = {}
         self._system_series: dict[str, MetricSeries] = {}  # the observer's own (``sys/...``), apart from the user's
         self._seq = 0

@@ -91,6 +91,7 @@ class RunEnd:
     def _close(self, timeout: float | None = None) -> None:
         """Write what is pending within ``timeout`` (default ``flush_timeout``) seconds; what is left waits in the
         journal for ``sacred-gpu sync``."""
+        self._gpus.close()
         recorder, self.recorder = self.recorder, None
         self._own_lines.detach()
         if recorder is None:

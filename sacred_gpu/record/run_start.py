@@ -22,6 +22,7 @@ from sacred_gpu.record.recorder import (
     open_journal,
     start_recorder,
 )
+from sacred_gpu.sampling.devices import RunGpus
 from sacred_gpu.sampling.gpu import gpu_inventory
 from sacred_gpu.sampling.monitor import SystemMonitor
 
@@ -49,7 +50,12 @@ class RunStart:
         sources = [(name, os.path.abspath(os.path.join(ex_info["base_dir"], name)), md5)
                    for name, md5 in ex_info.get("sources", [])]
         host = schema.bson_safe(dict(host_info))
-        host["gpu_inventory"] = self._inventory = gpu_inventory(self._nvml)
+        self._gpus = RunGpus.open(self._nvml, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                  os.environ.get("CUDA_DEVICE_ORDER"))  # one NVML session for the whole run
+        inventory = gpu_inventory(self._gpus.session, self._gpus.devices) if self._gpus.session else []
+        host["gpu_inventory"] = self._inventory = inventory
+        if not self.sampling:
+            self._gpus.close()
         doc = {"experiment": schema.bson_safe(dict(ex_info)), "command": command, "host": host,
                "config": schema.flatten(config), "meta": schema.bson_safe(meta_info), **fields}
         try:
@@ -57,6 +63,7 @@ class RunStart:
         except OSError as exc:
             logger.error("sacred-gpu: this run of %r is NOT recorded: %s", ex_info.get("name"), exc)
             self._own_lines.detach()
+            self._gpus.close()
             return _id
         doc, moved = self._movable(doc, journal)
         reason = "offline mode was asked for"
@@ -163,6 +170,6 @@ class RunStart:
         if not self.sampling:
             return
         names = {gpu["index"]: gpu["name"] for gpu in self._inventory if gpu.get("name")}
-        self.monitor = SystemMonitor(self.sample_interval, self.slow_sample_interval, nvml=self._nvml,
-                                     gpus=bool(self._inventory), gpu_names=names)
+        self.monitor = SystemMonitor(self.sample_interval, self.slow_sample_interval, session=self._gpus.session,
+                                     devices=self._gpus.selected, gpu_names=names)
         self.monitor.start()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
@@ -109,96 +108,47 @@ def _report_init_failure(lib: Any, exc: BaseException) -> None:
         logger.warning("GPU metrics unavailable: NVML could not start (%s: %s)", type(exc).__name__, exc)
 
 
-def cuda_order(capabilities: Sequence[tuple[int, int] | None], bus_ids: Sequence[str | None],
-               order: str | None) -> list[int]:
-    """NVML indices in CUDA's device order, which ``CUDA_VISIBLE_DEVICES`` indices count in (``order``: the value of
-    ``CUDA_DEVICE_ORDER``). ``PCI_BUS_ID``: by PCI bus id. ``FASTEST_FIRST`` (CUDA's default): the highest compute
-    capability first, PCI bus order among equals. NVML's own index "may not correlate with the CUDA device index"
-    (NVML's documentation): on a machine with mixed GPUs the two differ."""
-    def bus(index: int) -> tuple[str, int]:
-        return (bus_ids[index] or "").lower(), index
-
-    indices = sorted(range(len(capabilities)), key=bus)
-    if (order or "").strip().upper() == "PCI_BUS_ID":
-        return indices
-    return sorted(indices, key=lambda index: tuple(-part for part in (capabilities[index] or (0, 0))))
-
-
-def visible_indices(uuids: Sequence[str], env: str | None, *,
-                    capabilities: Sequence[tuple[int, int] | None] | None = None,
-                    bus_ids: Sequence[str | None] | None = None, order: str | None = None) -> list[int]:
-    """NVML indices of the devices a CUDA process sees, per ``CUDA_VISIBLE_DEVICES`` (``env``).
-
-    ``uuids`` are the devices' UUIDs in NVML index order; ``capabilities`` (compute capability) and ``bus_ids`` in the
-    same order, with ``order`` (``CUDA_DEVICE_ORDER``), say which device a CUDA index means (:func:`cuda_order`;
-    without them NVML's order is taken). Like CUDA: unset means all, entries are indices or (prefixes of) UUIDs,
-    parsing stops at the first entry that names no device, and duplicates end the list.
-    """
-    if env is None:
-        return list(range(len(uuids)))
-    by_cuda_index = cuda_order(capabilities or [None] * len(uuids), bus_ids or [None] * len(uuids), order)
-    chosen: list[int] = []
-    for entry in (part.strip() for part in env.split(",")):
-        index = _resolve_device(entry, uuids, by_cuda_index)
-        if index is None or index in chosen:
-            break
-        chosen.append(index)
-    return chosen
-
-
-def _resolve_device(entry: str, uuids: Sequence[str], by_cuda_index: Sequence[int]) -> int | None:
-    if entry.isdigit():
-        index = int(entry)
-        return by_cuda_index[index] if index < len(by_cuda_index) else None
-    if not entry:
-        return None
-    token = entry if entry.startswith(("GPU-", "MIG-")) else f"GPU-{entry}"
-    matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(token)]
-    return matches[0] if len(matches) == 1 else None
-
-
 def capability(nvml: Nvml, handle: Any) -> tuple[int, int] | None:
     """A device's CUDA compute capability, ``(major, minor)``, or None."""
     value = nvml.query(nvml.lib.nvmlDeviceGetCudaComputeCapability, handle)
     return (int(value[0]), int(value[1])) if value is not None else None
 
 
-def gpu_inventory(lib: Any = None) -> list[dict[str, Any]]:
-    """Every GPU NVML lists: index, name, UUID, total memory (MiB), PCI bus id, driver and CUDA versions.
+def gpu_inventory(nvml: Any = None, devices: Any = None) -> list[dict[str, Any]]:
+    """Every GPU NVML lists: index, name, UUID, total memory (MiB), PCI bus id, driver and CUDA versions, its MIG
+    instances (``mig``: UUID, GPU- and compute-instance ids, memory), and ``visible``: whether it is one of the run's
+    GPUs (``CUDA_VISIBLE_DEVICES``, resolved as CUDA does: :func:`~sacred_gpu.sampling.devices.select`).
 
-    ``visible`` says whether this process sees the device (``CUDA_VISIBLE_DEVICES``). Empty without GPUs.
+    ``nvml``: an open :class:`Nvml` (the run's one session), or a pynvml-compatible module to open one for this call;
+    ``devices``: what :func:`~sacred_gpu.sampling.devices.discover` found, if known. Empty without GPUs.
     """
-    nvml = Nvml.open(lib)
-    if nvml is None:
+    from sacred_gpu.sampling.devices import discover, select
+
+    session = nvml if isinstance(nvml, Nvml) else Nvml.open(nvml)
+    if session is None:
         return []
-    with nvml:
-        driver, cuda = nvml.driver_version(), nvml.cuda_driver_version()
-        gpus: list[dict[str, Any]] = []
-        capabilities: list[tuple[int, int] | None] = []
-        for index in range(nvml.device_count()):
-            handle = nvml.handle(index)
-            if handle is None:
-                continue
-            memory = nvml.query(nvml.lib.nvmlDeviceGetMemoryInfo, handle)
-            pci = nvml.query(nvml.lib.nvmlDeviceGetPciInfo, handle)
-            name, uuid = nvml.query(nvml.lib.nvmlDeviceGetName, handle), nvml.query(nvml.lib.nvmlDeviceGetUUID, handle)
-            capabilities.append(capability(nvml, handle))
-            gpus.append(
-                {
-                    "index": index,
-                    "name": None if name is None else _text(name),
-                    "uuid": None if uuid is None else _text(uuid),
-                    "memory_total_mib": None if memory is None else round(memory.total / MIB, 1),
-                    "pci_bus_id": None if pci is None else _text(pci.busId),
-                    "driver_version": driver,
-                    "cuda_driver_version": cuda,
-                }
-            )
-    visible = set(visible_indices([g["uuid"] or "" for g in gpus], os.environ.get("CUDA_VISIBLE_DEVICES"),
-                                  capabilities=capabilities, bus_ids=[g["pci_bus_id"] for g in gpus],
-                                  order=os.environ.get("CUDA_DEVICE_ORDER")))
-    for position, gpu in enumerate(gpus):
-        gpu["visible"] = position in visible
+    try:
+        driver, cuda = session.driver_version(), session.cuda_driver_version()
+        found = discover(session) if devices is None else devices
+    finally:
+        if session is not nvml:
+            session.close()
+    chosen = select(found, os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("CUDA_DEVICE_ORDER"))
+    runs = {id(item.gpu): {id(mig) for mig in item.migs} for item in chosen}
+    gpus = []
+    for device in found:
+        entry: dict[str, Any] = {"index": device.index, "name": device.name, "uuid": device.uuid or None,
+                                 "memory_total_mib": device.memory_total_mib, "pci_bus_id": device.bus_id,
+                                 "driver_version": driver, "cuda_driver_version": cuda,
+                                 "visible": id(device) in runs}
+        if device.handle is None:
+            entry["note"] = "this process cannot open it (no permission): CUDA does not list it either"
+        if device.mig:
+            entry["mig"] = [{"uuid": mig.uuid or None, "gpu_instance_id": mig.gpu_instance_id,
+                             "compute_instance_id": mig.compute_instance_id,
+                             "memory_total_mib": mig.memory_total_mib,
+                             "visible": id(mig) in runs.get(id(device), set())} for mig in device.mig]
+        gpus.append(entry)
     if not gpus:
         logger.info("NVML found no GPU; GPU fields are empty")
     return gpus

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sacred_gpu.sampling.gpu import MIB, Nvml, _text, capability, visible_indices
+from sacred_gpu.sampling.devices import Selected, discover, select
+from sacred_gpu.sampling.gpu import MIB, Nvml
 from sacred_gpu.schema import catalog
 
 logger = logging.getLogger(__name__)
@@ -98,33 +99,31 @@ class GpuCollector:
 
     name = "gpu"
 
-    def __init__(self, lib: Any = None, pids: Callable[[], set[int]] | None = None) -> None:
+    def __init__(self, lib: Any = None, pids: Callable[[], set[int]] | None = None, *, session: Nvml | None = None,
+                 devices: list[Selected] | None = None) -> None:
+        """``session``: the run's open NVML (kept open at :meth:`close`; default: one of its own, from ``lib``);
+        ``devices``: the run's GPUs (default: :func:`~sacred_gpu.sampling.devices.select` at :meth:`start`)."""
         self._lib_arg = lib
         self._pids = pids or (lambda: {os.getpid()})
+        self._session, self._selected = session, devices
         self._nvml: Nvml | None = None
         self.devices: list[_Device] = []
 
     # -- setup ----------------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Open NVML, pick the visible devices (``CUDA_VISIBLE_DEVICES``) and probe which fields each supports."""
-        self._nvml = Nvml.open(self._lib_arg)
+        """Take NVML (the run's session, or open one), the run's devices, and probe which fields each supports."""
+        self._nvml = self._session or Nvml.open(self._lib_arg)
         if self._nvml is None:
             return  # Nvml.open said why, once, at INFO
-        nvml, lib = self._nvml, self._nvml.lib
-        handles = [nvml.handle(i) for i in range(nvml.device_count())]
-        uuids = [_text(nvml.query(lib.nvmlDeviceGetUUID, h) or "") if h is not None else "" for h in handles]
-        pci = [nvml.query(lib.nvmlDeviceGetPciInfo, h) if h is not None else None for h in handles]
-        visible = visible_indices(uuids, os.environ.get("CUDA_VISIBLE_DEVICES"),
-                                  capabilities=[capability(nvml, h) if h is not None else None for h in handles],
-                                  bus_ids=[_text(info.busId) if info is not None else None for info in pci],
-                                  order=os.environ.get("CUDA_DEVICE_ORDER"))
-        for index in visible:
-            if handles[index] is None:
-                continue
-            gpu = self._probe(_Device(f"sys/gpu{index}/", handles[index]), catalog.gpu_specs(), READERS)
-            self.devices.append(gpu)
-            for position, mig_handle in enumerate(self._mig_handles(handles[index])):
-                self.devices.append(self._probe(_Device(f"sys/gpu{index}/mig{position}/", mig_handle, is_gpu=False),
+        selected = self._selected
+        if selected is None:
+            selected = select(discover(self._nvml), os.environ.get("CUDA_VISIBLE_DEVICES"),
+                              os.environ.get("CUDA_DEVICE_ORDER"))
+        for chosen in selected:
+            prefix = f"sys/gpu{chosen.gpu.index}/"
+            self.devices.append(self._probe(_Device(prefix, chosen.gpu.handle), catalog.gpu_specs(), READERS))
+            for mig in chosen.migs:
+                self.devices.append(self._probe(_Device(f"{prefix}mig{mig.number}/", mig.handle, is_gpu=False),
                                                 catalog.mig_specs(), MIG_READERS))
         if not self.devices:
             logger.info("No visible GPU (CUDA_VISIBLE_DEVICES=%r): host metrics only",
@@ -148,16 +147,6 @@ class GpuCollector:
                 device.energy_base = value
             device.fields[spec.tier].append((spec.field, reader))
         return device
-
-    def _mig_handles(self, handle: Any) -> list[Any]:
-        nvml = self._nvml
-        assert nvml is not None
-        mode = nvml.query(nvml.lib.nvmlDeviceGetMigMode, handle)
-        if not mode or mode[0] != getattr(nvml.lib, "NVML_DEVICE_MIG_ENABLE", 1):
-            return []
-        count = nvml.query(nvml.lib.nvmlDeviceGetMaxMigDeviceCount, handle) or 0
-        found = (nvml.query(nvml.lib.nvmlDeviceGetMigDeviceHandleByIndex, handle, j) for j in range(count))
-        return [h for h in found if h is not None]
 
     def _process_memory(self, handle: Any) -> float | None:
         """GPU memory of the training process tree on this device, MiB (host PIDs: see README's caveat); None when
@@ -210,6 +199,6 @@ class GpuCollector:
                        gpu_prefix.removeprefix("sys/").rstrip("/"))
 
     def close(self) -> None:
-        if self._nvml is not None:
+        if self._nvml is not None and self._nvml is not self._session:  # the run's session is the run's to close
             self._nvml.close()
-            self._nvml = None
+        self._nvml = None

@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from sacred_gpu.sampling.devices import Selected
+from sacred_gpu.sampling.gpu import Nvml
 from sacred_gpu.sampling.gpu_collector import GpuCollector
 from sacred_gpu.sampling.host import HostCollector, ProcessTree
 from sacred_gpu.sampling.sampler import Collector, Sampler
@@ -25,8 +27,9 @@ class Window:
 class SystemMonitor:
     """Samples the host and the GPUs for one run; :meth:`window` hands over what was sampled since the last call.
 
-    ``interval`` and ``slow_interval`` are in seconds; ``nvml`` is a pynvml-compatible module (default ``pynvml``);
-    ``gpus``: whether to read GPUs at all (False when the inventory found none, so "no GPU" is said only once);
+    ``interval`` and ``slow_interval`` are in seconds; ``session`` and ``devices``: the run's NVML session and GPUs
+    (:class:`~sacred_gpu.sampling.devices.RunGpus`; an empty list: no GPU is read), else ``nvml``, a pynvml-compatible module
+    (default ``pynvml``) opened by the collector; ``gpus``: whether to read GPUs at all;
     ``gpu_names`` maps NVML indices to model names for the roll-ups.
     """
 
@@ -36,6 +39,8 @@ class SystemMonitor:
         slow_interval: float = 10.0,
         *,
         nvml: Any = None,
+        session: Nvml | None = None,
+        devices: list[Selected] | None = None,
         gpus: bool = True,
         gpu_names: dict[int, str] | None = None,
         collectors: list[Collector] | None = None,
@@ -43,7 +48,9 @@ class SystemMonitor:
     ) -> None:
         if collectors is None:
             tree = ProcessTree()
-            collectors = [HostCollector(tree)] + ([GpuCollector(nvml, pids=tree.pids)] if gpus else [])
+            reads_gpus = gpus and (devices is None or bool(devices))  # the run's GPUs, where it named them
+            collectors = [HostCollector(tree)] + ([GpuCollector(nvml, pids=tree.pids, session=session,
+                                                                devices=devices)] if reads_gpus else [])
         self.sampler = sampler or Sampler(collectors, interval, slow_interval)
         self.rollups = Rollups(gpu_names)
         self.thinner = SeriesThinner()

@@ -53,7 +53,11 @@ class FakeGpu:
     ecc_uncorrected: int = 0
     processes: list[tuple[int, int | None]] = field(default_factory=list)  #: (pid, bytes used) per process
     mig: list[FakeGpu] = field(default_factory=list)  #: MIG instances (only memory is read from them)
+    #: a MIG instance's GPU-instance id (default: its position + 1) and compute-instance id, as nvidia-smi shows them
+    gpu_instance_id: int | None = None
+    compute_instance_id: int = 0
     unsupported: set[str] = field(default_factory=set)  #: NVML function names raising NotSupported
+    no_permission: bool = False  #: this process may not open it (device cgroup): its handle raises NoPermission
     lost: bool = False
     _energy_clock: float = field(default_factory=time.monotonic, repr=False)
 
@@ -94,6 +98,7 @@ class FakeNvml:
         self.driver_version = driver_version
         self.cuda_version = cuda_version
         self.initialised = 0
+        self.init_calls = 0  #: how many times nvmlInit was called (one NVML session per run)
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -134,6 +139,7 @@ class FakeNvml:
         if self.init_error is not None:
             raise NVMLError(self.init_error)
         self.initialised += 1
+        self.init_calls += 1
 
     def nvmlShutdown(self) -> None:  # noqa: N802
         self._check()
@@ -157,6 +163,8 @@ class FakeNvml:
         self._check()
         if not 0 <= index < len(self.gpus):
             raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if self.gpus[index].no_permission:
+            raise NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
         return index
 
     def nvmlDeviceGetName(self, handle: int) -> str:  # noqa: N802
@@ -239,3 +247,15 @@ class FakeNvml:
         if index >= len(gpu.mig):
             raise NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
         return (handle, index)
+
+    def nvmlDeviceGetGpuInstanceId(self, handle: Any) -> int:  # noqa: N802
+        mig = self._gpu(handle, "nvmlDeviceGetGpuInstanceId")
+        if not isinstance(handle, tuple):
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)  # a GPU, not a MIG device
+        return mig.gpu_instance_id if mig.gpu_instance_id is not None else handle[1] + 1
+
+    def nvmlDeviceGetComputeInstanceId(self, handle: Any) -> int:  # noqa: N802
+        mig = self._gpu(handle, "nvmlDeviceGetComputeInstanceId")
+        if not isinstance(handle, tuple):
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return mig.compute_instance_id

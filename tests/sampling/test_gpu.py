@@ -8,7 +8,8 @@ import os
 import pynvml
 import pytest
 
-from sacred_gpu.sampling.gpu import Nvml, gpu_inventory, visible_indices
+from sacred_gpu.sampling.devices import visible_indices
+from sacred_gpu.sampling.gpu import Nvml, gpu_inventory
 from sacred_gpu.sampling.gpu_collector import GpuCollector
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 

@@ -140,14 +140,20 @@ def test_only_visible_gpus_are_sampled(client, db, gpus, monkeypatch):
     assert "gpu1/util_pct" in sample and not any(key.startswith("gpu0/") for key in sample)
 
 
-def test_mig_instances_are_listed(client, db, monkeypatch):
+def test_mig_instances_are_named_by_their_gpu_instance_id_and_listed(client, db, monkeypatch):
+    """MIG instances are named as nvidia-smi and DCGM name them: by GPU-instance id (here 1 and 5), not position."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    gpu = FakeGpu(mig=[FakeGpu(memory_total_bytes=10 * 1024**3, memory_used_bytes=1024**3),
-                       FakeGpu(memory_total_bytes=20 * 1024**3, memory_used_bytes=3 * 1024**3)])
+    gpu = FakeGpu(mig=[FakeGpu(uuid="MIG-aaaa", gpu_instance_id=1, memory_total_bytes=10 * 1024**3,
+                               memory_used_bytes=1024**3),
+                       FakeGpu(uuid="MIG-bbbb", gpu_instance_id=5, memory_total_bytes=20 * 1024**3,
+                               memory_used_bytes=3 * 1024**3)])
     run = run_experiment(lambda: time.sleep(0.2), observer_for(client, FakeNvml([gpu])))
-    slow = db.system_samples.find_one({"run_id": run._id, "gpu0/mig1/mem_total_mib": {"$exists": True}})
-    assert slow["gpu0/mig0/mem_used_mib"] == 1024 and slow["gpu0/mig1/mem_used_mib"] == 3 * 1024
-    assert slow["gpu0/mig1/mem_total_mib"] == 20 * 1024
+    slow = db.system_samples.find_one({"run_id": run._id, "gpu0/mig5/mem_total_mib": {"$exists": True}})
+    assert slow["gpu0/mig1/mem_used_mib"] == 1024 and slow["gpu0/mig5/mem_used_mib"] == 3 * 1024
+    assert slow["gpu0/mig5/mem_total_mib"] == 20 * 1024
+    listed = db.runs.find_one({"_id": run._id})["host"]["gpu_inventory"][0]["mig"]
+    assert [(m["uuid"], m["gpu_instance_id"], m["compute_instance_id"], m["memory_total_mib"], m["visible"])
+            for m in listed] == [("MIG-aaaa", 1, 0, 10240.0, True), ("MIG-bbbb", 5, 0, 20480.0, True)]
 
 
 def test_sampling_can_be_turned_off(client, db, gpus):
