@@ -28,8 +28,8 @@ class SystemMonitor:
     """Samples the host and the GPUs for one run; :meth:`window` hands over what was sampled since the last call.
 
     ``interval`` and ``slow_interval`` are in seconds; ``session`` and ``devices``: the run's NVML session and GPUs
-    (:class:`~sacred_gpu.sampling.devices.RunGpus`; an empty list: no GPU is read), else ``nvml``, a pynvml-compatible module
-    (default ``pynvml``) opened by the collector; ``gpus``: whether to read GPUs at all;
+    (:class:`~sacred_gpu.sampling.devices.RunGpus`; an empty list: no GPU is read), else ``nvml``, a
+    pynvml-compatible module (default ``pynvml``) opened by the collector; ``gpus``: whether to read GPUs at all;
     ``gpu_names`` maps NVML indices to model names for the roll-ups.
     """
 
