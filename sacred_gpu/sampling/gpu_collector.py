@@ -15,73 +15,19 @@ from typing import Any
 
 from sacred_gpu.sampling.devices import Selected, discover, select
 from sacred_gpu.sampling.gpu import MIB, Nvml
+from sacred_gpu.sampling.gpu_readers import (
+    MIG_READERS,
+    PCIE_COUNTERS,
+    PCIE_THROUGHPUT,
+    PROCESS_MEMORY,
+    READERS,
+    CounterRate,
+    Reader,
+    _mismatch,
+)
 from sacred_gpu.schema import catalog
 
 logger = logging.getLogger(__name__)
-
-Reader = Callable[[Any, Any], "float | None"]  # (pynvml module, handle) -> value
-
-
-def _mismatch(lib: Any) -> type[BaseException]:
-    """pynvml's error for a versioned call the driver lacks (not an ``NVMLError``); a never-raised stand-in if the
-    binding has none."""
-    return getattr(lib, "NVMLLibraryMismatchError", None) or _Never
-
-
-class _Never(Exception):
-    """Raised by nothing."""
-
-
-def _memory(lib: Any, handle: Any) -> Any:
-    """Memory info with v2 semantics (``used`` excludes driver-reserved memory) where the driver has it."""
-    try:
-        return lib.nvmlDeviceGetMemoryInfo(handle, version=lib.nvmlMemory_v2)
-    except (lib.NVMLError_NotSupported, lib.NVMLError_FunctionNotFound, AttributeError, TypeError):
-        return lib.nvmlDeviceGetMemoryInfo(handle)
-
-
-def _clocks_event_reasons(lib: Any, handle: Any) -> int:
-    """Why clocks are held down; drivers before ~R535 (and old bindings) have only the older name."""
-    getter = getattr(lib, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    if getter is not None:
-        try:
-            return getter(handle)
-        except lib.NVMLError_FunctionNotFound:
-            pass
-    return lib.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
-
-
-#: How each field of a whole GPU is read (its row in :mod:`sacred_gpu.schema.catalog` says its tier, unit and the
-#: rest); readers return the value in the unit of the field's name. A catalog row without a reader here is not sampled;
-#: ``proc_mem_mib`` is read by :meth:`GpuCollector._process_memory`.
-READERS: dict[str, Reader] = {
-    "util_pct": lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).gpu,
-    "mem_util_pct": lambda lib, h: lib.nvmlDeviceGetUtilizationRates(h).memory,
-    "mem_used_mib": lambda lib, h: _memory(lib, h).used / MIB,
-    "power_w": lambda lib, h: lib.nvmlDeviceGetPowerUsage(h) / 1000,
-    "energy_j": lambda lib, h: lib.nvmlDeviceGetTotalEnergyConsumption(h) / 1000,
-    "sm_clock_mhz": lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_SM),
-    "mem_clock_mhz": lambda lib, h: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_MEM),
-    "throttle_reasons": _clocks_event_reasons,
-    "fan_pct": lambda lib, h: lib.nvmlDeviceGetFanSpeed(h),
-    "mem_total_mib": lambda lib, h: _memory(lib, h).total / MIB,
-    "power_limit_w": lambda lib, h: lib.nvmlDeviceGetEnforcedPowerLimit(h) / 1000,
-    "temp_c": lambda lib, h: lib.nvmlDeviceGetTemperature(h, lib.NVML_TEMPERATURE_GPU),
-    "pcie_tx_mib_s": lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_TX_BYTES) / 1024,
-    "pcie_rx_mib_s": lambda lib, h: lib.nvmlDeviceGetPcieThroughput(h, lib.NVML_PCIE_UTIL_RX_BYTES) / 1024,
-    "ecc_corrected": lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
-        h, lib.NVML_MEMORY_ERROR_TYPE_CORRECTED, lib.NVML_VOLATILE_ECC),
-    "ecc_uncorrected": lambda lib, h: lib.nvmlDeviceGetTotalEccErrors(
-        h, lib.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, lib.NVML_VOLATILE_ECC),
-}
-#: How each field of a MIG instance is read.
-MIG_READERS: dict[str, Reader] = {
-    "mem_used_mib": lambda lib, h: _memory(lib, h).used / MIB,
-    "mem_total_mib": lambda lib, h: _memory(lib, h).total / MIB,
-}
-#: The catalog field read from the running-process lists (needs the process tree's PIDs).
-PROCESS_MEMORY = "proc_mem_mib"
-
 
 @dataclass
 class _Device:
@@ -130,19 +76,22 @@ class GpuCollector:
                         os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     def _probe(self, device: _Device, specs: list[catalog.MetricSpec], readers: dict[str, Reader]) -> _Device:
-        """Keep, in its catalog tier, each field of ``specs`` the device answers."""
+        """Keep, in its catalog tier, each field of ``specs`` the device answers (this runs on the sampler thread)."""
         lib = self._nvml.lib  # type: ignore[union-attr]
         for spec in specs:
+            reader: Reader | None = readers.get(spec.field)
             if spec.field == PROCESS_MEMORY and device.is_gpu:
-                reader: Reader | None = lambda lib, h: self._process_memory(h)  # noqa: E731
-            else:
-                reader = readers.get(spec.field)
+                reader = lambda lib, h: self._process_memory(h)  # noqa: E731
+            elif spec.field in PCIE_COUNTERS and device.is_gpu:
+                reader = CounterRate(PCIE_COUNTERS[spec.field])
             if reader is None:
                 continue
             try:
                 value = reader(lib, device.handle)
             except Exception:  # noqa: BLE001 - any failure of the binding (e.g. NVMLLibraryMismatchError on a
-                continue  # driver without the _v3 calls): this field is left out on this device
+                if spec.field in PCIE_THROUGHPUT and device.is_gpu:  # driver without the _v3 calls): left out,
+                    device.fields[spec.tier].append((spec.field, PCIE_THROUGHPUT[spec.field]))  # but PCIe: the
+                continue  # blocking older call, never probed (dropped at its first NotSupported)
             if spec.field == "energy_j":
                 device.energy_base = value
             device.fields[spec.tier].append((spec.field, reader))

@@ -73,8 +73,8 @@ class Sampler:
 
     # -- life cycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the collectors and the thread; the first sample follows one interval later."""
-        self.open()
+        """Start the thread, which starts the collectors (probing devices takes time: never on the caller's thread,
+        the training thread) and samples from one interval later."""
         self._thread = threading.Thread(target=self._run, name="sacred-gpu-sampler", daemon=True)
         self._thread.start()
 
@@ -106,6 +106,7 @@ class Sampler:
             logger.debug("closing the %s collector failed", collector.name, exc_info=True)
 
     def _run(self) -> None:
+        self.open()
         due = self._clock() + self.interval
         while not self._stop.wait(max(0.0, due - self._clock())):
             try:

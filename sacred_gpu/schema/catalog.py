@@ -3,7 +3,7 @@
 A row (:class:`MetricSpec`) gives a metric's name (units in the name), unit, tier, how a heartbeat window sums it
 up, its source and meaning, how it rolls up into the run's ``system`` summary, and the panel that draws it. The
 collectors, the windows, the run roll-ups, the board's panels and the README table are all driven by these rows:
-adding a GPU field is one row here plus its NVML reader (``gpu_collector.READERS``).
+adding a GPU field is one row here plus its NVML reader (``sacred_gpu.sampling.gpu_readers.READERS``).
 
 Names are ``sys/<device>/<field>_<unit>``; ``{i}`` is the GPU's NVML index, ``{j}`` a MIG instance. No name has a
 ``.`` or a leading ``$``. The README table is generated from :data:`CATALOG` (``sacred-gpu metrics-table``).
@@ -93,7 +93,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _gpu("util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().gpu", "time a kernel was running",
          panel="gpu-util", summary="util_mean_pct", summarize="mean", total="mean"),
     _gpu("mem_util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().memory",
-         "time device memory was read or written (bandwidth utilization)"),
+         "time device memory was being read or written (not how much of its bandwidth)"),
     _gpu("mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(v2).used", "memory used, all processes",
          panel="gpu-mem", summary="mem_peak_mib", summarize="max", total="max"),
     _gpu("power_w", "W", "fast", "mean", "nvmlDeviceGetPowerUsage", "power draw", panel="gpu-power",
@@ -107,10 +107,12 @@ CATALOG: tuple[MetricSpec, ...] = (
     _gpu("fan_pct", "%", "fast", "mean", "nvmlDeviceGetFanSpeed", "fan speed (absent on passively cooled GPUs)"),
     _gpu("mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(v2).total", "memory size"),
     _gpu("power_limit_w", "W", "slow", "last", "nvmlDeviceGetEnforcedPowerLimit", "enforced power limit"),
-    _gpu("temp_c", "°C", "slow", "max", "nvmlDeviceGetTemperature(GPU)", "GPU die temperature", panel="gpu-temp",
+    _gpu("temp_c", "°C", "slow", "max", "nvmlDeviceGetTemperatureV(GPU)", "GPU die temperature", panel="gpu-temp",
          summary="temp_max_c", summarize="max"),
-    _gpu("pcie_tx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetPcieThroughput(TX)", "PCIe sent by the GPU"),
-    _gpu("pcie_rx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetPcieThroughput(RX)", "PCIe received by the GPU"),
+    _gpu("pcie_tx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetFieldValues(PCIE_COUNT_TX_BYTES)",
+         "PCIe sent by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)"),
+    _gpu("pcie_rx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetFieldValues(PCIE_COUNT_RX_BYTES)",
+         "PCIe received by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)"),
     _gpu("ecc_corrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(CORRECTED, VOLATILE)",
          "corrected ECC errors since the driver loaded"),
     _gpu("ecc_uncorrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(UNCORRECTED, VOLATILE)",

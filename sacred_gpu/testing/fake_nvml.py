@@ -1,7 +1,7 @@
 """A simulated NVML library with the ``pynvml`` API, for tests and the demo on machines without a GPU.
 
 It raises ``pynvml``'s own error classes, so code under test takes exactly the paths it takes on real hardware.
-Scenarios: :func:`two_gpus`, a field that is not supported (``FakeGpu.unsupported``), a GPU lost mid-run
+Scenarios: :func:`two_gpus`, real driver branches (:func:`driver`, :data:`DRIVERS`), a field that is not supported (``FakeGpu.unsupported``), a GPU lost mid-run
 (:meth:`FakeNvml.lose`), MIG instances (``FakeGpu.mig``), the library missing (``FakeNvml(missing=True)``), ``nvmlInit``
 failing with a given NVML error code (``FakeNvml(init_error=pynvml.NVML_ERROR_NO_PERMISSION)``), and functions an old
 driver lacks (``FakeNvml(old_driver={"nvmlDeviceGetComputeRunningProcesses"})``: pynvml raises
@@ -12,6 +12,7 @@ power draw in real time, as on hardware.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import namedtuple
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ _Memory2 = namedtuple("_Memory2", "version total reserved free used")
 _Pci = namedtuple("_Pci", "busId")
 _Utilization = namedtuple("_Utilization", "gpu memory")
 _Process = namedtuple("_Process", "pid usedGpuMemory")
+_Value = namedtuple("_Value", "ullVal")
+_FieldValue = namedtuple("_FieldValue", "fieldId nvmlReturn value timestamp")
 
 
 @dataclass
@@ -47,8 +50,9 @@ class FakeGpu:
     clocks_event_reasons: int = 0
     fan_pct: int = 30
     temp_c: int = 35
-    pcie_tx_kib_s: int = 0
+    pcie_tx_kib_s: int = 0  #: what the 20 ms ``nvmlDeviceGetPcieThroughput`` reports; the byte counters advance at it
     pcie_rx_kib_s: int = 0
+    pcie_block_s: float = 0.0  #: how long ``nvmlDeviceGetPcieThroughput`` blocks (real drivers: ~0.02 s)
     ecc_corrected: int = 0
     ecc_uncorrected: int = 0
     processes: list[tuple[int, int | None]] = field(default_factory=list)  #: (pid, bytes used) per process
@@ -60,6 +64,24 @@ class FakeGpu:
     no_permission: bool = False  #: this process may not open it (device cgroup): its handle raises NoPermission
     lost: bool = False
     _energy_clock: float = field(default_factory=time.monotonic, repr=False)
+    _pcie_bytes: list[float] = field(default_factory=lambda: [0.0, 0.0], repr=False)  #: TX, RX counters
+    _pcie_clock: float = field(default_factory=time.monotonic, repr=False)
+
+
+#: What real drivers lack, by driver branch: R470 (common on clusters) has no ``_v3`` process calls (pynvml raises
+#: ``NVMLLibraryMismatchError``), no clocks-event name (R535), no ``TemperatureV``, no PCIe byte counters; R525 has
+#: the ``_v3`` calls and the counters but not the newer names; R550 has everything.
+DRIVERS: dict[str, set[str]] = {
+    "470.256.02": {"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses",
+                   "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetTemperatureV", "nvmlDeviceGetFieldValues"},
+    "525.147.05": {"nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetTemperatureV"},
+    "550.54.15": set(),
+}
+
+
+def driver(version: str, gpus: list[FakeGpu] | None = None) -> FakeNvml:
+    """A simulated NVML behaving as the driver ``version`` (one of :data:`DRIVERS`) does."""
+    return FakeNvml(gpus, old_driver=DRIVERS[version], driver_version=version)
 
 
 def two_gpus() -> list[FakeGpu]:
@@ -100,6 +122,7 @@ class FakeNvml:
         self.initialised = 0
         self.init_calls = 0  #: how many times nvmlInit was called (one NVML session per run)
         self.calls = 0
+        self.threads: dict[str, set[str]] = {}  #: NVML function -> names of the threads that called it
 
     def __getattr__(self, name: str) -> Any:
         """pynvml's constants and error classes (``NVML_CLOCK_SM``, ``NVMLError_GpuIsLost``, ``nvmlMemory_v2``)."""
@@ -122,6 +145,7 @@ class FakeNvml:
 
     def _gpu(self, handle: Any, function: str) -> FakeGpu:
         self._check()
+        self.threads.setdefault(function, set()).add(threading.current_thread().name)
         gpu = self.gpus[handle[0]].mig[handle[1]] if isinstance(handle, tuple) else self.gpus[handle]
         if gpu.lost or (isinstance(handle, tuple) and self.gpus[handle[0]].lost):
             raise NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
@@ -221,7 +245,24 @@ class FakeNvml:
 
     def nvmlDeviceGetPcieThroughput(self, handle: int, counter: int) -> int:  # noqa: N802
         gpu = self._gpu(handle, "nvmlDeviceGetPcieThroughput")
+        time.sleep(gpu.pcie_block_s)  # the driver measures over 20 ms before it answers
         return gpu.pcie_tx_kib_s if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES else gpu.pcie_rx_kib_s
+
+    def nvmlDeviceGetFieldValues(self, handle: int, field_ids: list[int]) -> list[Any]:  # noqa: N802
+        """The PCIe byte counters (advancing at ``pcie_*_kib_s`` in real time); other fields: NOT_SUPPORTED each."""
+        gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
+        now = time.monotonic()
+        for position, rate in enumerate((gpu.pcie_tx_kib_s, gpu.pcie_rx_kib_s)):
+            gpu._pcie_bytes[position] += rate * 1024 * (now - gpu._pcie_clock)
+        gpu._pcie_clock = now
+        counters = {pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES: gpu._pcie_bytes[0],
+                    pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES: gpu._pcie_bytes[1]}
+        return [_FieldValue(field_id, pynvml.NVML_SUCCESS if field_id in counters else
+                            pynvml.NVML_ERROR_NOT_SUPPORTED, _Value(int(counters.get(field_id, 0))),
+                            int(now * 1e6)) for field_id in field_ids]
+
+    def nvmlDeviceGetTemperatureV(self, handle: int, sensor: int) -> int:  # noqa: N802
+        return self._gpu(handle, "nvmlDeviceGetTemperatureV").temp_c
 
     def nvmlDeviceGetTotalEccErrors(self, handle: int, error_type: int, counter_type: int) -> int:  # noqa: N802
         gpu = self._gpu(handle, "nvmlDeviceGetTotalEccErrors")

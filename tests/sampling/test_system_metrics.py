@@ -202,13 +202,13 @@ def test_a_field_added_to_the_catalog_reaches_samples_series_rollups_and_a_panel
     three tiers, summed up per GPU and over the GPUs, and drawn in its panel, with no other edit."""
     from sacred_gpu import schema
     from sacred_gpu.read import store, system_panels
-    from sacred_gpu.sampling import gpu_collector
+    from sacred_gpu.sampling import gpu_readers
 
     row = catalog.MetricSpec("sys/gpu{i}/sm_occupancy_pct", "%", "fast", "mean", "test reader", "SM occupancy",
                              panel="gpu-occupancy", summary="occupancy_mean_pct", summarize="mean", total="mean")
     monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, row))
     monkeypatch.setattr(catalog, "PANELS", (*catalog.PANELS, catalog.PanelSpec("gpu-occupancy", "SM occupancy", "%")))
-    monkeypatch.setitem(gpu_collector.READERS, "sm_occupancy_pct", lambda lib, handle: 30.0 + handle * 20)
+    monkeypatch.setitem(gpu_readers.READERS, "sm_occupancy_pct", lambda lib, handle: 30.0 + handle * 20)
 
     run = run_experiment(lambda: time.sleep(0.4), observer_for(client, FakeNvml(gpus)),
                          options={"--beat-interval": 0.1})

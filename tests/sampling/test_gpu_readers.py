@@ -1,0 +1,66 @@
+"""What real drivers do, row by row: old drivers keep every metric they can give, PCIe traffic never blocks the
+training thread, and the newest calls are used where the driver has them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sacred_gpu import GpuMongoObserver
+from sacred_gpu.sampling.devices import RunGpus
+from sacred_gpu.sampling.gpu_collector import GpuCollector
+from sacred_gpu.testing.fake_nvml import DRIVERS, FakeGpu, driver
+from tests.support.experiments import run_experiment
+
+#: NVML calls that read a field's value (slow ones among them): the sampler thread's alone.
+SAMPLER_ONLY = {"nvmlDeviceGetUtilizationRates", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetTotalEnergyConsumption",
+                "nvmlDeviceGetPcieThroughput", "nvmlDeviceGetFieldValues", "nvmlDeviceGetTemperature",
+                "nvmlDeviceGetTemperatureV", "nvmlDeviceGetCurrentClocksEventReasons",
+                "nvmlDeviceGetCurrentClocksThrottleReasons", "nvmlDeviceGetComputeRunningProcesses",
+                "nvmlDeviceGetFanSpeed", "nvmlDeviceGetClockInfo", "nvmlDeviceGetTotalEccErrors"}
+
+
+def busy_gpu() -> FakeGpu:
+    return FakeGpu(util_pct=80, temp_c=61, clocks_event_reasons=4, pcie_tx_kib_s=2048, pcie_rx_kib_s=512,
+                   pcie_block_s=0.02, processes=[(1234, 3 * 1024**3)])
+
+
+@pytest.mark.parametrize("version", sorted(DRIVERS))
+def test_every_driver_branch_gives_every_metric_it_has_and_blocks_no_caller(client, monkeypatch, version):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    nvml = driver(version, [busy_gpu()])
+    watcher = GpuMongoObserver(client=client, nvml=nvml, sample_interval=0.02, slow_sample_interval=0.05)
+    run_experiment(lambda: time.sleep(0.4), watcher)
+    samples = list(client["sacred"].system_samples.find({}, {"_id": 0}))
+    seen = {key for sample in samples for key in sample}
+    for field in ("util_pct", "mem_used_mib", "temp_c", "throttle_reasons", "power_w", "pcie_tx_mib_s"):
+        assert f"gpu0/{field}" in seen, (version, field)
+    assert {s["gpu0/throttle_reasons"] for s in samples if "gpu0/throttle_reasons" in s} == {4.0}
+    assert {s["gpu0/temp_c"] for s in samples if "gpu0/temp_c" in s} == {61.0}
+    # every reading of a field is made on the sampler thread, never on the training thread (discovering the devices
+    # at the start takes cheap calls only: handles, UUIDs, names, PCI ids, memory size, MIG mode)
+    readings = {function: names for function, names in nvml.threads.items() if function in SAMPLER_ONLY}
+    assert readings and all(names == {"sacred-gpu-sampler"} for names in readings.values()), readings
+    if "nvmlDeviceGetFieldValues" in DRIVERS[version]:  # no counters: the 20 ms call, on the sampler thread only
+        assert nvml.threads["nvmlDeviceGetPcieThroughput"] == {"sacred-gpu-sampler"}
+    else:  # counters: the blocking call is never made
+        assert "nvmlDeviceGetPcieThroughput" not in nvml.threads
+    uses_new_names = not DRIVERS[version] & {"nvmlDeviceGetTemperatureV", "nvmlDeviceGetCurrentClocksEventReasons"}
+    assert ("nvmlDeviceGetTemperature" in nvml.threads) is not uses_new_names
+    assert ("nvmlDeviceGetCurrentClocksThrottleReasons" in nvml.threads) is not uses_new_names
+
+
+def test_pcie_traffic_comes_from_the_byte_counters_as_rates():
+    gpus = RunGpus.open(driver("550.54.15", [busy_gpu()]))
+    collector = GpuCollector(session=gpus.session, devices=gpus.selected)
+    collector.start()  # primes the counters: the first read says nothing
+    try:
+        time.sleep(0.05)
+        values = collector.sample(slow=True)
+    finally:
+        collector.close()
+        gpus.close()
+    # 2048 and 512 KiB/s, timed by NVML's own timestamps (µs)
+    assert values["sys/gpu0/pcie_tx_mib_s"] == pytest.approx(2.0, rel=1e-3)
+    assert values["sys/gpu0/pcie_rx_mib_s"] == pytest.approx(0.5, rel=1e-3)
