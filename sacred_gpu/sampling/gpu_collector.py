@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from sacred_gpu.sampling.devices import Selected, discover, select
 from sacred_gpu.sampling.gpu import MIB, Nvml
 from sacred_gpu.sampling.gpu_readers import (
@@ -54,6 +56,7 @@ class GpuCollector:
         self._session, self._selected = session, devices
         self._nvml: Nvml | None = None
         self.devices: list[_Device] = []
+        self._said_namespace = False
 
     # -- setup ----------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -98,13 +101,21 @@ class GpuCollector:
         return device
 
     def _process_memory(self, handle: Any) -> float | None:
-        """GPU memory of the training process tree on this device, MiB (host PIDs: see README's caveat); None when
-        NVML cannot say how much one of its processes uses (``usedGpuMemory`` not available)."""
-        lib, pids = self._nvml.lib, self._pids()  # type: ignore[union-attr]
+        """GPU memory of the training process tree on this device, MiB; None where it cannot be known: NVML cannot
+        say how much one of its processes uses (``usedGpuMemory`` not available), or it lists processes this one
+        cannot see (a container's PID namespace: NVML reports host PIDs; said once at INFO)."""
+        lib, ours = self._nvml.lib, self._pids()  # type: ignore[union-attr]
         processes = list(lib.nvmlDeviceGetComputeRunningProcesses(handle))
         processes += lib.nvmlDeviceGetGraphicsRunningProcesses(handle)
-        used = {p.pid: p.usedGpuMemory for p in processes if p.pid in pids}
+        used = {p.pid: p.usedGpuMemory for p in processes if p.pid in ours}
         if None in used.values():
+            return None
+        if not used and any(not psutil.pid_exists(p.pid) for p in processes):
+            if not self._said_namespace:
+                self._said_namespace = True
+                logger.info("GPU memory of the run's processes left out: NVML lists processes this process cannot "
+                            "see (a container without the host's PID namespace reports host PIDs; run it with "
+                            "--pid=host to have it)")
             return None
         return sum(used.values()) / MIB
 

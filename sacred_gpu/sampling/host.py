@@ -42,10 +42,12 @@ def _read_int(path: str) -> int:
 class ProcessTree:
     """The training process and all its descendants (e.g. PyTorch DataLoader workers)."""
 
-    def __init__(self, pid: int | None = None) -> None:
+    def __init__(self, pid: int | None = None, proc_root: str = "/proc") -> None:
         self.pid = os.getpid() if pid is None else pid
         self._root = psutil.Process(self.pid)
         self._procs: dict[int, psutil.Process] = {self.pid: self._root}
+        self._proc_root = proc_root
+        self._aliases: dict[int, set[int]] = {}  # pid -> its ids in the other PID namespaces it is in
 
     def refresh(self) -> None:
         """Re-list the descendants (scans all of /proc: slow ticks only). Survivors keep their Process object."""
@@ -67,10 +69,34 @@ class ProcessTree:
     def pids(self) -> set[int]:
         return set(self._procs)
 
+    def nvml_pids(self) -> set[int]:
+        """The ids NVML may report for the tree's processes: their PIDs, and their ids in every PID namespace they
+        are in (``NSpid`` of ``/proc/<pid>/status``: the host's, where this process sees the host's /proc)."""
+        ids = set(self._procs)
+        for pid in list(self._procs):
+            if pid not in self._aliases:
+                self._aliases[pid] = _namespace_pids(os.path.join(self._proc_root, str(pid), "status"))
+            ids |= self._aliases[pid]
+        for gone in set(self._aliases) - set(self._procs):
+            del self._aliases[gone]
+        return ids
+
     def _discard(self, pid: int) -> None:
         """Forget a descendant that exited."""
         if pid != self.pid:
             self._procs.pop(pid, None)
+
+
+def _namespace_pids(status_path: str) -> set[int]:
+    """The ``NSpid`` ids of a ``/proc/<pid>/status`` file (empty where the kernel or the file has none)."""
+    try:
+        with open(status_path, encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("NSpid:"):
+                    return {int(part) for part in line.split()[1:] if part.isdigit()}
+    except OSError:
+        pass
+    return set()
 
 
 class _Rate:

@@ -49,7 +49,7 @@ class SystemMonitor:
         if collectors is None:
             tree = ProcessTree()
             reads_gpus = gpus and (devices is None or bool(devices))  # the run's GPUs, where it named them
-            collectors = [HostCollector(tree)] + ([GpuCollector(nvml, pids=tree.pids, session=session,
+            collectors = [HostCollector(tree)] + ([GpuCollector(nvml, pids=tree.nvml_pids, session=session,
                                                                 devices=devices)] if reads_gpus else [])
         self.sampler = sampler or Sampler(collectors, interval, slow_interval)
         self.rollups = Rollups(gpu_names)

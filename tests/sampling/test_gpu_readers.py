@@ -3,6 +3,7 @@ training thread, and the newest calls are used where the driver has them."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -64,3 +65,36 @@ def test_pcie_traffic_comes_from_the_byte_counters_as_rates():
     # 2048 and 512 KiB/s, timed by NVML's own timestamps (µs)
     assert values["sys/gpu0/pcie_tx_mib_s"] == pytest.approx(2.0, rel=1e-3)
     assert values["sys/gpu0/pcie_rx_mib_s"] == pytest.approx(0.5, rel=1e-3)
+
+
+def process_memory(processes, pids) -> dict[str, float]:
+    gpus = RunGpus.open(driver("550.54.15", [FakeGpu(processes=processes)]))
+    collector = GpuCollector(session=gpus.session, devices=gpus.selected, pids=pids)
+    collector.start()
+    try:
+        return {key: value for key, value in collector.sample(slow=True).items() if key.endswith("proc_mem_mib")}
+    finally:
+        collector.close()
+        gpus.close()
+
+
+def test_process_memory_is_matched_through_the_pid_namespace(tmp_path):
+    """NVML reports the PIDs of the outermost namespace: a process whose /proc shows it as 4242 there is matched."""
+    import os
+
+    from sacred_gpu.sampling.host import ProcessTree
+
+    (tmp_path / str(os.getpid())).mkdir()
+    (tmp_path / str(os.getpid()) / "status").write_text(f"Name:\tpython\nNSpid:\t4242\t{os.getpid()}\n")
+    tree = ProcessTree(proc_root=str(tmp_path))
+    assert 4242 in tree.nvml_pids() and os.getpid() in tree.nvml_pids()
+    assert process_memory([(4242, 3 * 1024**3)], tree.nvml_pids) == {"sys/gpu0/proc_mem_mib": 3072.0}
+
+
+def test_process_memory_is_unknown_not_zero_where_nvml_lists_processes_this_one_cannot_see(caplog):
+    caplog.set_level(logging.INFO, logger="sacred_gpu")
+    unseen = [(2**22 + 12345, 4 * 1024**3)]  # a host PID: no such process in this PID namespace
+    assert process_memory(unseen, lambda: {123}) == {}
+    assert sum("host PIDs" in record.getMessage() for record in caplog.records) == 1
+    assert process_memory([(1, 1024**3)], lambda: {123}) == {"sys/gpu0/proc_mem_mib": 0.0}  # others', all seen
+    assert process_memory([(123, None)], lambda: {123}) == {}  # usedGpuMemory not available
