@@ -26,6 +26,7 @@ from sacred_gpu.sampling.gpu_readers import (
     CounterRate,
     Reader,
     _mismatch,
+    running_processes,
 )
 from sacred_gpu.schema import catalog
 
@@ -105,8 +106,7 @@ class GpuCollector:
         say how much one of its processes uses (``usedGpuMemory`` not available), or it lists processes this one
         cannot see (a container's PID namespace: NVML reports host PIDs; said once at INFO)."""
         lib, ours = self._nvml.lib, self._pids()  # type: ignore[union-attr]
-        processes = list(lib.nvmlDeviceGetComputeRunningProcesses(handle))
-        processes += lib.nvmlDeviceGetGraphicsRunningProcesses(handle)
+        processes = running_processes(lib, handle)
         used = {p.pid: p.usedGpuMemory for p in processes if p.pid in ours}
         if None in used.values():
             return None

@@ -42,6 +42,19 @@ def _clocks_event_reasons(lib: Any, handle: Any) -> int:
     return lib.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
 
 
+def running_processes(lib: Any, handle: Any) -> list[Any]:
+    """Compute and graphics processes on a device (``pid``, ``usedGpuMemory`` in bytes or None): the ``_v3`` calls,
+    else the ``_v2`` ones (drivers before R510, where pynvml's ``_v3`` wrappers raise ``NVMLLibraryMismatchError``)."""
+    found: list[Any] = []
+    for kind in ("Compute", "Graphics"):
+        newest = getattr(lib, f"nvmlDeviceGet{kind}RunningProcesses")
+        try:
+            found += newest(handle)
+        except (lib.NVMLError_FunctionNotFound, _mismatch(lib)):
+            found += getattr(lib, f"nvmlDeviceGet{kind}RunningProcesses_v2")(handle)
+    return found
+
+
 def _temperature(lib: Any, handle: Any) -> float:
     """The GPU die temperature, °C: ``nvmlDeviceGetTemperatureV`` where the driver has it (``nvmlDeviceGetTemperature``
     is deprecated), else the older call."""

@@ -1,10 +1,11 @@
 """A simulated NVML library with the ``pynvml`` API, for tests and the demo on machines without a GPU.
 
 It raises ``pynvml``'s own error classes, so code under test takes exactly the paths it takes on real hardware.
-Scenarios: :func:`two_gpus`, real driver branches (:func:`driver`, :data:`DRIVERS`), a field that is not supported (``FakeGpu.unsupported``), a GPU lost mid-run
-(:meth:`FakeNvml.lose`), MIG instances (``FakeGpu.mig``), the library missing (``FakeNvml(missing=True)``), ``nvmlInit``
-failing with a given NVML error code (``FakeNvml(init_error=pynvml.NVML_ERROR_NO_PERMISSION)``), and functions an old
-driver lacks (``FakeNvml(old_driver={"nvmlDeviceGetComputeRunningProcesses"})``: pynvml raises
+Scenarios: :func:`two_gpus`, real driver branches (:func:`driver`, :data:`DRIVERS`), a field that is not supported
+(``FakeGpu.unsupported``), a GPU lost mid-run (:meth:`FakeNvml.lose`), MIG instances (``FakeGpu.mig``), a GPU this
+process may not open (``FakeGpu.no_permission``), the library missing (``FakeNvml(missing=True)``), ``nvmlInit``
+failing with a given NVML error code (``FakeNvml(init_error=pynvml.NVML_ERROR_NO_PERMISSION)``), and functions an
+old driver lacks (``FakeNvml(old_driver={"nvmlDeviceGetComputeRunningProcesses"})``: pynvml raises
 ``NVMLLibraryMismatchError`` for its versioned calls, ``NVMLError_FunctionNotFound`` for the others).
 Values are plain attributes a test (or the demo) changes between samples; the energy counter advances with the
 power draw in real time, as on hardware.
@@ -274,6 +275,14 @@ class FakeNvml:
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[Any]:  # noqa: N802
         self._gpu(handle, "nvmlDeviceGetGraphicsRunningProcesses")
+        return []
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: int) -> list[Any]:  # noqa: N802 - drivers R450+
+        gpu = self._gpu(handle, "nvmlDeviceGetComputeRunningProcesses_v2")
+        return [_Process(pid, used) for pid, used in gpu.processes]
+
+    def nvmlDeviceGetGraphicsRunningProcesses_v2(self, handle: int) -> list[Any]:  # noqa: N802
+        self._gpu(handle, "nvmlDeviceGetGraphicsRunningProcesses_v2")
         return []
 
     def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:  # noqa: N802

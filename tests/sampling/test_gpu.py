@@ -92,8 +92,8 @@ def test_a_failed_nvml_start_says_what_is_wrong(code, level, says, caplog):
 
 
 def test_an_old_driver_without_the_v3_process_calls_and_the_new_throttle_name_keeps_every_other_metric(monkeypatch):
-    """R470: pynvml's versioned wrappers raise NVMLLibraryMismatchError (no NVMLError), the clocks-event name is
-    missing (FUNCTION_NOT_FOUND) and its older name works."""
+    """R470: pynvml's versioned wrappers raise NVMLLibraryMismatchError (no NVMLError): the ``_v2`` process calls
+    give the process memory; the clocks-event name is missing (FUNCTION_NOT_FOUND) and its older name works."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     gpus = two_gpus()
     gpus[0].util_pct, gpus[0].clocks_event_reasons = 87, 4
@@ -107,7 +107,7 @@ def test_an_old_driver_without_the_v3_process_calls_and_the_new_throttle_name_ke
     finally:
         collector.close()
     assert sample["sys/gpu0/util_pct"] == 87 and sample["sys/gpu0/throttle_reasons"] == 4
-    assert "sys/gpu1/util_pct" in sample and not any(name.endswith("proc_mem_mib") for name in sample)
+    assert "sys/gpu1/util_pct" in sample and sample["sys/gpu0/proc_mem_mib"] == 512
 
 
 def test_process_memory_nvml_cannot_give_is_left_out_not_zero(monkeypatch):
