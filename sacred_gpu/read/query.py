@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,8 @@ FIELDS = {
     "notes": "omniboard.notes", "host": "host.hostname", "result": "result", "start": "start_time",
     "stop": "stop_time", "heartbeat": "heartbeat", "comment": "meta.comment",
 }
+#: Fields shown in the runs table from a fallback: ``notes`` shows Omniboard's notes, else Sacred's ``--comment``.
+SHOWN_FROM = {"omniboard.notes": "meta.comment"}
 #: Dotted paths starting with one of these are used as written.
 PREFIXES = frozenset({"config", "info", "meta", "host", "experiment", "system", "omniboard"})
 TIME_FIELDS = frozenset({"start_time", "stop_time", "heartbeat"})
@@ -105,10 +108,12 @@ class MetricCondition:
 
 @dataclass(frozen=True)
 class Query:
-    """A compiled filter: ``runs`` on the runs collection, AND every one of ``metrics``."""
+    """A compiled filter: ``runs`` on the runs collection, AND every one of ``metrics``; ``fields``: the comparisons of
+    a text query, ``(path, operator, value)``, so that a filter matching nothing can say which field is unknown."""
 
     runs: dict
     metrics: tuple[MetricCondition, ...] = ()
+    fields: tuple[tuple[str, str, Any], ...] = ()
 
 
 def _excerpt(text: str, position: int, width: int = 40) -> str:
@@ -136,6 +141,23 @@ def _status_name(value: Any) -> Any:
     return name if name in (*schema.STATUSES, schema.PROBABLY_DEAD) else value
 
 
+def as_shown(path: str, op: str, comparison: Callable[[str, str], dict]) -> dict:
+    """The filter of a comparison (``comparison(path, operator)`` builds it as written) on the value the runs table
+    shows: ``notes`` falls back to Sacred's comment; a ``result`` Sacred stored as a jsonpickle'd numpy scalar
+    (``{"py/object": "numpy.float64", "value": 0.8}``) compares by its value."""
+    found = comparison(path, op)
+    fallback = SHOWN_FROM.get(path)
+    if fallback is not None:
+        return {"$or": [found, {"$and": [{path: {"$exists": False}}, comparison(fallback, op)]}]}
+    if path == "result" and op in ("$eq", "$lt", "$lte", "$gt", "$gte", "$in", "$ne", "$nin"):
+        positive = {"$ne": "$eq", "$nin": "$in"}.get(op, op)
+        plain = comparison(path, positive)
+        numpy = {"$and": [{"result.py/object": {"$regex": "^numpy\\."}}, {"result.value": plain["result"]}]}
+        either = {"$or": [plain, numpy]}
+        return either if positive == op else {"$nor": [either]}
+    return found
+
+
 def _to_filter(node: tuple, text: str) -> dict:
     """The filter of a node under ``or`` or ``not``, where metric conditions cannot be."""
     if node[0] == "leaf":
@@ -158,14 +180,15 @@ def parse(text: str, *, now: datetime.datetime | None = None, dead_after: float 
         return Query({})
     from sacred_gpu.read.query_parser import Parser  # the parser needs this module's vocabulary
 
-    node = Parser(text, now, dead_after).parse()
+    parser = Parser(text, now, dead_after)
+    node = parser.parse()
     chain = node[1] if node[0] == "and" else [node]
     metrics = tuple(child[1] for child in chain if child[0] == "metric")
     conditions = [_to_filter(child, text) for child in chain if child[0] != "metric"]
     runs = {} if not conditions else conditions[0] if len(conditions) == 1 else {"$and": conditions}
     _check(runs, "", 0, COMPILED_OPERATORS, 4 * MAX_DEPTH + 8, [0])  # defence in depth: never fails
     logger.debug("query %r compiled to %r with metric conditions %r", text, runs, metrics)
-    return Query(runs, metrics)
+    return Query(runs, metrics, tuple(parser.fields))
 
 
 def _check(value: Any, path: str, depth: int, allowed: frozenset[str], max_depth: int, count: list[int]) -> Any:

@@ -27,6 +27,7 @@ from sacred_gpu.read.query import (
     QueryError,
     _parse_time,
     _status_name,
+    as_shown,
 )
 
 
@@ -96,6 +97,7 @@ class Parser:
         if now.tzinfo is not None:
             now = now.astimezone(datetime.timezone.utc).replace(tzinfo=None)
         self.now, self.dead_after = now, dead_after
+        self.fields: list[tuple[str, str, Any]] = []  #: (path, operator, value) of each comparison
 
     def error(self, reason: str, tok: _Token) -> QueryError:
         return QueryError(reason, position=tok.pos, text=self.text)
@@ -236,7 +238,13 @@ class Parser:
         return items, opening
 
     def leaf(self, path: str, op: str, value: Any, optok: _Token) -> dict:
-        """The filter of one comparison on a document path."""
+        """The filter of one comparison on a document path, on the value the runs table shows (:func:`as_shown`)."""
+        if path not in ("status", "_id"):
+            self.fields.append((path, op, value if op in ("$in", "$nin") or not isinstance(value, tuple) else value[0]))
+        return as_shown(path, op, lambda where, how: self.comparison_filter(where, how, value, optok))
+
+    def comparison_filter(self, path: str, op: str, value: Any, optok: _Token) -> dict:
+        """The filter of one comparison on a document path, as written."""
         if op == "$exists":
             return {path: {"$exists": value}}
         if path == "status" and op in ("$eq", "$ne", "$in", "$nin"):

@@ -12,8 +12,18 @@ import pandas as pd
 
 from sacred_gpu import schema
 from sacred_gpu.read.errors import BadQuery
-from sacred_gpu.read.query import FIELDS, PREFIXES, MetricCondition, Query, compile_filter
+from sacred_gpu.read.query import FIELDS, PREFIXES, compile_filter
+from sacred_gpu.read.rollup_reads import RollupReads, _rollup_fields, _stock
+from sacred_gpu.read.table_checks import TableChecks, merged_projection
 
+#: Columns of the table that are no field of the query language, and what sorting by them sorts by (``duration``:
+#: computed in the database, stop or last heartbeat less start).
+SHOWN_COLUMNS = {"duration": "duration", "gpu": "system.gpu_model", "gpu_mem_peak_mib": "system.gpu_mem_peak_mib",
+                 "gpu_util_mean_pct": "system.gpu_util_mean_pct", "gpu_energy_wh": "system.gpu_energy_wh"}
+#: Sort keys computed in the database: the duration (stop, or last heartbeat, less start), and the result by value
+#: (a numpy scalar Sacred stored as ``{"py/object": ..., "value": 0.8}`` sorts as 0.8).
+_COMPUTED = {"duration": {"$subtract": [{"$ifNull": ["$stop_time", "$heartbeat"]}, "$start_time"]},
+             "result": {"$ifNull": ["$result.value", "$result"]}}
 _TABLE_PROJECTION = ["format", "experiment.name", "status", "start_time", "stop_time", "heartbeat", "host.hostname",
                      "result", "omniboard", "meta.comment", "config", schema.SYSTEM_FIELD]
 
@@ -36,30 +46,10 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         for key, item in value.items():
             _flatten(f"{prefix}.{key}", item, out)
     else:
-        out[prefix] = value
+        out[prefix] = schema.decoded(value)  # numpy scalars and arrays Sacred's flatten stored: numbers and lists
 
 
-def _rollup_fields(name: str) -> list[str]:
-    """Fields of ``metric_rollups`` that may hold metric ``name``'s roll-ups: its :func:`schema.rollup_key`, and the
-    older :func:`schema.bson_key` form where that differs (runs recorded before roll-up keys were unambiguous)."""
-    legacy = schema.legacy_rollup_key(name)
-    return [schema.rollup_key(name)] + ([legacy] if legacy is not None else [])
-
-
-#: Runs whose roll-ups must be aggregated from their series: written by Sacred's own observer (ours store them).
-_STOCK_RUNS = {"format": {"$nin": list(schema.FORMATS)}, schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
-               "status": {"$ne": schema.QUEUED}}
-
-
-def _stock(doc: Mapping[str, Any]) -> bool:
-    """Whether ``doc`` (a run document) is one of :data:`_STOCK_RUNS`."""
-    return (doc.get("format") not in schema.FORMATS and schema.METRIC_ROLLUPS_FIELD not in doc
-            and doc.get("status") != schema.QUEUED)
-
-
-
-
-class RunsTable:
+class RunsTable(RollupReads, TableChecks):
     """The runs-table reads of :class:`~sacred_gpu.read.store.RunStore`, which sets the collections."""
 
     dead_after: float
@@ -85,19 +75,31 @@ class RunsTable:
             chosen = {"_id": {"$in": list(ids)}}
             mongo_filter = {"$and": [mongo_filter, chosen]} if mongo_filter else chosen
         wanted = _rollup_request(metrics)
-        projection = dict.fromkeys(_TABLE_PROJECTION, 1)
-        projection.update({f"{schema.METRIC_ROLLUPS_FIELD}.{field}": 1 for name, _ in wanted
-                           for field in _rollup_fields(name)})
-        projection.update(dict.fromkeys(columns or [], 1))
-        docs = self._page(mongo_filter, self._sort_key(sort), skip, limit, projection)
+        columns = list(columns or [])
+        key = self._sort_key(sort)
+        projection = merged_projection([*_TABLE_PROJECTION, *columns, *([key[0]] if key[0] not in _COMPUTED else []),
+                                        *(f"{schema.METRIC_ROLLUPS_FIELD}.{field}" for name, _ in wanted
+                                          for field in _rollup_fields(name))])
+        docs = self._page(mongo_filter, key, skip, limit, projection)
         stock = self._stock_rollups([d["_id"] for d in docs if _stock(d)], wanted)
         names = self._legacy_metric_names(docs, wanted)
-        rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns or [], names.get(doc["_id"], ()))
+        rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns, names.get(doc["_id"], ()))
                 for doc in docs]
-        frame = pd.DataFrame(rows)
-        if frame.empty:
-            return pd.DataFrame(columns=["experiment", "status"]).rename_axis("id")
-        return frame.set_index("id")
+        if not rows:
+            self._explain_nothing(query)
+            return pd.DataFrame(columns=self._empty_columns(wanted, columns)).rename_axis("id")
+        frame = pd.DataFrame(rows).set_index("id")
+        sorted_metric = key[0].startswith(f"{schema.METRIC_ROLLUPS_FIELD}.") and sort
+        self._check_columns(frame, wanted, None if key[0] == "_id" or key[0] in _COMPUTED else key[0], docs,
+                            sort.lstrip("-+").rpartition(".")[0] if sorted_metric else None)
+        return frame
+
+    def _empty_columns(self, wanted: list[tuple[str, str]], columns: list[str]) -> list[str]:
+        """The columns of a page with no row: those a page with rows has (config keys as recent runs have them)."""
+        shown = ["experiment", "status", "start", "duration", "host", "gpu", "gpu_mem_peak_mib", "gpu_util_mean_pct",
+                 "gpu_energy_wh", "tags", "notes", "result"]
+        return list(dict.fromkeys([*shown, *self.config_keys(), *(f"{name}.{rollup}" for name, rollup in wanted),
+                                   *columns]))
 
     def _page(self, mongo_filter: dict, sort: tuple[str, int], skip: int, limit: int | None,
               projection: dict[str, int]) -> list[dict[str, Any]]:
@@ -105,6 +107,8 @@ class RunsTable:
         as MongoDB orders them; ascending too (MongoDB would put them first, before the lowest value): the runs
         with a value, then the others by id, so that sorting by a loss shows the best runs first."""
         key, direction = sort
+        if key in _COMPUTED:
+            return self._by_expression(_COMPUTED[key], mongo_filter, direction, skip, limit, projection)
         if direction < 0 or key == "_id":
             return self._sorted(mongo_filter, sort, skip, limit, projection)
         valued = {"$and": [mongo_filter, {key: {"$ne": None}}]} if mongo_filter else {key: {"$ne": None}}
@@ -129,6 +133,17 @@ class RunsTable:
         found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
         return [found[run_id] for run_id in ids if run_id in found]
 
+    def _by_expression(self, expression: dict, mongo_filter: dict, direction: int, skip: int, limit: int | None,
+                       projection: dict[str, int]) -> list[dict[str, Any]]:
+        """A page sorted by a value computed in the database (:data:`_COMPUTED`), runs without one last either way,
+        ties by id."""
+        pipeline = [{"$match": mongo_filter}, {"$project": {"value": expression}},
+                    {"$addFields": {"known": {"$cond": [{"$eq": [{"$ifNull": ["$value", None]}, None]}, 0, 1]}}},
+                    {"$sort": {"known": -1, "value": direction, "_id": direction}}, {"$skip": skip}]
+        ids = [doc["_id"] for doc in self._runs.aggregate(pipeline + ([{"$limit": limit}] if limit else []))]
+        found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
+        return [found[run_id] for run_id in ids if run_id in found]
+
     def count(self, filter: str | dict | None = None) -> int:
         """How many runs match ``filter``."""
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -142,6 +157,8 @@ class RunsTable:
         name = sort.lstrip("-+")
         if name in FIELDS:
             return FIELDS[name], direction
+        if name in SHOWN_COLUMNS:  # a column of the table: sorted by what it shows
+            return SHOWN_COLUMNS[name], direction
         metric, _, rollup = name.rpartition(".")
         if rollup in schema.ROLLUPS and metric and metric.split(".")[0] not in PREFIXES:
             # runs recorded before roll-up keys were unambiguous, with ``%``, ``.`` or a leading ``$`` in this
@@ -150,81 +167,6 @@ class RunsTable:
         if "$" in name:
             raise BadQuery(f"invalid sort column {name!r}")
         return name, direction
-
-    def _with_metric_conditions(self, query: Query) -> dict:
-        """The runs filter, with each metric condition on the stored roll-up or, for runs written by Sacred's own
-        observer, on a roll-up aggregated in the database."""
-        parts = [query.runs] if query.runs else []
-        stock_ids = self._runs.distinct("_id", _STOCK_RUNS) if query.metrics else []
-        for condition in query.metrics:
-            stored = self._stored_condition(condition)
-            parts.append({"$or": [stored, {"_id": {"$in": self._stock_matches(condition, stock_ids)}}]}
-                         if stock_ids else stored)
-        return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
-
-    @staticmethod
-    def _stored_condition(condition: MetricCondition) -> dict:
-        """A metric condition on the stored roll-up: under :func:`schema.rollup_key`, or, as
-        :func:`schema.find_rollup` reads them, under the old key of runs recorded before it."""
-        field = f"{schema.METRIC_ROLLUPS_FIELD}.{schema.rollup_key(condition.name)}"
-        stored = {f"{field}.{condition.rollup}": {condition.op: condition.value}}
-        legacy = schema.legacy_rollup_key(condition.name)
-        if legacy is None:
-            return stored
-        old = [{field: {"$exists": False}},
-               {f"{schema.METRIC_ROLLUPS_FIELD}.{legacy}.{condition.rollup}": {condition.op: condition.value}},
-               {"info.metrics.name": condition.name}]
-        owner = schema.legacy_owner(legacy)
-        if owner is not None:
-            old.append({"info.metrics.name": {"$ne": owner}})
-        return {"$or": [stored, {"$and": old}]}
-
-    def _legacy_metric_names(self, docs: list[dict], wanted: list[tuple[str, str]]) -> dict[Any, list[str]]:
-        """The metric names (``info.metrics``) of the runs in ``docs`` whose roll-ups of a ``wanted`` metric are
-        only under its old key: :func:`schema.find_rollup` needs them to tell an old run from a newer one."""
-        pairs = [(schema.rollup_key(name), legacy) for name, _ in wanted
-                 if (legacy := schema.legacy_rollup_key(name)) is not None]
-
-        def only_old(rollups: Any) -> bool:
-            return isinstance(rollups, dict) and any(key not in rollups and old in rollups for key, old in pairs)
-
-        ids = [doc["_id"] for doc in docs if pairs and only_old(doc.get(schema.METRIC_ROLLUPS_FIELD))]
-        if not ids:
-            return {}
-        return {doc["_id"]: [m.get("name") for m in (doc.get("info") or {}).get("metrics") or [] if isinstance(m, dict)]
-                for doc in self._runs.find({"_id": {"$in": ids}}, {"info.metrics.name": 1})}
-
-    def _stock_matches(self, condition: MetricCondition, run_ids: list[Any]) -> list[Any]:
-        if condition.rollup.endswith("_step"):
-            return []
-        expression = {"min": {"$min": "$values"}, "max": {"$max": "$values"}, "mean": {"$avg": "$values"},
-                      "first": {"$arrayElemAt": ["$values", 0]}, "last": {"$arrayElemAt": ["$values", -1]}}
-        pipeline = [{"$match": {"run_id": {"$in": run_ids}, "name": condition.name}},
-                    {"$project": {"run_id": 1, "value": expression[condition.rollup]}},
-                    {"$match": {"value": {condition.op: condition.value}}}]
-        return [doc["run_id"] for doc in self._metrics.aggregate(pipeline)]
-
-    def _stock_rollups(self, run_ids: list[Any], wanted: list[tuple[str, str]]) -> dict[Any, dict[str, dict]]:
-        """Roll-ups of runs that have none stored (written by Sacred's observer), aggregated in the database."""
-        if not run_ids or not wanted:
-            return {}
-        names = sorted({name for name, _ in wanted})
-        pipeline = [{"$match": {"run_id": {"$in": run_ids}, "name": {"$in": names}}},
-                    {"$project": {"run_id": 1, "name": 1, "min": {"$min": "$values"}, "max": {"$max": "$values"},
-                                  "mean": {"$avg": "$values"}, "first": {"$arrayElemAt": ["$values", 0]},
-                                  "last": {"$arrayElemAt": ["$values", -1]}}}]
-        found: dict[Any, dict[str, dict]] = {}
-        for doc in self._metrics.aggregate(pipeline):
-            found.setdefault(doc["run_id"], {})[doc["name"]] = doc
-        if any(rollup.endswith("_step") for _, rollup in wanted):  # which step held the extreme: read those series
-            for doc in self._metrics.find({"run_id": {"$in": run_ids}, "name": {"$in": names}},
-                                          {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
-                values, steps = doc.get("values") or [], doc.get("steps") or []
-                if values:
-                    roll = found[doc["run_id"]][doc["name"]]
-                    roll["min_step"] = steps[values.index(min(values))]
-                    roll["max_step"] = steps[values.index(max(values))]
-        return found
 
     def _status(self, doc: dict, now: dt.datetime) -> str:
         return schema.PROBABLY_DEAD if schema.is_probably_dead(doc, now, self.dead_after) else doc.get("status")
@@ -248,7 +190,7 @@ class RunsTable:
             "tags": list(omniboard.get("tags") or []),
             "notes": omniboard.get("notes") if omniboard.get("notes") is not None else
             (doc.get("meta") or {}).get("comment"),
-            "result": schema.label_stubs(doc.get("result")),
+            "result": schema.decoded(schema.label_stubs(doc.get("result"))),
         }
         config: dict[str, Any] = {}
         _flatten("config", doc.get("config") or {}, config)
@@ -262,7 +204,7 @@ class RunsTable:
             value: Any = doc
             for part in path.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
-            row[path] = schema.label_stubs(value)
+            row[path] = schema.decoded(schema.label_stubs(value))
         return row
 
     # -- what the table can show ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from sacred_gpu import schema
+from sacred_gpu.read.errors import NotFound
 
 
 def _joined(parts: list[Any]) -> Any:
@@ -61,7 +62,7 @@ class SeriesReads:
             if full is not None:  # past the cap: the complete head here, the rest in chunks
                 parts += self._chunks.find({"metric_id": doc["_id"]}).sort("seq", 1)
             frames.append(_series_frame(doc["name"], parts))
-        return _concat_series(frames)
+        return self._of_a_run(run_id, _concat_series(frames))
 
     def system(self, run_id: Any, start: dt.datetime | None = None, end: dt.datetime | None = None,
                max_points: int | None = None) -> pd.DataFrame:
@@ -77,7 +78,7 @@ class SeriesReads:
         else:
             docs = list(self._samples.find(match, {"_id": 0, schema.SAMPLE_RUN: 0}).sort(schema.SAMPLE_TIME, 1))
         if not docs:
-            return pd.DataFrame(index=pd.DatetimeIndex([], name="time"))
+            return self._of_a_run(run_id, pd.DataFrame(index=pd.DatetimeIndex([], name="time")))
         frame = pd.DataFrame(docs).set_index(schema.SAMPLE_TIME).rename_axis("time")
         frame.index = pd.DatetimeIndex(frame.index)
         return frame.rename(columns=lambda name: f"sys/{name}").sort_index(axis=1)
@@ -99,6 +100,12 @@ class SeriesReads:
                 if doc.get(field) is None:
                     doc.pop(field, None)
         return docs
+
+    def _of_a_run(self, run_id: Any, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame``, empty: the run has none of it; raises ``NotFound`` where there is no such run."""
+        if frame.empty and self._runs.find_one({"_id": run_id}, {"_id": 1}) is None:
+            raise NotFound(f"no run {run_id!r}")
+        return frame
 
     def _sample_fields(self, run_id: Any) -> list[str]:
         """Sample fields of a run: the names of its system series, without the prefix."""
@@ -131,7 +138,7 @@ class SeriesReads:
                     full = None  # no previews: the whole decimated document
             parts.insert(0, self._metric_head(head["_id"], full, fields))
             frames.append(_series_frame(head["name"], parts, timestamps))
-        return _concat_series(frames)
+        return self._of_a_run(run_id, _concat_series(frames))
 
     def metric_range(self, run_id: Any, name: str, start_step: float | None = None, end_step: float | None = None,
                      *, start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
@@ -145,7 +152,7 @@ class SeriesReads:
         fields = ("steps", "values", "timestamps") if timestamps else ("steps", "values")
         head = self._metrics.find_one({**schema.series_filter(run_id, system), "name": name}, {"full_points": 1})
         if head is None:
-            return _concat_series([])
+            return self._of_a_run(run_id, _concat_series([]))
         full = head.get("full_points")
         parts = [self._metric_head(head["_id"], full, fields)]
         if full is not None:

@@ -88,28 +88,8 @@ class MetricSeries:
         return records
 
     def update_rollup(self, steps: Sequence, values: Sequence) -> None:
-        """Keep count, first, last, min, max (with their steps) and mean of every point so far (NaN is skipped).
-
-        Uses C-level ``min``/``max``/``index``/``sum`` over the batch: no object is made per point.
-        """
-        if any(v != v for v in values):  # only NaN differs from itself
-            kept = [i for i, v in enumerate(values) if v == v]
-            steps, values = [steps[i] for i in kept], [values[i] for i in kept]
-        if not values:
-            return
-        low, high = min(values), max(values)
-        roll = self.rollup
-        if not roll:
-            roll.update(count=0, sum=0.0, first=values[0], first_step=steps[0], min=low,
-                        min_step=steps[values.index(low)], max=high, max_step=steps[values.index(high)])
-        if low < roll["min"]:
-            roll["min"], roll["min_step"] = low, steps[values.index(low)]
-        if high > roll["max"]:
-            roll["max"], roll["max_step"] = high, steps[values.index(high)]
-        roll["count"] += len(values)
-        roll["sum"] += float(sum(values))
-        roll["last"], roll["last_step"] = values[-1], steps[-1]
-        roll["mean"] = roll["sum"] / roll["count"]
+        """Keep the series' roll-up current with a batch of points (:func:`schema.update_rollup`)."""
+        schema.update_rollup(self.rollup, steps, values)
 
     def closing_records(self, next_seq: Callable[[], int]) -> list[dict[str, Any]]:
         """At the end of the run: the series' last point for Sacred's document, if decimation skipped it."""

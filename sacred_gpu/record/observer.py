@@ -226,7 +226,7 @@ class GpuMongoObserver(RunStart, RunRecords, RunEnd, RunObserver):
                 "info": schema.flatten(info),
                 "captured_out": schema.cap_output(self._output, self.output_cap),
                 "heartbeat": beat_time,
-                "result": schema.flatten(result),
+                "result": schema.decoded(schema.flatten(result)),
             }
         )
         self._update_run(fields)
@@ -266,7 +266,8 @@ class GpuMongoObserver(RunStart, RunRecords, RunEnd, RunObserver):
 
     @never_raises
     def completed_event(self, stop_time, result):  # noqa: ANN001
-        self._finish({"stop_time": stop_time, "result": schema.flatten(result), "status": schema.COMPLETED})
+        result = schema.decoded(schema.flatten(result))  # numpy scalars as numbers: filtered and sorted by value
+        self._finish({"stop_time": stop_time, "result": result, "status": schema.COMPLETED})
 
     @never_raises
     def interrupted_event(self, interrupt_time, status):  # noqa: ANN001

@@ -114,3 +114,29 @@ def chunk_summary(steps: np.ndarray | list, values: np.ndarray | list,
     except Exception:  # noqa: BLE001 - odd points: the chunk is stored without a summary and read whole
         return {}
     return summary
+
+
+def update_rollup(roll: dict[str, Any], steps: Sequence, values: Sequence) -> None:
+    """Update ``roll`` (a metric's roll-up, ``{}`` at first) with a batch of points: count, sum, first, last, min,
+    max (with their steps) and mean of every point so far; NaN is skipped. The one roll-up rule: the observer keeps
+    it as points come, readers compute it for runs of Sacred's own observer.
+
+    Uses C-level ``min``/``max``/``index``/``sum`` over the batch: no object is made per point.
+    """
+    if any(v != v for v in values):  # only NaN differs from itself
+        kept = [i for i, v in enumerate(values) if v == v]
+        steps, values = [steps[i] for i in kept], [values[i] for i in kept]
+    if not values:
+        return
+    low, high = min(values), max(values)
+    if not roll:
+        roll.update(count=0, sum=0.0, first=values[0], first_step=steps[0], min=low,
+                    min_step=steps[values.index(low)], max=high, max_step=steps[values.index(high)])
+    if low < roll["min"]:
+        roll["min"], roll["min_step"] = low, steps[values.index(low)]
+    if high > roll["max"]:
+        roll["max"], roll["max_step"] = high, steps[values.index(high)]
+    roll["count"] += len(values)
+    roll["sum"] += float(sum(values))
+    roll["last"], roll["last_step"] = values[-1], steps[-1]
+    roll["mean"] = roll["sum"] / roll["count"]

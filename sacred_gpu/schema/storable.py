@@ -137,6 +137,25 @@ def flatten(obj: Any) -> Any:
     return bson_safe(flat)
 
 
+def decoded(value: Any) -> Any:
+    """A stored value as a reader wants it: numpy scalars and arrays Sacred's ``flatten`` (jsonpickle) stored as
+    ``{"py/object": "numpy.float64", "value": 0.8}`` and ``{"py/object": "numpy.ndarray", "values": [...]}`` become
+    the number and the list, ``{"py/tuple": [...]}`` a list; other values stay as they are."""
+    if isinstance(value, list):
+        return [decoded(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("py/object")
+    if isinstance(kind, str) and kind.startswith("numpy."):
+        if "value" in value:
+            return value["value"]
+        if "values" in value:
+            return decoded(value["values"])
+    if list(value) == ["py/tuple"] and isinstance(value["py/tuple"], list):
+        return decoded(value["py/tuple"])
+    return {key: decoded(item) for key, item in value.items()}
+
+
 def metric_value(value: Any) -> int | float | None:
     """A logged scalar as a BSON number (numpy/torch scalars included), or ``None`` if it is not a number."""
     if isinstance(value, bool):

@@ -46,6 +46,7 @@ def test_the_example_compiles_to_runs_filter_and_metric_condition() -> None:
     assert query == Query(
         runs={"$and": [{"status": "COMPLETED"}, {"config.lr": {"$lt": 0.01}}, {"omniboard.tags": "baseline"}]},
         metrics=(MetricCondition(name="val_loss", rollup="min", op="$lt", value=0.3),),
+        fields=(("config.lr", "$lt", 0.01), ("omniboard.tags", "contains", "baseline")),
     )
 
 
@@ -95,13 +96,23 @@ def test_numbers_keep_int_or_float() -> None:
 
 @pytest.mark.parametrize("field, path", [
     ("id", "_id"), ("status", "status"), ("experiment", "experiment.name"), ("command", "command"),
-    ("tags", "omniboard.tags"), ("notes", "omniboard.notes"), ("host", "host.hostname"), ("result", "result"),
+    ("tags", "omniboard.tags"), ("host", "host.hostname"),
     ("comment", "meta.comment"), ("config.a.b", "config.a.b"), ("info.x", "info.x"), ("meta.x", "meta.x"),
     ("host.cpu", "host.cpu"), ("experiment.base_dir", "experiment.base_dir"), ("system.gpu-0/x", "system.gpu-0/x"),
-    ("omniboard.notes", "omniboard.notes"), ("config.min", "config.min"),
+    ("config.min", "config.min"),
 ])
 def test_field_names_map_to_paths(field: str, path: str) -> None:
     assert runs(f"{field} != 1") == {path: {"$ne": 1}}
+
+
+def test_notes_and_result_compare_what_the_table_shows() -> None:
+    """``notes`` falls back to Sacred's comment where Omniboard has none; a result Sacred stored as a jsonpickle'd
+    numpy scalar compares by its value (``!=`` as the negation of ``==``)."""
+    notes = {"$regex": "x"}
+    assert runs("notes contains x") == {"$or": [{"omniboard.notes": notes}, {
+        "$and": [{"omniboard.notes": {"$exists": False}}, {"meta.comment": notes}]}]}
+    either = {"$or": [{"result": 1}, {"$and": [{"result.py/object": {"$regex": r"^numpy\."}}, {"result.value": 1}]}]}
+    assert runs("result == 1") == either and runs("result != 1") == {"$nor": [either]}
 
 
 def test_keywords_are_case_insensitive() -> None:

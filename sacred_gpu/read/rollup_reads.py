@@ -1,0 +1,104 @@
+"""Metric roll-ups for the runs table: filters on them (the stored roll-up of our runs, aggregated in the database
+for runs of Sacred's own observer: one NaN rule for both, NaN skipped) and their values for a page of runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sacred_gpu import schema
+from sacred_gpu.read.query import MetricCondition, Query
+
+
+def _rollup_fields(name: str) -> list[str]:
+    """Fields of ``metric_rollups`` that may hold metric ``name``'s roll-ups: its :func:`schema.rollup_key`, and the
+    older :func:`schema.bson_key` form where that differs (runs recorded before roll-up keys were unambiguous)."""
+    legacy = schema.legacy_rollup_key(name)
+    return [schema.rollup_key(name)] + ([legacy] if legacy is not None else [])
+
+
+#: Runs whose roll-ups must be aggregated from their series: written by Sacred's own observer (ours store them).
+_STOCK_RUNS = {"format": {"$nin": list(schema.FORMATS)}, schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
+               "status": {"$ne": schema.QUEUED}}
+
+
+def _stock(doc: Mapping[str, Any]) -> bool:
+    """Whether ``doc`` (a run document) is one of :data:`_STOCK_RUNS`."""
+    return (doc.get("format") not in schema.FORMATS and schema.METRIC_ROLLUPS_FIELD not in doc
+            and doc.get("status") != schema.QUEUED)
+
+
+class RollupReads:
+    """Part of :class:`~sacred_gpu.read.runs_table.RunsTable`, which sets the collections."""
+
+    _runs: Any
+    _metrics: Any
+
+    def _with_metric_conditions(self, query: Query) -> dict:
+        """The runs filter, with each metric condition on the stored roll-up or, for runs written by Sacred's own
+        observer, on a roll-up aggregated in the database."""
+        parts = [query.runs] if query.runs else []
+        stock_ids = self._runs.distinct("_id", _STOCK_RUNS) if query.metrics else []
+        for condition in query.metrics:
+            stored = self._stored_condition(condition)
+            parts.append({"$or": [stored, {"_id": {"$in": self._stock_matches(condition, stock_ids)}}]}
+                         if stock_ids else stored)
+        return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
+
+    @staticmethod
+    def _stored_condition(condition: MetricCondition) -> dict:
+        """A metric condition on the stored roll-up: under :func:`schema.rollup_key`, or, as
+        :func:`schema.find_rollup` reads them, under the old key of runs recorded before it."""
+        field = f"{schema.METRIC_ROLLUPS_FIELD}.{schema.rollup_key(condition.name)}"
+        stored = {f"{field}.{condition.rollup}": {condition.op: condition.value}}
+        legacy = schema.legacy_rollup_key(condition.name)
+        if legacy is None:
+            return stored
+        old = [{field: {"$exists": False}},
+               {f"{schema.METRIC_ROLLUPS_FIELD}.{legacy}.{condition.rollup}": {condition.op: condition.value}},
+               {"info.metrics.name": condition.name}]
+        owner = schema.legacy_owner(legacy)
+        if owner is not None:
+            old.append({"info.metrics.name": {"$ne": owner}})
+        return {"$or": [stored, {"$and": old}]}
+
+    def _legacy_metric_names(self, docs: list[dict], wanted: list[tuple[str, str]]) -> dict[Any, list[str]]:
+        """The metric names (``info.metrics``) of the runs in ``docs`` whose roll-ups of a ``wanted`` metric are
+        only under its old key: :func:`schema.find_rollup` needs them to tell an old run from a newer one."""
+        pairs = [(schema.rollup_key(name), legacy) for name, _ in wanted
+                 if (legacy := schema.legacy_rollup_key(name)) is not None]
+
+        def only_old(rollups: Any) -> bool:
+            return isinstance(rollups, dict) and any(key not in rollups and old in rollups for key, old in pairs)
+
+        ids = [doc["_id"] for doc in docs if pairs and only_old(doc.get(schema.METRIC_ROLLUPS_FIELD))]
+        if not ids:
+            return {}
+        return {doc["_id"]: [m.get("name") for m in (doc.get("info") or {}).get("metrics") or [] if isinstance(m, dict)]
+                for doc in self._runs.find({"_id": {"$in": ids}}, {"info.metrics.name": 1})}
+
+    def _stock_matches(self, condition: MetricCondition, run_ids: list[Any]) -> list[Any]:
+        if condition.rollup.endswith("_step"):
+            return []
+        expression = {"min": {"$min": "$values"}, "max": {"$max": "$values"}, "mean": {"$avg": "$values"},
+                      "first": {"$arrayElemAt": ["$values", 0]}, "last": {"$arrayElemAt": ["$values", -1]}}
+        pipeline = [{"$match": {"run_id": {"$in": run_ids}, "name": condition.name}},
+                    {"$project": {"run_id": 1, "value": expression[condition.rollup]}},
+                    {"$match": {"value": {condition.op: condition.value}}}]
+        return [doc["run_id"] for doc in self._metrics.aggregate(pipeline)]
+
+    def _stock_rollups(self, run_ids: list[Any], wanted: list[tuple[str, str]]) -> dict[Any, dict[str, dict]]:
+        """Roll-ups of a page's runs that have none stored (written by Sacred's observer), from their series by the
+        rule our observer keeps them by (:func:`schema.update_rollup`: NaN skipped)."""
+        if not run_ids or not wanted:
+            return {}
+        names = sorted({name for name, _ in wanted})
+        found: dict[Any, dict[str, dict]] = {}
+        for doc in self._metrics.find({"run_id": {"$in": run_ids}, "name": {"$in": names}},
+                                      {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
+            roll = found.setdefault(doc["run_id"], {}).setdefault(doc["name"], {})
+            values = [value for value in doc.get("values") or [] if isinstance(value, (int, float))]
+            steps = [step for step, value in zip(doc.get("steps") or [], doc.get("values") or [])
+                     if isinstance(value, (int, float))]
+            schema.update_rollup(roll, steps, values)
+        return found
