@@ -146,10 +146,11 @@ def test_zoom_a_callback_draws_from_what_set_it_off():
     with pytest.raises(PreventUpdate):  # Plotly sizing the graph, or a y-only zoom: nothing to redraw
         run_plots.zoom_to_draw({key: loss}, [(loss, autosize)], [2, 5])
     # merged by Dash with an x-mode click: the click wins, though the relayout came first
-    assert run_plots.zoom_to_draw({key: loss, f"{run_plots.X_MODE}.value": run_plots.X_MODE}, [(loss, autosize)], [2, 5]) is None
+    draw = run_plots.zoom_to_draw
+    assert draw({key: loss, f"{run_plots.X_MODE}.value": run_plots.X_MODE}, [(loss, autosize)], [2, 5]) is None
     # smoothing, a re-read running run, or another input merged with an autosize: the range the panel shows
-    assert run_plots.zoom_to_draw({key: loss, f"{run_plots.RUN}.data": run_plots.RUN}, [(loss, autosize)], [2, 5]) == (2, 5)
-    assert run_plots.zoom_to_draw({f"{run_plots.SMOOTHING}.value": run_plots.SMOOTHING}, [(loss, zoomed)], [3, 4]) == (3, 4)
+    assert draw({key: loss, f"{run_plots.RUN}.data": run_plots.RUN}, [(loss, autosize)], [2, 5]) == (2, 5)
+    assert draw({f"{run_plots.SMOOTHING}.value": run_plots.SMOOTHING}, [(loss, zoomed)], [3, 4]) == (3, 4)
     assert run_plots.zoom_to_draw({}, [(loss, None)], None) is None  # a first call
     # panels drawn together: the relayout of the panel that set it off, not another panel's older zoom
     acc_key = key.replace("loss", "acc")
