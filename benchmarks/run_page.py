@@ -202,7 +202,8 @@ def main() -> int:
     narrow = int(args.points * 0.95), int(args.points * 0.955)
     later = [
         ("'loss' overview, wall time, EMA 0.9", lambda: run_plots.metric_panel(board, run, "loss", "wall", 0.9)),
-        (f"'loss' zoom to steps {wide[0]:,}-{wide[1]:,}", lambda: run_plots.metric_panel(board, run, "loss", zoom=wide)),
+        (f"'loss' zoom to steps {wide[0]:,}-{wide[1]:,}",
+         lambda: run_plots.metric_panel(board, run, "loss", zoom=wide)),
         (f"'loss' zoom to steps {narrow[0]:,}-{narrow[1]:,}", lambda: run_plots.metric_panel(board, run, "loss",
                                                                                             zoom=narrow)),
         ("system zoom to the last hour", lambda: run_plots.system_figures(

@@ -309,7 +309,8 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     assert len(panel.children[1].children.figure.data[0].x) == 12
     assert panel.children[2].data is None  # the range it shows: the whole series
     (zoomed,) = run_plots.metric_panels(["loss"], zooms={"loss": [2, 4]})
-    assert zoomed.children[2].id == {"type": run_plots.METRIC_ZOOM, "name": "loss"} and zoomed.children[2].data == [2, 4]
+    assert zoomed.children[2].id == {"type": run_plots.METRIC_ZOOM, "name": "loss"}
+    assert zoomed.children[2].data == [2, 4]
     assert "logged no metrics" in str(run_plots.metric_panels([]))
     ended = run_plots.refreshed_context(board, later)
     assert ended is not None and not ended["running"] and ended["stop"] is not None

@@ -381,7 +381,8 @@ def test_large_artifacts_stream_from_gridfs_as_attachments(board, store, monkeyp
     root = page.layout(board, "1")
     links = [c.href for c in walk(root) if isinstance(c, html.A) and c.className == "download"]
     assert links == ["/download/run/1/artifact/report.html", "/download/run/1/artifact/weights.bin"]  # > 100 B
-    assert "download it from /download/run/1/artifact/weights.bin" in run_actions.download_artifact(board, 1, "weights.bin")[1]
+    message = run_actions.download_artifact(board, 1, "weights.bin")[1]
+    assert "download it from /download/run/1/artifact/weights.bin" in message
     server = create_app(board).server.test_client()
     response = server.get(links[1])
     assert response.status_code == 200 and response.data == bytes(range(256)) * 4
