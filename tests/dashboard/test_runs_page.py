@@ -140,7 +140,8 @@ def test_tags_and_notes_edits_are_saved_for_omniboard(board, db):
 
 def test_read_only_refuses_every_edit(store, db):
     board = Board(store, read_only=True)
-    assert runs_actions.save_edits(board, [{"colId": "tags", "newValue": "x", "data": {"id": 1}}]).startswith("read-only")
+    edit = {"colId": "tags", "newValue": "x", "data": {"id": 1}}
+    assert runs_actions.save_edits(board, [edit]).startswith("read-only")
     assert runs_actions.delete_selected(board, [{"id": 1}]).startswith("read-only")
     assert "omniboard" not in db.runs.find_one({"_id": 1}) and db.runs.count_documents({}) == 5
     defs = cols.column_defs([], BoardSettings(), read_only=True)
