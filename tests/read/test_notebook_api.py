@@ -105,3 +105,19 @@ def test_sacreds_runs_roll_up_by_the_rule_ours_do(store):
     assert frame.loc[4, "loss.first"] == plain.iloc[0] and frame.loc[4, "loss.last"] == plain.iloc[-1]
     ours = frame.loc[1]
     assert ours["loss.mean"] == pytest.approx(2.0 * 0.1) and ours["loss.min"] == pytest.approx(0.1)
+
+
+def test_a_tz_aware_client_reads_live_and_dead_runs():
+    import datetime as dt
+
+    import mongomock
+
+    client = mongomock.MongoClient(tz_aware=True)
+    now = dt.datetime.now(dt.timezone.utc)
+    client["sacred"].runs.insert_many([
+        {"_id": 1, "status": "RUNNING", "start_time": now - dt.timedelta(hours=2), "heartbeat": now - dt.timedelta(
+            hours=2), "experiment": {"name": "x"}},
+        {"_id": 2, "status": "RUNNING", "start_time": now, "heartbeat": now, "experiment": {"name": "x"}}])
+    store = sacred_gpu.connect(client=client)
+    assert store.runs(sort="id")["status"].tolist() == ["PROBABLY_DEAD", "RUNNING"]
+    assert list(store.runs("status == PROBABLY_DEAD").index) == [1] and list(store.runs("status == RUNNING").index) == [2]
