@@ -120,4 +120,5 @@ def test_a_tz_aware_client_reads_live_and_dead_runs():
         {"_id": 2, "status": "RUNNING", "start_time": now, "heartbeat": now, "experiment": {"name": "x"}}])
     store = sacred_gpu.connect(client=client)
     assert store.runs(sort="id")["status"].tolist() == ["PROBABLY_DEAD", "RUNNING"]
-    assert list(store.runs("status == PROBABLY_DEAD").index) == [1] and list(store.runs("status == RUNNING").index) == [2]
+    assert list(store.runs("status == PROBABLY_DEAD").index) == [1]
+    assert list(store.runs("status == RUNNING").index) == [2]
