@@ -1,8 +1,10 @@
-"""Metric roll-ups for the runs table: filters on them (the stored roll-up of our runs, aggregated in the database
-for runs of Sacred's own observer: one NaN rule for both, NaN skipped) and their values for a page of runs."""
+"""Metric roll-ups for the runs table: filters on them, sorts by them and their values for a page of runs; the
+stored roll-up of our runs, and for runs of Sacred's own observer the roll-up computed from their series by the same
+rule (:func:`schema.update_rollup`: NaN skipped)."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +38,7 @@ class RollupReads:
 
     def _with_metric_conditions(self, query: Query) -> dict:
         """The runs filter, with each metric condition on the stored roll-up or, for runs written by Sacred's own
-        observer, on a roll-up aggregated in the database."""
+        observer, on the roll-up computed from their series."""
         parts = [query.runs] if query.runs else []
         stock_ids = self._runs.distinct("_id", _STOCK_RUNS) if query.metrics else []
         for condition in query.metrics:
@@ -77,28 +79,59 @@ class RollupReads:
         return {doc["_id"]: [m.get("name") for m in (doc.get("info") or {}).get("metrics") or [] if isinstance(m, dict)]
                 for doc in self._runs.find({"_id": {"$in": ids}}, {"info.metrics.name": 1})}
 
-    def _stock_matches(self, condition: MetricCondition, run_ids: list[Any]) -> list[Any]:
-        if condition.rollup.endswith("_step"):
-            return []
-        expression = {"min": {"$min": "$values"}, "max": {"$max": "$values"}, "mean": {"$avg": "$values"},
-                      "first": {"$arrayElemAt": ["$values", 0]}, "last": {"$arrayElemAt": ["$values", -1]}}
-        pipeline = [{"$match": {"run_id": {"$in": run_ids}, "name": condition.name}},
-                    {"$project": {"run_id": 1, "value": expression[condition.rollup]}},
-                    {"$match": {"value": {condition.op: condition.value}}}]
-        return [doc["run_id"] for doc in self._metrics.aggregate(pipeline)]
-
-    def _stock_rollups(self, run_ids: list[Any], wanted: list[tuple[str, str]]) -> dict[Any, dict[str, dict]]:
-        """Roll-ups of a page's runs that have none stored (written by Sacred's observer), from their series by the
-        rule our observer keeps them by (:func:`schema.update_rollup`: NaN skipped)."""
-        if not run_ids or not wanted:
-            return {}
-        names = sorted({name for name, _ in wanted})
+    def _stock_values(self, run_ids: list[Any], names: list[str]) -> dict[Any, dict[str, dict]]:
+        """Roll-ups of runs written by Sacred's own observer (none stored), from their series by the rule our
+        observer keeps them by (:func:`schema.update_rollup`: NaN skipped): ``{run id: {metric: roll-up}}``."""
         found: dict[Any, dict[str, dict]] = {}
+        if not run_ids or not names:
+            return found
         for doc in self._metrics.find({"run_id": {"$in": run_ids}, "name": {"$in": names}},
                                       {"run_id": 1, "name": 1, "steps": 1, "values": 1}):
+            pairs = [(step, value) for step, value in zip(doc.get("steps") or [], doc.get("values") or [])
+                     if isinstance(value, (int, float)) and not isinstance(value, bool)]
             roll = found.setdefault(doc["run_id"], {}).setdefault(doc["name"], {})
-            values = [value for value in doc.get("values") or [] if isinstance(value, (int, float))]
-            steps = [step for step, value in zip(doc.get("steps") or [], doc.get("values") or [])
-                     if isinstance(value, (int, float))]
-            schema.update_rollup(roll, steps, values)
+            schema.update_rollup(roll, [step for step, _ in pairs], [value for _, value in pairs])
         return found
+
+    def _stock_matches(self, condition: MetricCondition, run_ids: list[Any]) -> list[Any]:
+        """The runs among ``run_ids`` (Sacred's) whose roll-up fits ``condition``, by the same rule as ours."""
+        test = _COMPARE[condition.op]
+        values = self._stock_values(run_ids, [condition.name])
+        return [run_id for run_id, rolls in values.items()
+                if (value := rolls.get(condition.name, {}).get(condition.rollup)) is not None
+                and test(value, condition.value)]
+
+    def _stock_rollups(self, run_ids: list[Any], wanted: list[tuple[str, str]]) -> dict[Any, dict[str, dict]]:
+        """Roll-ups of a page's runs that have none stored (written by Sacred's observer)."""
+        return self._stock_values(run_ids, sorted({name for name, _ in wanted})) if wanted else {}
+
+    def _by_metric(self, mongo_filter: dict, field: str, metric: str, rollup: str, direction: int, skip: int,
+                   limit: int | None, projection: dict[str, int]) -> list[dict[str, Any]] | None:
+        """A page sorted by a metric's roll-up where runs of Sacred's own observer match too (theirs computed by the
+        one rule, ours stored: ``field``), runs without a value last, ties by id; None where none of Sacred's
+        runs match (then MongoDB sorts on the stored field alone)."""
+        stock = {"$and": [mongo_filter, _STOCK_RUNS]} if mongo_filter else _STOCK_RUNS
+        stock_ids = self._runs.distinct("_id", stock)
+        if not stock_ids:
+            return None
+        values = {doc["_id"]: _at(doc, field) for doc in self._runs.find(mongo_filter, {field: 1})}
+        for run_id, rolls in self._stock_values(stock_ids, [metric]).items():
+            values[run_id] = rolls.get(metric, {}).get(rollup)
+        known = sorted(((value, run_id) for run_id, value in values.items() if value is not None),
+                       key=lambda pair: (pair[0], pair[1]), reverse=direction < 0)
+        ordered = [run_id for _, run_id in known] + sorted((run_id for run_id, value in values.items()
+                                                             if value is None), reverse=direction < 0)
+        ids = ordered[skip:skip + limit] if limit else ordered[skip:]
+        found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
+        return [found[run_id] for run_id in ids if run_id in found]
+
+
+def _at(doc: Mapping[str, Any], path: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+_COMPARE = {"$eq": operator.eq, "$ne": operator.ne, "$lt": operator.lt, "$lte": operator.le, "$gt": operator.gt,
+            "$gte": operator.ge}

@@ -49,6 +49,14 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = schema.decoded(value)  # numpy scalars and arrays Sacred's flatten stored: numbers and lists
 
 
+def _sorted_metric(sort: str | None, field: str) -> tuple[str, str] | None:
+    """(metric, roll-up) where the table is sorted by a metric's roll-up (stored at ``field``), else None."""
+    if not sort or not field.startswith(f"{schema.METRIC_ROLLUPS_FIELD}."):
+        return None
+    metric, _, rollup = sort.lstrip("-+").rpartition(".")
+    return metric, rollup
+
+
 class RunsTable(RollupReads, TableChecks):
     """The runs-table reads of :class:`~sacred_gpu.read.store.RunStore`, which sets the collections."""
 
@@ -80,7 +88,7 @@ class RunsTable(RollupReads, TableChecks):
         projection = merged_projection([*_TABLE_PROJECTION, *columns, *([key[0]] if key[0] not in _COMPUTED else []),
                                         *(f"{schema.METRIC_ROLLUPS_FIELD}.{field}" for name, _ in wanted
                                           for field in _rollup_fields(name))])
-        docs = self._page(mongo_filter, key, skip, limit, projection)
+        docs = self._page(mongo_filter, key, skip, limit, projection, _sorted_metric(sort, key[0]))
         stock = self._stock_rollups([d["_id"] for d in docs if _stock(d)], wanted)
         names = self._legacy_metric_names(docs, wanted)
         rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns, names.get(doc["_id"], ()))
@@ -102,11 +110,15 @@ class RunsTable(RollupReads, TableChecks):
                                    *columns]))
 
     def _page(self, mongo_filter: dict, sort: tuple[str, int], skip: int, limit: int | None,
-              projection: dict[str, int]) -> list[dict[str, Any]]:
+              projection: dict[str, int], by_metric: tuple[str, str] | None = None) -> list[dict[str, Any]]:
         """Run documents ``skip`` .. ``skip + limit`` in ``sort`` order. Descending, runs without a value come last
         as MongoDB orders them; ascending too (MongoDB would put them first, before the lowest value): the runs
         with a value, then the others by id, so that sorting by a loss shows the best runs first."""
         key, direction = sort
+        if by_metric is not None:
+            page = self._by_metric(mongo_filter, key, *by_metric, direction, skip, limit, projection)
+            if page is not None:
+                return page
         if key in _COMPUTED:
             return self._by_expression(_COMPUTED[key], mongo_filter, direction, skip, limit, projection)
         if direction < 0 or key == "_id":

@@ -122,3 +122,13 @@ def test_a_tz_aware_client_reads_live_and_dead_runs():
     assert store.runs(sort="id")["status"].tolist() == ["PROBABLY_DEAD", "RUNNING"]
     assert list(store.runs("status == PROBABLY_DEAD").index) == [1]
     assert list(store.runs("status == RUNNING").index) == [2]
+
+
+def test_sacreds_runs_sort_and_filter_by_roll_ups_beside_ours(store):
+    """Run 4's loss (Sacred's format, a NaN in it) rolls up as ours do: sorted among ours, filtered by its mean."""
+    frame = store.runs(metrics={"loss": ["min", "mean"]})
+    expected = list(frame.sort_values("loss.min", kind="stable").index)
+    assert list(store.runs(sort="loss.min").index) == expected == [3, 2, 1, 4]
+    assert [run_id for skip in range(4) for run_id in store.runs(sort="-loss.min", limit=1, skip=skip).index] == [
+        4, 1, 2, 3]
+    assert list(store.runs("loss.mean > 0.5").index) == list(frame[frame["loss.mean"] > 0.5].index) == [4]
