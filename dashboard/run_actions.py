@@ -43,9 +43,10 @@ def save_tags_notes(board: Board, run_id: Any, tags: str | None, notes: str | No
     return "saved tags and notes"
 
 
-def source_view(board: Board, run_id: Any, path: str) -> list[Any]:
-    """A source file with syntax highlighting (at most :data:`run_artifacts.TEXT_BYTES` x 4 shown)."""
-    data = board.store.source(run_id, path)
+def source_view(board: Board, run_id: Any, path: str, sources: Mapping[str, Any] | None = None) -> list[Any]:
+    """A source file with syntax highlighting (at most :data:`run_artifacts.TEXT_BYTES` x 4 shown); ``sources``:
+    the run's ``{path: file id}`` where the page already read them."""
+    data = board.store.source(run_id, path, sources)
     cap = 4 * arts.TEXT_BYTES
     note = [html.P(f"The first {parts.bytes_text(cap)} of {parts.bytes_text(len(data))} shown; download it for the "
                    "rest.", className="preview-note")] if len(data) > cap else []
@@ -58,7 +59,7 @@ def artifact_view(board: Board, run_id: Any, name: str, info: Mapping[str, Any] 
     info = info or next((f for f in board.store.artifact_files(run_id) if f["name"] == name), None)
     if info is None:
         return [html.P(f"Run {run_id} has no artifact {name!r} any more.", className="preview-note")]
-    handle = board.store.open_artifact(run_id, name)
+    handle = board.store.open_artifact(run_id, name, info.get("file_id"))
     return arts.preview(name, info.get("length"), info.get("content_type"), handle.read)
 
 

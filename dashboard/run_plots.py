@@ -25,7 +25,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import figures
 from dashboard import run_parts as parts
 from dashboard.board import Board, run_key
-from sacred_gpu.read import NotFound, Panel, ReadError, context_time, system_panels
+from sacred_gpu.read import NotFound, Panel, ReadError, RunPlots, context_time, system_panels
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,13 @@ GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": False}
 GRID = {"display": "grid", "gridTemplateColumns": "repeat(auto-fill, minmax(520px, 1fr))", "gap": "12px"}
 
 
-def layout(board: Board, run_id: str | int) -> html.Div:
-    """The metrics and system sections of run ``run_id``'s page."""
-    try:
-        view = board.store.run_plots(run_key(str(run_id)))
-    except NotFound:
-        return html.Div(f"There is no run {run_id!s} in this database.", className="run-plots")
+def layout(board: Board, run_id: str | int, view: RunPlots | None = None) -> html.Div:
+    """The metrics and system sections of run ``run_id``'s page (``view``: its plots' view, where the page read it)."""
+    if view is None:
+        try:
+            view = board.store.run_plots(run_key(str(run_id)))
+        except NotFound:
+            return html.Div(f"There is no run {run_id!s} in this database.", className="run-plots")
     run, system = view.context, view.system
     user, system_names = run["metric_names"], run["system_names"]
     controls = html.Div(className="toolbar run-plots-controls", children=[

@@ -62,24 +62,23 @@ PAGE_PREVIEWS = 8
 def layout(board: Board, run_id: str) -> html.Div:
     """The run's page, or a clear message when there is no such run."""
     key = run_key(run_id)
-    frame = board.store.runs(ids=[key], limit=1)
-    if frame.empty:
+    try:
+        page = board.store.run_page(key)  # the run's document, read once for the whole page
+    except NotFound:
         return html.Div([html.H2("No such run"), html.P(f"There is no run {run_id!s} in this database."),
                          dcc.Link("All runs", href="/")], className="run-page")
-    row = frame.iloc[0].to_dict()
-    doc = board.store.run(key)
-    files = board.store.artifact_files(key)
+    row, doc, files = page.row, page.doc, page.files
     return html.Div(className="run-page", children=[
         dcc.Store(id=RUN_ID, data=key),
         dcc.Link("← All runs", href="/"),
         *parts.header(key, row, doc, STATUS),
         _tags_notes(board, row),
         parts.fail_trace(doc, FAIL_TRACE),
-        _section("Metrics and system", [run_plots.layout(board, key)], PLOTS),
+        _section("Metrics and system", [run_plots.layout(board, key, page.plots)], PLOTS),
         _section("Captured output", _output(board, doc.get("captured_out") or "", str(row.get("status")))),
         _section("Config", [parts.tree_view(doc.get("config"), CONFIG, empty="no config")]),
         _section(f"Artifacts ({arts.summary(files)})", _artifacts(board, key, files)),
-        _section("Sources", _sources(board, key, doc)),
+        _section("Sources", _sources(board, key, doc, page.sources)),
         _section("Experiment", parts.experiment_facts(doc.get("experiment"))),
         _section("Host", parts.host_section(doc.get("host"))),
         _section("Meta", [parts.tree_view(doc.get("meta"), open_depth=1)]),
@@ -124,7 +123,7 @@ def _output(board: Board, text: str, status: str) -> list[Any]:
     ]
 
 
-def _sources(board: Board, run_id: Any, doc: Mapping[str, Any]) -> list[Any]:
+def _sources(board: Board, run_id: Any, doc: Mapping[str, Any], ids: Mapping[str, Any]) -> list[Any]:
     experiment = doc.get("experiment") or {}
     paths = [str(entry[0]) for entry in experiment.get("sources") or [] if isinstance(entry, (list, tuple)) and entry]
     if not paths:
@@ -138,7 +137,7 @@ def _sources(board: Board, run_id: Any, doc: Mapping[str, Any]) -> list[Any]:
                         n_clicks=1 if shown else 0, className="toggle"),
             html.Span(path, className="file-name"),
             html.Button("Download", id={"type": SOURCE_GET, "index": index}, className="download"),
-            html.Div(_opened(actions.source_view, board, run_id, path) if shown else [],
+            html.Div(_opened(actions.source_view, board, run_id, path, ids) if shown else [],
                      id={"type": SOURCE_VIEW, "index": index}, className="file-view"),
         ]))
     return [dcc.Store(id=SOURCE_PATHS, data=paths), dcc.Download(id=SOURCE_DOWNLOAD), *rows]

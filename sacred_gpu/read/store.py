@@ -8,8 +8,9 @@ settings are read by the mixins :class:`RunsTable`, :class:`SeriesReads` and :cl
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import gridfs
@@ -21,7 +22,7 @@ from sacred_gpu.read.plot_reads import PlotReads
 from sacred_gpu.read.runs_table import RunsTable
 from sacred_gpu.read.series import SeriesReads
 from sacred_gpu.read.settings import SettingsReads
-from sacred_gpu.read.views import RunPlots
+from sacred_gpu.read.views import RunPage, RunPlots
 from sacred_gpu.record.writer import MongoWriter
 
 logger = logging.getLogger(__name__)
@@ -85,14 +86,27 @@ class RunStore(RunsTable, SeriesReads, PlotReads, SettingsReads):
         document. Raises ``NotFound``."""
         return views.run_plots(self.run(run_id, views.PLOT_FIELDS))
 
+    def run_page(self, run_id: Any) -> RunPage:
+        """Everything run ``run_id``'s page shows (:class:`~sacred_gpu.read.views.RunPage`), from one read of its
+        document (and one of its artifacts' GridFS entries). Raises ``NotFound``."""
+        doc = self.run(run_id)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        sources = {str(entry[0]): entry[1] for entry in (doc.get("experiment") or {}).get("sources") or []
+                   if isinstance(entry, (list, tuple)) and len(entry) == 2}
+        return RunPage(self._row(doc, now, [], {}, []), doc, views.run_plots(doc),
+                       self._files([a for a in doc.get("artifacts") or [] if isinstance(a, dict)]), sources)
+
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``NotFound`` if it has none by that name."""
         return self.open_artifact(run_id, name).read()
 
-    def source(self, run_id: Any, path: str) -> bytes:
-        """The content of one of the run's source files, by the name Sacred lists it under."""
-        sources = self.run(run_id, ["experiment.sources"], resolve=False).get("experiment", {}).get("sources", [])
-        found = [file_id for name, file_id in sources if name == path]
+    def source(self, run_id: Any, path: str, sources: Mapping[str, Any] | None = None) -> bytes:
+        """The content of one of the run's source files, by the name Sacred lists it under (``sources``: the run's
+        ``{path: file id}`` where already read, as :meth:`run_page` gives them)."""
+        if sources is None:
+            listed = self.run(run_id, ["experiment.sources"], resolve=False).get("experiment", {}).get("sources", [])
+            sources = {name: file_id for name, file_id in listed}
+        found = [sources[path]] if path in sources else []
         if not found:
             raise NotFound(f"run {run_id!r} has no source {path!r}")
         return self._read_file(found[0])
@@ -104,16 +118,22 @@ class RunStore(RunsTable, SeriesReads, PlotReads, SettingsReads):
     def artifact_files(self, run_id: Any) -> list[dict[str, Any]]:
         """The run's artifacts, the last of each name, in order: ``name``, ``file_id``, ``length`` (bytes),
         ``content_type`` (as stored, or None) and ``upload_date``, from GridFS without reading any content."""
-        latest = {a["name"]: a["file_id"] for a in self._artifacts(run_id) if "name" in a}
+        return self._files(self._artifacts(run_id))
+
+    def _files(self, artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        latest = {a["name"]: a["file_id"] for a in artifacts if "name" in a}
         files = {doc["_id"]: doc for doc in self.database[f"{schema.GRIDFS_BUCKET}.files"].find(
             {"_id": {"$in": list(latest.values())}}, {"length": 1, "contentType": 1, "uploadDate": 1})}
         return [{"name": name, "file_id": file_id, "length": files.get(file_id, {}).get("length"),
                  "content_type": files.get(file_id, {}).get("contentType"),
                  "upload_date": files.get(file_id, {}).get("uploadDate")} for name, file_id in latest.items()]
 
-    def open_artifact(self, run_id: Any, name: str) -> Any:
+    def open_artifact(self, run_id: Any, name: str, file_id: Any = None) -> Any:
         """The run's (last) artifact ``name`` as a read-only file (``read(n)``, iterable by chunk) that reads from
-        GridFS as it goes: for previews of a file's head and streamed downloads. Raises ``NotFound`` if none."""
+        GridFS as it goes: for previews of a file's head and streamed downloads (``file_id``: its id, where the
+        caller listed the run's artifacts already). Raises ``NotFound`` if none."""
+        if file_id is not None:
+            return self._file(file_id)
         found = [a for a in self._artifacts(run_id) if a.get("name") == name]
         if not found:
             raise NotFound(f"run {run_id!r} has no artifact {name!r}")

@@ -1,6 +1,7 @@
 """Views: what a page shows of a run, read from its document once and handed over as plain data (no document, no
 field name of the schema reaches the board).
 
+- :class:`RunPage` (``RunStore.run_page``): everything a run's page shows, from one read of its document.
 - :class:`RunPlots` (``RunStore.run_plots``): what a run's plots need, as JSON for the page, and its system summary.
 - :func:`system_panels` (:class:`Panel`): a run's system series grouped into the catalog's panels.
 - :data:`OUTPUT_CUT`: the marker where the observer cut a run's captured output.
@@ -33,6 +34,19 @@ class RunPlots:
 
     context: dict[str, Any]
     system: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """A run's page: ``row`` (its runs-table row: status as shown, duration, tags, notes, ...), ``doc`` (the run
+    document, values moved to GridFS read back), ``plots`` (:class:`RunPlots`), ``files`` (its artifacts, the last of
+    each name, as ``RunStore.artifact_files`` lists them) and ``sources`` (``{path: file id}``)."""
+
+    row: dict[str, Any]
+    doc: dict[str, Any]
+    plots: RunPlots
+    files: list[dict[str, Any]]
+    sources: dict[str, Any]
 
 
 def plot_context(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -462,3 +462,25 @@ def test_callbacks_answer_through_the_app_and_report_an_unreachable_database(cli
                        [{"id": page.RUN_ID, "property": "data", "value": 1}], [f"{page.OUTPUT_TICK}.n_intervals"])
     assert code == 200 and body["response"][page.LIVE]["children"].startswith("not refreshed: MongoDB unreachable")
     assert page.OUTPUT not in body["response"]  # the output shown stays
+
+
+def test_a_page_load_reads_the_run_document_once(board, monkeypatch):
+    """The whole page (header, tags, plots, output, sources opened, artifacts listed) from one read of the runs
+    collection: the read side's view, not a query per section."""
+    reads = []
+    runs = board.store._runs
+
+    class Counting:
+        def __getattr__(self, name):
+            attribute = getattr(runs, name)
+            if name in ("find", "find_one", "aggregate", "count_documents", "distinct"):
+                def counted(*args, **kwargs):
+                    reads.append(name)
+                    return attribute(*args, **kwargs)
+                return counted
+            return attribute
+
+    monkeypatch.setattr(board.store, "_runs", Counting())
+    root = page.layout(board, "1")
+    assert text(by_id(root, page.STATUS)) == "COMPLETED" and by_id(root, {"type": page.SOURCE_VIEW, "index": 1})
+    assert reads == ["find_one"]
