@@ -44,6 +44,7 @@ DEFAULT_PRIORITY = 30
 #: Seconds the start of a run waits for MongoDB in all before the run goes on offline.
 DEFAULT_START_TIMEOUT = 5.0
 
+
 class GpuMongoObserver(RunStart, RunRecords, RunEnd, RunObserver):
     """A drop-in replacement for Sacred's ``MongoObserver`` that also records the GPUs and never loses a run.
 
