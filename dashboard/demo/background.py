@@ -22,6 +22,7 @@ from sacred_gpu.record.sync import sync_spool
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class BackgroundRun:
     """A run the demo starts in a subprocess, offline, and ends with ``signal_name`` once it has trained a while.
@@ -44,7 +45,6 @@ BACKGROUND_RUNS: tuple[BackgroundRun, ...] = (
     BackgroundRun("train_diabetes.py", {"epochs": 5000, "seed": 5}, "SIGINT",
                   notes="stopped with Ctrl-C (SIGINT) after epoch {epoch}"),
 )
-
 
 
 class Subprocess:

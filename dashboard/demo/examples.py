@@ -16,7 +16,6 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 OPTIONS: dict[str, Any] = {"--beat-interval": 1.0, "--capture": "sys"}
 
 
-
 def load_example(filename: str) -> ModuleType:
     """Import a script from ``examples/`` (they live in the source tree, not in the installed package)."""
     path = EXAMPLES_DIR / filename

@@ -35,6 +35,7 @@ from sacred_gpu.testing.fake_nvml import FakeNvml
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class DemoRun:
     """A run the demo records in this process: an example script with config updates.
@@ -71,6 +72,7 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
     DemoRun("train_digits.py", {"epochs": 200, "seed": 3, "hidden_units": [256, 128]}, queue=True,
             comment="queued with --queue: waits for a worker to run it"),
 )
+
 
 def _config(spec_config: dict[str, Any], epochs: int | None) -> dict[str, Any]:
     return dict(spec_config, **({"epochs": epochs} if epochs else {}))

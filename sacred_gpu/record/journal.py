@@ -42,6 +42,8 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 
 #: Environment variable naming the spool directory.
 SPOOL_ENV = "SACRED_GPU_SPOOL"
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

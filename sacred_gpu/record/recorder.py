@@ -40,6 +40,7 @@ MAX_HELD_BYTES = 256 * 1024 * 1024
 #: Seconds between the progress lines of uploads the end of a run waits for.
 PROGRESS_EVERY = 5.0
 
+
 def offline_from_environment() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 

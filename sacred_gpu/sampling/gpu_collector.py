@@ -32,6 +32,7 @@ from sacred_gpu.schema import catalog
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class _Device:
     """A GPU or MIG instance being sampled: its name prefix and the readers it supports, per tier."""

@@ -57,6 +57,7 @@ def probably_dead_filter(now: _dt.datetime, dead_after: float = DEAD_AFTER) -> d
     return {"status": RUNNING, "$or": [{"heartbeat": {"$lt": cutoff}},
                                        {"heartbeat": None, "start_time": {"$lt": cutoff}}]}
 
+
 #: Fields of a run document that other tools own: we never write them.
 FOREIGN_FIELDS = ("omniboard",)
 
@@ -163,6 +164,7 @@ def series_names(doc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 def series_filter(run_id: Any, system: bool) -> dict[str, Any]:
     """The ``metrics`` (and chunk) documents of ``run_id``'s system series, or of its user series."""
     return {"run_id": run_id, ORIGIN: SYSTEM_ORIGIN if system else {"$ne": SYSTEM_ORIGIN}}
+
 
 #: Time field and per-run field of a sample document; the other fields are metric names without ``sys/``.
 SAMPLE_TIME = "t"
