@@ -158,6 +158,22 @@ def as_shown(path: str, op: str, comparison: Callable[[str, str], dict]) -> dict
     return found
 
 
+def status_filter(op: str, names: list[Any], now: datetime.datetime, dead_after: float) -> dict:
+    """A status comparison (``$eq``, ``$ne``, ``$in``, ``$nin`` with status ``names``) as the runs table shows
+    statuses: RUNNING means alive, PROBABLY_DEAD a RUNNING run past the dead rule (:func:`schema.probably_dead_filter`,
+    the same rule the table's status column follows)."""
+    if not {schema.RUNNING, schema.PROBABLY_DEAD} & set(names):
+        if op in ("$in", "$nin"):
+            return {"status": {op: names}}
+        return {"status": names[0]} if op == "$eq" else {"status": {"$ne": names[0]}}
+    dead = schema.probably_dead_filter(now, dead_after)
+    alive = {"$and": [{"status": schema.RUNNING}, {"$nor": [dead]}]}
+    conditions = [dead if name == schema.PROBABLY_DEAD else alive if name == schema.RUNNING else {"status": name}
+                  for name in names]
+    match = conditions[0] if len(conditions) == 1 else {"$or": conditions}
+    return match if op in ("$eq", "$in") else {"$nor": [match]}
+
+
 def _to_filter(node: tuple, text: str) -> dict:
     """The filter of a node under ``or`` or ``not``, where metric conditions cannot be."""
     if node[0] == "leaf":

@@ -28,6 +28,7 @@ from sacred_gpu.read.query import (
     _parse_time,
     _status_name,
     as_shown,
+    status_filter,
 )
 
 
@@ -271,19 +272,9 @@ class Parser:
         return {path: value} if op == "$eq" else {path: {op: value}}
 
     def status(self, op: str, value: Any) -> dict:
-        """A status comparison as the runs table shows statuses (any case): RUNNING means alive, PROBABLY_DEAD a
-        RUNNING run past the dead rule (:func:`schema.probably_dead_filter`)."""
+        """A status comparison as the runs table shows statuses (:func:`status_filter`)."""
         names = [_status_name(item) for item, _ in (value[0] if op in ("$in", "$nin") else [value])]
-        if not {schema.RUNNING, schema.PROBABLY_DEAD} & set(names):
-            if op in ("$in", "$nin"):
-                return {"status": {op: names}}
-            return {"status": names[0]} if op == "$eq" else {"status": {"$ne": names[0]}}
-        dead = schema.probably_dead_filter(self.now, self.dead_after)
-        alive = {"$and": [{"status": schema.RUNNING}, {"$nor": [dead]}]}
-        conditions = [dead if name == schema.PROBABLY_DEAD else alive if name == schema.RUNNING else {"status": name}
-                      for name in names]
-        match = conditions[0] if len(conditions) == 1 else {"$or": conditions}
-        return match if op in ("$eq", "$in") else {"$nor": [match]}
+        return status_filter(op, names, self.now, self.dead_after)
 
     def convert(self, path: str, value: Any, tok: _Token) -> Any:
         """A value as stored at ``path``: integer ids, datetimes for time fields."""
