@@ -17,11 +17,8 @@ import sacred_gpu
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 12)
 
-if len(sys.argv) > 1:
-    from sacred_gpu.connection import parse_mongo_spec
-
-    spec = parse_mongo_spec(sys.argv[1])
-    store = sacred_gpu.connect(spec.url, db_name=spec.db_name)
+if len(sys.argv) > 1:  # what sacred-board -m takes: host:port:db, a db name, or a mongodb:// URI
+    store = sacred_gpu.connect(sys.argv[1])
 else:  # record the example runs first, into mongomock
     import mongomock
 
