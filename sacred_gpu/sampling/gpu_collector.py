@@ -42,6 +42,7 @@ class _Device:
     fields: dict[str, list[tuple[str, Reader]]] = field(default_factory=lambda: {"fast": [], "slow": []})
     energy_base: float | None = None  # energy counter at start, J
     is_gpu: bool = True
+    mig_enabled: bool = False  # a GPU in MIG mode: NVML hides its processes from non-root users
 
 
 class GpuCollector:
@@ -72,7 +73,8 @@ class GpuCollector:
                               os.environ.get("CUDA_DEVICE_ORDER"))
         for chosen in selected:
             prefix = f"sys/gpu{chosen.gpu.index}/"
-            self.devices.append(self._probe(_Device(prefix, chosen.gpu.handle), catalog.gpu_specs(), READERS))
+            gpu = _Device(prefix, chosen.gpu.handle, mig_enabled=bool(chosen.gpu.mig))
+            self.devices.append(self._probe(gpu, catalog.gpu_specs(), READERS))
             for mig in chosen.migs:
                 self.devices.append(self._probe(_Device(f"{prefix}mig{mig.number}/", mig.handle, is_gpu=False),
                                                 catalog.mig_specs(), MIG_READERS))
@@ -86,7 +88,7 @@ class GpuCollector:
         for spec in specs:
             reader: Reader | None = readers.get(spec.field)
             if spec.field == PROCESS_MEMORY and device.is_gpu:
-                reader = lambda lib, h: self._process_memory(h)  # noqa: E731
+                reader = lambda lib, h, mig=device.mig_enabled: self._process_memory(h, mig)  # noqa: E731
             elif spec.field in PCIE_COUNTERS and device.is_gpu:
                 reader = CounterRate(PCIE_COUNTERS[spec.field])
             if reader is None:
@@ -102,14 +104,14 @@ class GpuCollector:
             device.fields[spec.tier].append((spec.field, reader))
         return device
 
-    def _process_memory(self, handle: Any) -> float | None:
+    def _process_memory(self, handle: Any, mig_enabled: bool = False) -> float | None:
         """GPU memory of the training process tree on this device, MiB; None where it cannot be known: NVML cannot
         say how much one of its processes uses (``usedGpuMemory`` not available), or it lists processes this one
         cannot see (a container's PID namespace: NVML reports host PIDs; said once at INFO)."""
         lib, ours = self._nvml.lib, self._pids()  # type: ignore[union-attr]
         processes = running_processes(lib, handle)
         used = {p.pid: p.usedGpuMemory for p in processes if p.pid in ours}
-        if None in used.values():
+        if None in used.values() or (mig_enabled and not processes):  # a MIG parent lists none to non-root users
             return None
         if not used and any(not psutil.pid_exists(p.pid) for p in processes):
             if not self._said_namespace:

@@ -98,3 +98,15 @@ def test_process_memory_is_unknown_not_zero_where_nvml_lists_processes_this_one_
     assert sum("host PIDs" in record.getMessage() for record in caplog.records) == 1
     assert process_memory([(1, 1024**3)], lambda: {123}) == {"sys/gpu0/proc_mem_mib": 0.0}  # others', all seen
     assert process_memory([(123, None)], lambda: {123}) == {}  # usedGpuMemory not available
+
+
+def test_a_mig_gpu_listing_no_process_gives_no_process_memory():
+    """NVML hides a MIG parent's processes from non-root users: an empty list there says nothing, it is not 0."""
+    gpus = RunGpus.open(driver("550.54.15", [FakeGpu(mig=[FakeGpu(uuid="MIG-1")], processes=[])]))
+    collector = GpuCollector(session=gpus.session, devices=gpus.selected, pids=lambda: {123})
+    collector.start()
+    try:
+        assert not any(name.endswith("proc_mem_mib") for name in collector.sample(slow=True))
+    finally:
+        collector.close()
+        gpus.close()
