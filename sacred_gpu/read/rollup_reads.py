@@ -10,6 +10,7 @@ from typing import Any
 
 from sacred_gpu import schema
 from sacred_gpu.read.query import MetricCondition, Query
+from sacred_gpu.read.table_checks import value_at
 
 
 def _rollup_fields(name: str) -> list[str]:
@@ -114,22 +115,24 @@ class RollupReads:
         stock_ids = self._runs.distinct("_id", stock)
         if not stock_ids:
             return None
-        values = {doc["_id"]: _at(doc, field) for doc in self._runs.find(mongo_filter, {field: 1})}
+        values = {doc["_id"]: _number_at(doc, field) for doc in self._runs.find(mongo_filter, {field: 1})}
         for run_id, rolls in self._stock_values(stock_ids, [metric]).items():
             values[run_id] = rolls.get(metric, {}).get(rollup)
         known = sorted(((value, run_id) for run_id, value in values.items() if value is not None),
                        key=lambda pair: (pair[0], pair[1]), reverse=direction < 0)
         ordered = [run_id for _, run_id in known] + sorted((run_id for run_id, value in values.items()
                                                              if value is None), reverse=direction < 0)
-        ids = ordered[skip:skip + limit] if limit else ordered[skip:]
+        return self._documents(ordered[skip:skip + limit] if limit else ordered[skip:], projection)
+
+    def _documents(self, ids: list[Any], projection: dict[str, int]) -> list[dict[str, Any]]:
+        """The run documents of a page, in the order of its ``ids`` (one read; runs deleted meanwhile left out)."""
         found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
         return [found[run_id] for run_id in ids if run_id in found]
 
 
-def _at(doc: Mapping[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
+def _number_at(doc: Mapping[str, Any], path: str) -> Any:
+    """The number at a dotted path of a document, or None."""
+    value = value_at(doc, path)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

@@ -14,7 +14,7 @@ from sacred_gpu import schema
 from sacred_gpu.read.errors import BadQuery
 from sacred_gpu.read.query import FIELDS, PREFIXES, compile_filter
 from sacred_gpu.read.rollup_reads import RollupReads, _rollup_fields, _stock
-from sacred_gpu.read.table_checks import TableChecks, merged_projection
+from sacred_gpu.read.table_checks import TableChecks, merged_projection, value_at
 
 #: Columns of the table that are no field of the query language, and what sorting by them sorts by (``duration``:
 #: computed in the database, stop or last heartbeat less start).
@@ -142,8 +142,7 @@ class RunsTable(RollupReads, TableChecks):
         if not limit:
             return list(self._runs.find(mongo_filter, projection).sort(order).skip(skip))
         ids = [doc["_id"] for doc in self._runs.find(mongo_filter, {"_id": 1}).sort(order).skip(skip).limit(limit)]
-        found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
-        return [found[run_id] for run_id in ids if run_id in found]
+        return self._documents(ids, projection)
 
     def _by_expression(self, expression: dict, mongo_filter: dict, direction: int, skip: int, limit: int | None,
                        projection: dict[str, int]) -> list[dict[str, Any]]:
@@ -153,8 +152,7 @@ class RunsTable(RollupReads, TableChecks):
                     {"$addFields": {"known": {"$cond": [{"$eq": [{"$ifNull": ["$value", None]}, None]}, 0, 1]}}},
                     {"$sort": {"known": -1, "value": direction, "_id": direction}}, {"$skip": skip}]
         ids = [doc["_id"] for doc in self._runs.aggregate(pipeline + ([{"$limit": limit}] if limit else []))]
-        found = {doc["_id"]: doc for doc in self._runs.find({"_id": {"$in": ids}}, projection)}
-        return [found[run_id] for run_id in ids if run_id in found]
+        return self._documents(ids, projection)
 
     def count(self, filter: str | dict | None = None) -> int:
         """How many runs match ``filter``."""
@@ -213,10 +211,7 @@ class RunsTable(RollupReads, TableChecks):
             source = schema.find_rollup(stored, name, names) if stored is not None else stock.get(name)
             row[f"{name}.{rollup}"] = (source or {}).get(rollup)
         for path in columns:
-            value: Any = doc
-            for part in path.split("."):
-                value = value.get(part) if isinstance(value, dict) else None
-            row[path] = schema.decoded(schema.label_stubs(value))
+            row[path] = schema.decoded(schema.label_stubs(value_at(doc, path)))
         return row
 
     # -- what the table can show ---------------------------------------------------------------------------------
