@@ -50,10 +50,8 @@ class RunStart:
         sources = [(name, os.path.abspath(os.path.join(ex_info["base_dir"], name)), md5)
                    for name, md5 in ex_info.get("sources", [])]
         host = schema.bson_safe(dict(host_info))
-        self._gpus = RunGpus.open(self._nvml, os.environ.get("CUDA_VISIBLE_DEVICES"),
-                                  os.environ.get("CUDA_DEVICE_ORDER"))  # one NVML session for the whole run
-        inventory = gpu_inventory(self._gpus.session, self._gpus.devices) if self._gpus.session else []
-        host["gpu_inventory"] = self._inventory = inventory
+        self._gpus = RunGpus.from_environment(self._nvml)  # one NVML session for the whole run
+        host["gpu_inventory"] = self._inventory = gpu_inventory(self._gpus)
         if not self.sampling:
             self._gpus.close()
         doc = {"experiment": schema.bson_safe(dict(ex_info)), "command": command, "host": host,

@@ -10,6 +10,7 @@ sampler both follow :func:`select`, so they agree on which GPUs are the run's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,14 +125,13 @@ def select(devices: Sequence[GpuDevice], env: str | None, order: str | None = No
     by_cuda_index = [usable[position] for position in cuda_order([d.capability for d in usable],
                                                                  [d.bus_id for d in usable], order)]
     chosen: list[Selected] = []
-    seen: set[str] = set()
+    seen: set[int] = set()  # the devices named so far (a repeated one ends the list)
     for entry in (part.strip() for part in env.split(",")):
         found = _resolve(entry, usable, by_cuda_index)
-        key = None if found is None else (found[0].uuid if found[1] is None else found[1].uuid) or str(found)
-        if found is None or key in seen:
+        if found is None or id(found[1] or found[0]) in seen:
             break
-        seen.add(key)
         gpu, mig = found
+        seen.add(id(mig or gpu))
         same = next((s for s in chosen if s.gpu is gpu), None)
         if mig is None:
             chosen.append(Selected(gpu))
@@ -166,6 +166,11 @@ def _resolve(entry: str, usable: Sequence[GpuDevice],
     return (gpus[0], None) if len(gpus) == 1 else None
 
 
+def cuda_environment() -> tuple[str | None, str | None]:
+    """This process's ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER`` (None where unset)."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("CUDA_DEVICE_ORDER")
+
+
 def visible_indices(uuids: Sequence[str], env: str | None, *,
                     capabilities: Sequence[tuple[int, int] | None] | None = None,
                     bus_ids: Sequence[str | None] | None = None, order: str | None = None) -> list[int]:
@@ -194,6 +199,11 @@ class RunGpus:
             return cls()
         devices = discover(session)
         return cls(session, devices, select(devices, env, order))
+
+    @classmethod
+    def from_environment(cls, lib: Any = None) -> RunGpus:
+        """:meth:`open` with this process's ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER``."""
+        return cls.open(lib, *cuda_environment())
 
     def close(self) -> None:
         if self.session is not None:

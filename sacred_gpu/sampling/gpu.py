@@ -8,7 +8,6 @@ an unsupported field reads as ``None``; no library or no driver means no GPUs, s
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
@@ -114,26 +113,25 @@ def capability(nvml: Nvml, handle: Any) -> tuple[int, int] | None:
     return (int(value[0]), int(value[1])) if value is not None else None
 
 
-def gpu_inventory(nvml: Any = None, devices: Any = None) -> list[dict[str, Any]]:
+def gpu_inventory(gpus: Any = None) -> list[dict[str, Any]]:
     """Every GPU NVML lists: index, name, UUID, total memory (MiB), PCI bus id, driver and CUDA versions, its MIG
     instances (``mig``: UUID, GPU- and compute-instance ids, memory), and ``visible``: whether it is one of the run's
     GPUs (``CUDA_VISIBLE_DEVICES``, resolved as CUDA does: :func:`~sacred_gpu.sampling.devices.select`).
 
-    ``nvml``: an open :class:`Nvml` (the run's one session), or a pynvml-compatible module to open one for this call;
-    ``devices``: what :func:`~sacred_gpu.sampling.devices.discover` found, if known. Empty without GPUs.
+    ``gpus``: the run's :class:`~sacred_gpu.sampling.devices.RunGpus` (its open session and its GPUs), or a
+    pynvml-compatible module to open a session for this call (per this process's environment). Empty without GPUs.
     """
-    from sacred_gpu.sampling.devices import discover, select
+    from sacred_gpu.sampling.devices import RunGpus
 
-    session = nvml if isinstance(nvml, Nvml) else Nvml.open(nvml)
-    if session is None:
+    run = gpus if isinstance(gpus, RunGpus) else RunGpus.from_environment(gpus)
+    if run.session is None:
         return []
     try:
-        driver, cuda = session.driver_version(), session.cuda_driver_version()
-        found = discover(session) if devices is None else devices
+        driver, cuda = run.session.driver_version(), run.session.cuda_driver_version()
     finally:
-        if session is not nvml:
-            session.close()
-    chosen = select(found, os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("CUDA_DEVICE_ORDER"))
+        if run is not gpus:
+            run.close()
+    found, chosen = run.devices, run.selected
     runs = {id(item.gpu): {id(mig) for mig in item.migs} for item in chosen}
     gpus = []
     for device in found:

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from sacred_gpu.sampling.devices import Selected, discover, select
+from sacred_gpu.sampling.devices import Selected, cuda_environment, discover, select
 from sacred_gpu.sampling.gpu import MIB, Nvml
 from sacred_gpu.sampling.gpu_readers import (
     MIG_READERS,
@@ -69,8 +69,7 @@ class GpuCollector:
             return  # Nvml.open said why, once, at INFO
         selected = self._selected
         if selected is None:
-            selected = select(discover(self._nvml), os.environ.get("CUDA_VISIBLE_DEVICES"),
-                              os.environ.get("CUDA_DEVICE_ORDER"))
+            selected = select(discover(self._nvml), *cuda_environment())
         for chosen in selected:
             prefix = f"sys/gpu{chosen.gpu.index}/"
             gpu = _Device(prefix, chosen.gpu.handle, mig_enabled=bool(chosen.gpu.mig))
