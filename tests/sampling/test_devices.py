@@ -9,9 +9,9 @@ import pytest
 
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.sampling.devices import RunGpus, select
-from sacred_gpu.sampling.gpu_collector import GpuCollector
 from sacred_gpu.testing.fake_nvml import FakeGpu, FakeNvml
 from tests.support.experiments import run_experiment
+from tests.support.gpu_sampling import sample_once
 
 
 def mig_machine() -> list[FakeGpu]:
@@ -23,14 +23,7 @@ def mig_machine() -> list[FakeGpu]:
 
 
 def sampled_names(nvml: FakeNvml, env: str) -> list[str]:
-    gpus = RunGpus.open(nvml, env)
-    collector = GpuCollector(session=gpus.session, devices=gpus.selected)
-    collector.start()
-    try:
-        return sorted(collector.sample(slow=True))
-    finally:
-        collector.close()
-        gpus.close()
+    return sorted(sample_once(nvml, env))
 
 
 @pytest.mark.parametrize("env", ["MIG-2222-bbbb", "MIG-2222", "MIG-GPU-aaaa-0000/9/0"])

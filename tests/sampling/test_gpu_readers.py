@@ -9,10 +9,9 @@ import time
 import pytest
 
 from sacred_gpu import GpuMongoObserver
-from sacred_gpu.sampling.devices import RunGpus
-from sacred_gpu.sampling.gpu_collector import GpuCollector
 from sacred_gpu.testing.fake_nvml import DRIVERS, FakeGpu, driver
 from tests.support.experiments import run_experiment
+from tests.support.gpu_sampling import sample_once
 
 #: NVML calls that read a field's value (slow ones among them): the sampler thread's alone.
 SAMPLER_ONLY = {"nvmlDeviceGetUtilizationRates", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetTotalEnergyConsumption",
@@ -53,29 +52,15 @@ def test_every_driver_branch_gives_every_metric_it_has_and_blocks_no_caller(clie
 
 
 def test_pcie_traffic_comes_from_the_byte_counters_as_rates():
-    gpus = RunGpus.open(driver("550.54.15", [busy_gpu()]))
-    collector = GpuCollector(session=gpus.session, devices=gpus.selected)
-    collector.start()  # primes the counters: the first read says nothing
-    try:
-        time.sleep(0.05)
-        values = collector.sample(slow=True)
-    finally:
-        collector.close()
-        gpus.close()
+    values = sample_once(driver("550.54.15", [busy_gpu()]), pause=0.05)  # starting primes the counters
     # 2048 and 512 KiB/s, timed by NVML's own timestamps (µs)
     assert values["sys/gpu0/pcie_tx_mib_s"] == pytest.approx(2.0, rel=1e-3)
     assert values["sys/gpu0/pcie_rx_mib_s"] == pytest.approx(0.5, rel=1e-3)
 
 
 def process_memory(processes, pids) -> dict[str, float]:
-    gpus = RunGpus.open(driver("550.54.15", [FakeGpu(processes=processes)]))
-    collector = GpuCollector(session=gpus.session, devices=gpus.selected, pids=pids)
-    collector.start()
-    try:
-        return {key: value for key, value in collector.sample(slow=True).items() if key.endswith("proc_mem_mib")}
-    finally:
-        collector.close()
-        gpus.close()
+    values = sample_once(driver("550.54.15", [FakeGpu(processes=processes)]), pids=pids)
+    return {key: value for key, value in values.items() if key.endswith("proc_mem_mib")}
 
 
 def test_process_memory_is_matched_through_the_pid_namespace(tmp_path):
@@ -102,11 +87,5 @@ def test_process_memory_is_unknown_not_zero_where_nvml_lists_processes_this_one_
 
 def test_a_mig_gpu_listing_no_process_gives_no_process_memory():
     """NVML hides a MIG parent's processes from non-root users: an empty list there says nothing, it is not 0."""
-    gpus = RunGpus.open(driver("550.54.15", [FakeGpu(mig=[FakeGpu(uuid="MIG-1")], processes=[])]))
-    collector = GpuCollector(session=gpus.session, devices=gpus.selected, pids=lambda: {123})
-    collector.start()
-    try:
-        assert not any(name.endswith("proc_mem_mib") for name in collector.sample(slow=True))
-    finally:
-        collector.close()
-        gpus.close()
+    values = sample_once(driver("550.54.15", [FakeGpu(mig=[FakeGpu(uuid="MIG-1")], processes=[])]), pids=lambda: {123})
+    assert not any(name.endswith("proc_mem_mib") for name in values)
