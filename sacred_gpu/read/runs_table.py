@@ -88,24 +88,24 @@ class RunsTable(RollupReads, TableChecks):
         projection = merged_projection([*_TABLE_PROJECTION, *columns, *([key[0]] if key[0] not in _COMPUTED else []),
                                         *(f"{schema.METRIC_ROLLUPS_FIELD}.{field}" for name, _ in wanted
                                           for field in _rollup_fields(name))])
-        docs = self._page(mongo_filter, key, skip, limit, projection, _sorted_metric(sort, key[0]))
+        by_metric = _sorted_metric(sort, key[0])
+        docs = self._page(mongo_filter, key, skip, limit, projection, by_metric)
         stock = self._stock_rollups([d["_id"] for d in docs if _stock(d)], wanted)
         names = self._legacy_metric_names(docs, wanted)
         rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns, names.get(doc["_id"], ()))
                 for doc in docs]
         if not rows:
             self._explain_nothing(query)
-            return pd.DataFrame(columns=self._empty_columns(wanted, columns)).rename_axis("id")
+            return pd.DataFrame(columns=self._empty_columns(now, wanted, columns)).rename_axis("id")
         frame = pd.DataFrame(rows).set_index("id")
-        sorted_metric = key[0].startswith(f"{schema.METRIC_ROLLUPS_FIELD}.") and sort
         self._check_columns(frame, wanted, None if key[0] == "_id" or key[0] in _COMPUTED else key[0], docs,
-                            sort.lstrip("-+").rpartition(".")[0] if sorted_metric else None)
+                            by_metric[0] if by_metric else None)
         return frame
 
-    def _empty_columns(self, wanted: list[tuple[str, str]], columns: list[str]) -> list[str]:
-        """The columns of a page with no row: those a page with rows has (config keys as recent runs have them)."""
-        shown = ["experiment", "status", "start", "duration", "host", "gpu", "gpu_mem_peak_mib", "gpu_util_mean_pct",
-                 "gpu_energy_wh", "tags", "notes", "result"]
+    def _empty_columns(self, now: dt.datetime, wanted: list[tuple[str, str]], columns: list[str]) -> list[str]:
+        """The columns of a page with no row: those a page with rows has (a row's own columns, as :meth:`_row` makes
+        them, and config keys as recent runs have them)."""
+        shown = [name for name in self._row({"_id": None}, now, [], {}, []) if name != "id"]
         return list(dict.fromkeys([*shown, *self.config_keys(), *(f"{name}.{rollup}" for name, rollup in wanted),
                                    *columns]))
 
