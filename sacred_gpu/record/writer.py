@@ -169,7 +169,7 @@ class MongoWriter(FileWrites, ReaderEdits):
         try:
             self.runs.insert_one(doc)
         except (WriteError, OperationFailure) as exc:
-            if isinstance(exc, DuplicateKeyError) or not errors.refused_field_names(exc):
+            if not errors.refused_field_names(exc):  # a duplicate id included: the caller allocates another
                 raise
             self._say_keys_rewritten(exc)
             self.runs.insert_one(schema.sacred_keys(doc))
