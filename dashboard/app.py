@@ -12,7 +12,7 @@ from dash import Input, Output, dcc, html
 from flask import Response, request
 
 from dashboard import run_plots
-from dashboard.board import URL, Board
+from dashboard.board import BOARD_CONFIG, URL, Board
 from dashboard.pages import compare as compare_page
 from dashboard.pages import run as run_page
 from dashboard.pages import runs as runs_page
@@ -27,6 +27,7 @@ def create_app(board: Board, *, auth: tuple[str, str] | None = None) -> dash.Das
     """The board's Dash app on ``board``; ``auth`` = (user, password) asks every request for HTTP basic auth."""
     app = dash.Dash(__name__, title=board.title, suppress_callback_exceptions=True, update_title=None,
                     compress=True)  # gzip: a block of 100 rows is ~60 KB of JSON, ~10 KB compressed
+    app.server.config[BOARD_CONFIG] = board
     app.layout = html.Div([
         dcc.Location(id=URL),
         html.Header([dcc.Link(board.title, href="/", className="brand"),

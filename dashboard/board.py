@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import flask
+
 from sacred_gpu.read import RunStore
 
 #: The app's ``dcc.Location``: pages navigate by setting its ``href``.
 URL = "board-url"
+#: Key of the app server's ``config`` that holds its :class:`Board` (see :func:`current_board`).
+BOARD_CONFIG = "SACRED_BOARD"
 #: Seconds between refreshes of the runs table (new runs, running rows).
 DEFAULT_REFRESH = 10.0
 
@@ -26,3 +30,9 @@ class Board:
 def run_key(run_id: str) -> Any:
     """The run id of a URL or query string: an int when it is one (Sacred's ids), else the string."""
     return int(run_id) if run_id.lstrip("-").isdigit() else run_id
+
+
+def current_board() -> Board:
+    """The board of the app serving the current request: callbacks are named module-level functions registered on
+    each app (``register(app)``), and read the board they serve from Flask's app context."""
+    return flask.current_app.config[BOARD_CONFIG]
