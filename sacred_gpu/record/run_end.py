@@ -4,11 +4,13 @@ and the final status, then the journal closed within ``flush_timeout``."""
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from typing import Any
 
 import sacred.run
+
+from sacred_gpu import schema
+from sacred_gpu.record.sacred_run import ending_run, full_output, heartbeat_thread
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,8 @@ class RunEnd:
         self._gc.stop()
         if self.recorder is None:
             return
-        beat = self._heartbeat_thread()
+        run = ending_run()
+        beat = self._heartbeat_thread(run)
         try:
             if beat is not None:
                 beat.join(self.flush_timeout)
@@ -36,11 +39,11 @@ class RunEnd:
                 logger.warning("sacred-gpu: the last heartbeat of run %s is still on its way after %g s; the run's end "
                                "is recorded as soon as it arrives (the process waits for it)", self.run_id,
                                self.flush_timeout)
-                self._finisher = threading.Thread(target=self._finish_after, args=(beat, fields),
+                self._finisher = threading.Thread(target=self._finish_after, args=(beat, fields, run),
                                                   name="sacred-gpu-finish")
                 self._finisher.start()
                 return
-            self._record_end(fields)
+            self._record_end(fields, run)
         except KeyboardInterrupt:  # Ctrl-C again while the run ends: record its end without waiting, then stop
             monitor, self.monitor = self.monitor, None
             if monitor is not None:
@@ -48,22 +51,24 @@ class RunEnd:
             logger.warning("sacred-gpu: interrupted while ending run %s; its end is journaled without the last "
                            "points (`sacred-gpu sync %s` uploads what MongoDB did not get)", self.run_id,
                            self.recorder.journal.folder.parent)
-            self._update_run(fields)
+            self._update_run({**self._last_output(run), **fields})
             self._close(timeout=0.0)
             raise
 
-    def _finish_after(self, beat: threading.Thread, fields: dict[str, Any]) -> None:
+    def _finish_after(self, beat: threading.Thread, fields: dict[str, Any], run: sacred.run.Run | None) -> None:
         """On our own thread: wait for Sacred's late last beat, then record the run's end."""
         try:
             beat.join()
-            self._record_end(fields)
+            self._record_end(fields, run)
         except Exception as exc:  # noqa: BLE001 - nothing to raise to
             self._report_failure("recording the end of the run", exc)
 
-    def _record_end(self, fields: dict[str, Any]) -> None:
-        """Stop sampling, submit the closing records and the final fields, and close the run's journal."""
+    def _record_end(self, fields: dict[str, Any], run: sacred.run.Run | None = None) -> None:
+        """Stop sampling, submit the closing records and the final fields (the output's tail that Sacred's beats did
+        not hand over included), and close the run's journal."""
         final = self._final_fields()
         final.update(self._metric_rollups())
+        final.update(self._last_output(run))
         final.update(fields)
         with self._lock:
             closing = [rec for series in self._series.values() for rec in series.closing_records(self._next_seq)]
@@ -75,18 +80,24 @@ class RunEnd:
         self._update_run(final)
         self._close()
 
-    def _heartbeat_thread(self) -> threading.Thread | None:
+    def _heartbeat_thread(self, run: sacred.run.Run | None) -> threading.Thread | None:
         """Sacred's heartbeat thread of this run, if it may still deliver a beat: the thread our ``log_metrics`` was
-        called on, else the ``Run`` that is ending it (a run shorter than one beat interval has had no beat yet)."""
-        beat = self._beat_thread
-        if beat is None:
-            frame = sys._getframe(1)
-            while frame is not None and beat is None:
-                owner = frame.f_locals.get("self")
-                if isinstance(owner, sacred.run.Run):
-                    beat = getattr(owner, "_heartbeat", None)
-                frame = frame.f_back
+        called on, else the ending ``run``'s (a run shorter than one beat interval has had no beat yet)."""
+        beat = self._beat_thread or heartbeat_thread(run)
         return beat if isinstance(beat, threading.Thread) and beat is not threading.current_thread() else None
+
+    def _last_output(self, run: sacred.run.Run | None) -> dict[str, Any]:
+        """The run field ``captured_out`` with the lines printed since Sacred's last beat (a failed or interrupted
+        run's, which no beat hands over: see :mod:`.sacred_run`); nothing when the beats handed all of it."""
+        try:
+            output = full_output(run)
+        except Exception as exc:  # noqa: BLE001 - a user's output filter that raises: the beats' output stays
+            self._report_failure("reading the output's last lines", exc)
+            return {}
+        if output is None:
+            return {}
+        self._output = self._own_lines.strip(output)
+        return {"captured_out": schema.cap_output(self._output, self.output_cap)}
 
     def _close(self, timeout: float | None = None) -> None:
         """Write what is pending within ``timeout`` (default ``flush_timeout``) seconds; what is left waits in the
