@@ -28,6 +28,7 @@ from typing import Any
 
 from dashboard.demo.background import start_background
 from dashboard.demo.examples import OPTIONS, load_example
+from dashboard.demo.quiet import run_output_only
 from dashboard.demo.simulated import SIMULATED_GPU, SimulatedLoad, real_gpu_present, simulated_gpus
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.read import connect
@@ -90,8 +91,8 @@ def record_run(spec: DemoRun, client: Any, db_name: str, spool: Path, *, epochs:
                    **({"--queue": True} if spec.queue else {}))
     config = _config(spec.config, epochs)
     logger.info("demo: %s %s with %s", "queueing" if spec.queue else "running", spec.script, config)
-    with _one_blas_thread(), SimulatedLoad([] if spec.queue else gpus, spec.gpu_load,
-                                           seed=spec.config.get("seed", 0)):
+    with _one_blas_thread(), run_output_only(experiment), SimulatedLoad([] if spec.queue else gpus, spec.gpu_load,
+                                                                        seed=spec.config.get("seed", 0)):
         try:
             experiment.run(config_updates=config, options=options)
         except Exception as exc:  # noqa: BLE001 - the failing demo run fails on purpose

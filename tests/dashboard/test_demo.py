@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from typing import Any
@@ -17,11 +19,38 @@ from sacred_gpu import connect, connection
 DB = "demo_db"
 
 
+class Terminal(logging.Handler):
+    """What reached the terminal while the demo ran: ``sys.stdout``, ``sys.stderr`` and the root logger's lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.out, self.err, self.records = io.StringIO(), io.StringIO(), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self) -> list[str]:
+        return [*self.out.getvalue().splitlines(), *self.err.getvalue().splitlines(),
+                *(f"{record.name}: {record.getMessage()}" for record in self.records)]
+
+
+TERMINAL = Terminal()
+
+
 @pytest.fixture(scope="module")
 def recorded() -> tuple[Any, list[int]]:
-    """One populate() with 3 epochs per run, shared by the tests of this module (its spool is its own)."""
+    """One populate() with 3 epochs per run, shared by the tests of this module (its spool is its own); what it
+    wrote to the terminal goes to :data:`TERMINAL`."""
     client = connection.open_client(client=mongomock.MongoClient())
-    return client, demo_runs.populate(client, DB, epochs=3, simulate_gpus=True)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(TERMINAL)
+    root.setLevel(logging.INFO)  # as sacred-board's
+    try:
+        with contextlib.redirect_stdout(TERMINAL.out), contextlib.redirect_stderr(TERMINAL.err):
+            return client, demo_runs.populate(client, DB, epochs=3, simulate_gpus=True)
+    finally:
+        root.removeHandler(TERMINAL)
+        root.setLevel(level)
 
 
 @pytest.fixture
@@ -133,3 +162,14 @@ def test_no_background_runs_where_signals_cannot_end_processes(tmp_path, monkeyp
     with caplog.at_level(logging.INFO, logger="dashboard.demo"):
         assert background.start_background(tmp_path, DB, epochs=3) == []
     assert "need POSIX signals" in caplog.text
+
+
+def test_training_lines_stay_out_of_the_terminal_and_in_the_runs_output(runs):
+    lines = TERMINAL.lines()
+    assert lines and all(line.startswith(("dashboard.demo", "sacred_gpu")) for line in lines), lines
+    assert len(lines) <= len(demo_runs.DEMO_RUNS) + 5 and not [line for line in lines if "/3  train_" in line]
+    for doc in by_status(runs, "COMPLETED"):
+        out = doc["captured_out"]
+        assert "training on" in out and "/3  train_" in out  # the example's prints
+        assert f"Started run with ID \"{doc['_id']}\"" in out and "Completed after" in out  # Sacred's own lines
+        assert "sacred_gpu_demo" not in out  # logged as Sacred logs them, under the experiment's name
