@@ -41,7 +41,7 @@ def create_app(board: Board, *, auth: tuple[str, str] | None = None) -> dash.Das
         return route(board, pathname or "/", search)
 
     runs_page.register(app, board)
-    compare_page.register(app, board)
+    compare_page.register(app)
     run_page.register(app, board)
     run_plots.register(app, board)
     if auth:
@@ -56,7 +56,7 @@ def route(board: Board, pathname: str, search: str | None = None) -> Any:
         if pathname in ("/", ""):
             return runs_page.layout(board)
         if pathname.rstrip("/") == "/compare":
-            return compare_page.layout(board, search)
+            return compare_page.layout(search)
         if pathname.startswith("/run/"):
             return run_page.layout(board, pathname.removeprefix("/run/").strip("/"))
     except ReadError as error:

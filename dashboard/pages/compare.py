@@ -1,34 +1,47 @@
 """Run comparison (route ``/compare?runs=1,2,3``): metrics overlaid with legends built from chosen config keys, a
 config diff of the keys that differ, parallel coordinates of config values against a rolled-up metric, and GPU
-utilization side by side. Everything is read through the store; the figures come from :mod:`dashboard.figures`."""
+utilization and memory of every run overlaid.
+
+``layout(search)`` builds the page's components only; :func:`load` (fired on page load by the store of the run ids)
+reads the runs and fills them; setting the legend's keys then draws the metric panels (:func:`draw_metrics`) and
+setting the parallel coordinates' metric draws them (:func:`draw_parcoords`). The work is done in
+:mod:`dashboard.compare_actions`; the callbacks read the board they serve with :func:`current_board`.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 import pandas as pd
-import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
-from dashboard import figures, run_plots
-from dashboard.board import Board, run_key
-from sacred_gpu.read import ROLLUPS, RunStore, context_time, system_panels
+from dashboard import compare_actions as actions
+from dashboard import figures
+from dashboard.board import current_board, run_key
+from dashboard.compare_figures import parcoords_figure, text
+from sacred_gpu.read import ROLLUPS, ReadError
 
 logger = logging.getLogger(__name__)
 
-RUNS = "compare-runs"  # dcc.Store: the compared run ids
+RUNS = "compare-runs"  # dcc.Store: the compared run ids (from the URL)
+TITLE = "compare-title"
+COMPARED = "compare-compared"  # the compared runs' links, and the ids not found
 LEGEND = "compare-legend"
 X_MODE = "compare-x"
 SMOOTHING = "compare-smoothing"
+METRICS = "compare-metrics"  # the metric panels
 METRIC = "compare-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
+DIFF = "compare-diff"
 PAR_METRIC = "compare-par-metric"
 PAR_ROLLUP = "compare-par-rollup"
 PARCOORDS = "compare-parcoords"
+GPU = "compare-gpu"  # the GPU overlays
 MAX_RUNS = 20
 GRAPH_CONFIG = {"displaylogo": False}
+LOADING = "loading…"
 
 
 def parse_run_ids(search: str | None) -> list[Any]:
@@ -52,163 +65,113 @@ def compare_url(run_ids: Sequence[Any]) -> str:
     return "/compare?runs=" + ",".join(str(run_id) for run_id in run_ids)
 
 
-def config_diff(table: pd.DataFrame) -> pd.DataFrame:
-    """The ``config.*`` columns whose values differ between the runs of ``table`` (a :meth:`RunStore.runs` frame),
-    as a frame indexed by config key with one column per run."""
-    config = table[[c for c in table.columns if c.startswith("config.")]]
-    differing = [c for c in config.columns if config[c].map(repr).nunique(dropna=False) > 1]
-    return config[differing].T.rename(index=lambda key: key.removeprefix("config."))
-
-
-def legend_labels(table: pd.DataFrame, keys: Sequence[str]) -> dict[Any, str]:
-    """``{run id: "#id key=value ..."}`` from the chosen config ``keys`` (without the ``config.`` prefix)."""
-    labels = {}
-    for run_id, row in table.iterrows():
-        parts = [f"{key}={_text(row.get('config.' + key))}" for key in keys]
-        labels[run_id] = " ".join([f"#{run_id}", *parts])
-    return labels
-
-
-def parcoords_figure(table: pd.DataFrame, keys: Sequence[str], metric_column: str | None) -> go.Figure:
-    """Parallel coordinates: one axis per config key (text values as categories), the last one ``metric_column``
-    (a rolled-up metric), lines coloured by it."""
-    dimensions = []
-    for key in keys:
-        values = table.get("config." + key)
-        if values is None:
-            continue
-        numeric = pd.to_numeric(values, errors="coerce")
-        if numeric.notna().all():
-            dimensions.append({"label": key, "values": numeric.tolist()})
-        else:
-            texts = values.map(_text)
-            categories = sorted(set(texts))
-            dimensions.append({"label": key, "values": [categories.index(t) for t in texts],
-                               "tickvals": list(range(len(categories))), "ticktext": categories})
-    line: dict[str, Any] = {}
-    if metric_column and metric_column in table:
-        values = pd.to_numeric(table[metric_column], errors="coerce")
-        dimensions.append({"label": metric_column, "values": values.tolist()})
-        line = {"color": values.fillna(values.min() if values.notna().any() else 0).tolist(),
-                "colorscale": "Viridis", "showscale": True}
-    figure = go.Figure(go.Parcoords(dimensions=dimensions, line=line) if dimensions else None)
-    figure.update_layout(height=360, margin={"l": 60, "r": 60, "t": 50, "b": 30})
-    if not dimensions:
-        figure.add_annotation(text="the compared runs have no differing config values", showarrow=False)
-    return figure
-
-
-def contexts(store: RunStore, table: pd.DataFrame) -> dict[Any, dict[str, Any]]:
-    """Per compared run, what its plots need (:attr:`sacred_gpu.read.RunPlots.context`)."""
-    return {run_id: store.run_plots(run_id).context for run_id in table.index}
-
-
-def metric_figures(store: RunStore, runs: Mapping[Any, Mapping[str, Any]], labels: Mapping[Any, str], x_mode: str,
-                   smoothing: float) -> dict[str, go.Figure]:
-    """One overlaid figure per user metric of the compared runs (overviews: never every point of long series)."""
-    lines: dict[str, list[figures.Line]] = {}
-    for run_id, run in runs.items():
-        if not run["metric_names"]:
-            continue
-        series = store.metric_overview(run_id, run["metric_names"], timestamps=x_mode != "step")
-        start = context_time(run["start"])
-        for name, frame in series.groupby("name", sort=True):
-            lines.setdefault(str(name), []).append(figures.Line(labels.get(run_id, f"#{run_id}"), frame, start))
-    return {name: figures.metric_figure(group, x_mode=x_mode, smoothing=smoothing, revision=f"{name}-{x_mode}")
-            for name, group in sorted(lines.items())}
-
-
-def gpu_figures(board: Board, runs: Mapping[Any, Mapping[str, Any]]) -> list[tuple[Any, go.Figure | None]]:
-    """Per run, its GPU utilization over time since its start (``None``: the run has no GPU data), drawn as the run
-    page draws it (every sample, or the heartbeat windows of long runs: peaks kept)."""
-    found: list[tuple[Any, go.Figure | None]] = []
-    for run_id, run in runs.items():
-        has_gpu = any(p.key == "gpu-util" for p in system_panels(run["system_names"]))
-        found.append((run_id, run_plots.system_figures(board, run, ["gpu-util"], "elapsed")[0] if has_gpu else None))
-    return found
-
-
-def _text(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
-
-
-def layout(board: Board, search: str | None) -> html.Div:
-    """The comparison page for the runs named in ``search``."""
+def layout(search: str | None) -> html.Div:
+    """The comparison page for the runs named in ``search``: its components, empty until :func:`load` fills them
+    (no database work here)."""
     try:
         run_ids = parse_run_ids(search)
     except ValueError as error:
         return html.Div([html.H2("Compare runs"), html.P(str(error)), dcc.Link("All runs", href="/")])
-    table = board.store.runs(ids=run_ids, sort="id")
-    missing = [run_id for run_id in run_ids if run_id not in table.index]
-    diff = config_diff(table)
-    keys = list(diff.index)
-    labels = legend_labels(table, keys[:2])
-    runs = contexts(board.store, table)
-    metric_names = sorted({name for run in runs.values() for name in run["metric_names"]})
-    figs = metric_figures(board.store, runs, labels, "step", 0.0)
     return html.Div(className="compare-page", children=[
         dcc.Link("← All runs", href="/"),
-        html.H2(f"Compare {len(table)} runs"),
-        html.P(f"not found: {', '.join(map(str, missing))}", className="error") if missing else None,
-        html.Ul([html.Li([dcc.Link(f"#{run_id}", href=f"/run/{run_id}"), f" {row['experiment']} ",
-                          html.Span(row["status"], className=f"status status-{row['status']}")])
-                 for run_id, row in table.iterrows()], className="compared"),
-        dcc.Store(id=RUNS, data=list(table.index)),
+        html.H2("Compare runs", id=TITLE),
+        html.Div(html.P(LOADING, className="note"), id=COMPARED),
+        dcc.Store(id=RUNS, data=run_ids),
         html.H3("Metrics"),
         html.Div(className="toolbar", children=[
             html.Label("Legend from config"),
-            dcc.Dropdown(id=LEGEND, options=keys, value=keys[:2], multi=True, style={"minWidth": "20em"}),
+            dcc.Dropdown(id=LEGEND, options=[], multi=True, style={"minWidth": "20em"}),
             dcc.RadioItems(id=X_MODE, options=[{"label": v, "value": k} for k, v in figures.X_MODES.items()],
                            value="step", inline=True),
             html.Label("Smoothing"),
             html.Div(dcc.Slider(id=SMOOTHING, min=0, max=0.99, step=0.01, value=0, marks=None,
                                 tooltip={"placement": "bottom"}), style={"width": "14em"}),
         ]),
-        html.Div([html.Div([html.H4(name), dcc.Graph(id={"type": METRIC, "name": name}, figure=figure,
-                                                     config=GRAPH_CONFIG)])
-                  for name, figure in figs.items()] or [html.P("These runs logged no metrics.")],
-                 className="panels"),
+        html.Div(id=METRICS, className="panels"),
         html.H3("Config: keys that differ"),
-        _diff_table(diff) if len(diff) else html.P("The runs' configs are identical."),
+        html.Div(id=DIFF),
         html.H3("Parallel coordinates"),
         html.Div(className="toolbar", children=[
             html.Label("Metric"),
-            dcc.Dropdown(id=PAR_METRIC, options=metric_names, value=metric_names[0] if metric_names else None,
-                         style={"minWidth": "14em"}),
+            dcc.Dropdown(id=PAR_METRIC, options=[], style={"minWidth": "14em"}),
             dcc.Dropdown(id=PAR_ROLLUP, options=list(ROLLUPS), value="min", clearable=False,
                          style={"minWidth": "8em"}),
         ]),
         dcc.Graph(id=PARCOORDS, config=GRAPH_CONFIG),
-        html.H3("GPU utilization"),
-        html.Div([html.Div([html.H4(f"#{run_id}"), dcc.Graph(figure=figure, config=GRAPH_CONFIG) if figure
-                            else html.P("no GPU data for this run", className="note")])
-                  for run_id, figure in gpu_figures(board, runs)], className="panels"),
+        html.H3("GPU"),
+        html.Div(id=GPU, className="panels"),
     ])
+
+
+def load(run_ids: list) -> tuple:
+    """Fired on page load: read the compared runs once and fill the page (title, runs, legend choices, the metric
+    panels to draw, config diff, the parallel coordinates' metrics, GPU overlays)."""
+    try:
+        compared = actions.read_compared(current_board().store, run_ids)
+        overlays, without = actions.gpu_overlays(current_board().store, compared.runs)
+    except ReadError as error:
+        logger.warning("compare %s: %s", run_ids, error)
+        message = html.P(f"MongoDB cannot be read: {error}. Reload the page to try again.", className="error")
+        return ("Compare runs", message, [], no_update, [], None, [], None, None)
+    table, keys, names = compared.table, compared.keys, compared.metric_names
+    runs = [html.P(f"not found: {', '.join(map(str, compared.missing))}", className="error")] \
+        if compared.missing else []
+    runs.append(html.Ul([html.Li([dcc.Link(f"#{run_id}", href=f"/run/{run_id}"), f" {row['experiment']} ",
+                                  html.Span(row["status"], className=f"status status-{row['status']}")])
+                         for run_id, row in table.iterrows()], className="compared"))
+    metrics = [html.Div([html.H4(name), dcc.Graph(id={"type": METRIC, "name": name}, config=GRAPH_CONFIG)])
+               for name in names] or [html.P("These runs logged no metrics.")]
+    diff = _diff_table(compared.diff) if len(compared.diff) else html.P("The runs' configs are identical.")
+    gpu = [html.Div([html.H4(title), dcc.Graph(figure=figure, config=GRAPH_CONFIG)], className="wide")
+           for title, figure in overlays.items()]
+    if without:
+        gpu.append(html.P(f"no GPU data for {', '.join(f'#{run_id}' for run_id in without)}", className="note"))
+    return (f"Compare {len(table)} runs", runs, keys, keys[:2], metrics, diff, names, names[0] if names else None,
+            gpu)
+
+
+def draw_metrics(keys: list | None, x_mode: str, smoothing: float | None, run_ids: list, ids: list) -> list:
+    """Draw every metric panel (legend from the config ``keys``, x in ``x_mode``, EMA ``smoothing``)."""
+    if not ids:
+        return []
+    store = current_board().store
+    try:
+        table = store.runs(ids=run_ids, sort="id")
+        figs = actions.metric_figures(store, actions.contexts(store, table), actions.legend_labels(table, keys or []),
+                                      x_mode or "step", float(smoothing or 0.0))
+    except ReadError as error:
+        logger.warning("compare %s: %s", run_ids, error)
+        return [no_update for _ in ids]
+    return [figs.get(item["name"], no_update) for item in ids]
+
+
+def draw_parcoords(metric: str | None, rollup: str, run_ids: list) -> Any:
+    """Parallel coordinates of the differing config values against ``metric``'s ``rollup``."""
+    wanted = {metric: rollup} if metric and rollup in ROLLUPS else None
+    try:
+        table = current_board().store.runs(ids=run_ids, sort="id", metrics=wanted)
+    except ReadError as error:
+        logger.warning("compare %s: %s", run_ids, error)
+        return no_update
+    return parcoords_figure(table, list(actions.config_diff(table).index), f"{metric}.{rollup}" if wanted else None)
 
 
 def _diff_table(diff: pd.DataFrame) -> html.Table:
     header = html.Tr([html.Th("key")] + [html.Th(f"#{run_id}") for run_id in diff.columns])
-    rows = [html.Tr([html.Td(key)] + [html.Td(_text(value)) for value in values])
+    rows = [html.Tr([html.Td(key)] + [html.Td(text(value)) for value in values])
             for key, values in diff.iterrows()]
     return html.Table([html.Thead(header), html.Tbody(rows)], className="config-diff", id="compare-config-diff")
 
 
-def register(app: Any, board: Board) -> None:
+def register(app: Any) -> None:
     """Register the page's callbacks on ``app``."""
+    app.callback(Output(TITLE, "children"), Output(COMPARED, "children"), Output(LEGEND, "options"),
+                 Output(LEGEND, "value"), Output(METRICS, "children"), Output(DIFF, "children"),
+                 Output(PAR_METRIC, "options"), Output(PAR_METRIC, "value"), Output(GPU, "children"),
+                 Input(RUNS, "data"))(load)
+    app.callback(Output({"type": METRIC, "name": ALL}, "figure"), Input(LEGEND, "value"), Input(X_MODE, "value"),
+                 Input(SMOOTHING, "value"), State(RUNS, "data"), State({"type": METRIC, "name": ALL}, "id"),
+                 prevent_initial_call=True)(draw_metrics)
+    app.callback(Output(PARCOORDS, "figure"), Input(PAR_METRIC, "value"), Input(PAR_ROLLUP, "value"),
+                 State(RUNS, "data"), prevent_initial_call=True)(draw_parcoords)
 
-    @app.callback(Output({"type": METRIC, "name": ALL}, "figure"), Input(LEGEND, "value"), Input(X_MODE, "value"),
-                  Input(SMOOTHING, "value"), State(RUNS, "data"), State({"type": METRIC, "name": ALL}, "id"),
-                  prevent_initial_call=True)
-    def _metrics(keys: list | None, x_mode: str, smoothing: float, run_ids: list, ids: list) -> list:
-        table = board.store.runs(ids=run_ids, sort="id")
-        figs = metric_figures(board.store, contexts(board.store, table), legend_labels(table, keys or []), x_mode,
-                              smoothing or 0.0)
-        return [figs.get(item["name"], no_update) for item in ids]
-
-    @app.callback(Output(PARCOORDS, "figure"), Input(PAR_METRIC, "value"), Input(PAR_ROLLUP, "value"),
-                  Input(RUNS, "data"))
-    def _parcoords(metric: str | None, rollup: str, run_ids: list) -> go.Figure:
-        wanted = {metric: rollup} if metric and rollup in ROLLUPS else None
-        table = board.store.runs(ids=run_ids, sort="id", metrics=wanted)
-        keys = list(config_diff(table).index)
-        return parcoords_figure(table, keys, f"{metric}.{rollup}" if wanted else None)

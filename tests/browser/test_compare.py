@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
+from sacred_gpu import GpuMongoObserver
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support.board_data import RUNS, SCRIPT, record_runs
 from tests.support.browser_pages import open_board
+from tests.support.experiments import run_experiment
 
 pytestmark = pytest.mark.browser
 
@@ -38,3 +44,36 @@ def test_compare_needs_two_runs(page, client, serve):
     page.locator('.ag-row[row-id="1"] .ag-checkbox-input').first.check()
     page.click("#runs-compare")
     page.wait_for_selector("#runs-message:has-text('select two or more runs')")
+
+
+def legend_of(panel: Any) -> list[str]:
+    """The legend entries a panel shows, once it shows one."""
+    panel.locator(".legendtext").first.wait_for()
+    return panel.locator(".legendtext").evaluate_all("texts => texts.map(t => t.textContent)")
+
+
+def test_gpus_of_every_run_on_one_overlay_and_a_lone_metric_names_its_run(page, client, serve):
+    """GPU utilization and memory: one panel each, a line per run and GPU, x from each run's start; a metric only
+    one run logged still has a legend saying which run it is."""
+    store = record_runs(client, RUNS[:2])
+    for lr, metric in ((0.3, "grad_norm"), (0.4, None)):
+        def main(_run, metric=metric):
+            for step in range(3):
+                if metric:
+                    _run.log_scalar(metric, 1.0 + step, step)
+                time.sleep(0.2)
+
+        run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
+                       config={"lr": lr, "note": "gpu"})
+    served = serve(store)
+    page.goto(f"{served.url}/compare?runs=1,2,3,4")
+    page.wait_for_selector(".compare-page h2:has-text('Compare 4 runs')")
+    lone = page.locator("#\\{\\\"name\\\"\\:\\\"grad_norm\\\"\\,\\\"type\\\"\\:\\\"compare-metric\\\"\\}")
+    assert legend_of(lone) == ["#3 lr=0.3 note=gpu"]
+    for title in ("GPU utilization", "GPU memory used"):
+        overlay = page.locator(f"#compare-gpu div:has(> h4:text-is('{title}'))")
+        assert legend_of(overlay) == ["#3 gpu0", "#3 gpu1", "#4 gpu0", "#4 gpu1"]
+        assert overlay.locator(".xtitle").text_content() == "time since start (s)"
+    assert page.locator("#compare-gpu .js-plotly-plot").count() == 2
+    assert "no GPU data for #1, #2" in page.inner_text("#compare-gpu")
+    assert page.js_errors == []

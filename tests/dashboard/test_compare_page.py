@@ -1,12 +1,16 @@
 """The comparison page as plain functions: run ids from the URL, config diff, legends, overlaid metrics, parallel
-coordinates, GPU panels."""
+coordinates, GPU overlays; a layout without database work, filled by a callback on page load."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from dashboard.app import route
+from dashboard import compare_actions as actions
+from dashboard.app import create_app, route
 from dashboard.board import Board
+from dashboard.compare_figures import parcoords_figure
 from dashboard.pages import compare
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
@@ -17,6 +21,19 @@ from tests.support.experiments import run_experiment
 @pytest.fixture
 def store(client):
     return record_runs(client, RUNS)
+
+
+def gpu_run(client, lr: float, metric: str | None = None) -> None:
+    """A run on two simulated GPUs sampled every 0.05 s; it logs ``metric`` (three points) when given."""
+
+    def main(_run):
+        for step in range(3):
+            if metric:
+                _run.log_scalar(metric, 1.0 + step, step)
+            time.sleep(0.2)
+
+    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
+                   config={"lr": lr, "note": "gpu"})
 
 
 def test_run_ids_come_from_the_url():
@@ -30,19 +47,19 @@ def test_run_ids_come_from_the_url():
 
 def test_config_diff_shows_only_keys_that_differ_and_legends_use_them(store):
     table = store.runs({"_id": {"$in": [1, 2, 5]}}, sort="id")
-    diff = compare.config_diff(table)
+    diff = actions.config_diff(table)
     assert set(diff.index) == {"lr", "note", "seed"}  # all three differ; nothing else is in the config
     assert diff.loc["lr"].tolist() == [0.1, 0.01, 0.05]
-    same = compare.config_diff(store.runs({"_id": {"$in": [1]}}))
+    same = actions.config_diff(store.runs({"_id": {"$in": [1]}}))
     assert same.empty
-    labels = compare.legend_labels(table, ["lr"])
+    labels = actions.legend_labels(table, ["lr"])
     assert labels == {1: "#1 lr=0.1", 2: "#2 lr=0.01", 5: "#5 lr=0.05"}
 
 
 def test_metrics_are_overlaid_one_line_per_run(store):
     table = store.runs({"_id": {"$in": [1, 2, 3]}}, sort="id")
-    runs = compare.contexts(store, table)
-    figs = compare.metric_figures(store, runs, compare.legend_labels(table, ["lr"]), "step", 0.6)
+    runs = actions.contexts(store, table)
+    figs = actions.metric_figures(store, runs, actions.legend_labels(table, ["lr"]), "step", 0.6)
     assert sorted(figs) == ["acc", "loss"]
     names = [trace.name for trace in figs["loss"].data if trace.meta["kind"] == "smoothed"]
     assert names == ["#1 lr=0.1", "#2 lr=0.01", "#3 lr=0.001"]
@@ -50,9 +67,18 @@ def test_metrics_are_overlaid_one_line_per_run(store):
     assert list(raw[1].y) == [0.8, 0.3, 0.2] and raw[1].opacity < 1
 
 
+def test_a_metric_only_one_run_logged_has_a_legend_naming_that_run(client, store):
+    gpu_run(client, 0.3, metric="grad_norm")
+    table = store.runs({"_id": {"$in": [1, 6]}}, sort="id")
+    figs = actions.metric_figures(store, actions.contexts(store, table), actions.legend_labels(table, ["lr"]),
+                                  "step", 0.0)
+    assert figs["grad_norm"].layout.showlegend is True
+    assert [(trace.name, trace.showlegend) for trace in figs["grad_norm"].data] == [("#6 lr=0.3", True)]
+
+
 def test_parallel_coordinates_put_config_against_a_metric_rollup(store):
     table = store.runs({"_id": {"$in": [1, 2, 3, 5]}}, sort="id", metrics={"loss": "min"})
-    figure = compare.parcoords_figure(table, ["lr", "note"], "loss.min")
+    figure = parcoords_figure(table, ["lr", "note"], "loss.min")
     dims = {d.label: d for d in figure.data[0].dimensions}
     assert list(dims["lr"].values) == [0.1, 0.01, 0.001, 0.05]
     assert list(dims["note"].ticktext) == ["<script>window.__xss=1</script>", "plain"]  # text as categories
@@ -60,21 +86,36 @@ def test_parallel_coordinates_put_config_against_a_metric_rollup(store):
     assert list(figure.data[0].line.color) == [0.4, 0.2, 0.6, 0.25]
 
 
-def test_gpu_panels_per_run_and_a_note_without_gpus(client, store):
-    def main(_run):
-        import time
-        time.sleep(0.5)
+def test_gpu_utilization_and_memory_are_one_overlay_each_a_line_per_run_and_gpu(client, store):
+    gpu_run(client, 0.3)
+    gpu_run(client, 0.4)
+    table = store.runs({"_id": {"$in": [1, 6, 7]}}, sort="id")
+    overlays, without = actions.gpu_overlays(store, actions.contexts(store, table))
+    assert without == [1]
+    assert list(overlays) == ["GPU utilization", "GPU memory used"]
+    for figure in overlays.values():
+        assert [trace.name for trace in figure.data] == ["#6 gpu0", "#6 gpu1", "#7 gpu0", "#7 gpu1"]
+        assert figure.layout.xaxis.title.text == "time since start (s)" and figure.layout.showlegend is True
+        for trace in figure.data:  # x: seconds since each run's own start, not wall time
+            assert 0 <= min(trace.x) < 1 and max(trace.x) < 5
+    colors = [trace.line.color for trace in overlays["GPU utilization"].data]
+    assert colors[0] == colors[1] != colors[2] == colors[3]  # a colour per run, a dash per GPU
 
-    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
-                   config={"lr": 0.3, "note": "gpu"})
-    table = store.runs({"_id": {"$in": [1, 6]}}, sort="id")
-    (first, none), (sixth, figure) = compare.gpu_figures(Board(store), compare.contexts(store, table))
-    assert (first, none) == (1, None)
-    assert sixth == 6 and {trace.name for trace in figure.data} == {"gpu0", "gpu1"}
 
-
-def test_page_renders_runs_diff_and_panels_and_explains_bad_urls(store):
+def test_layout_does_no_database_work_and_the_page_load_fills_it(store):
+    unreadable = Board(store=None)  # any database work in the layout would fail on it
+    page = str(route(unreadable, "/compare", "?runs=1,2,999"))
+    assert compare.RUNS in page and "Compare runs" in page and "not found" not in page
+    assert "no runs to compare" in str(route(unreadable, "/compare", ""))
     board = Board(store)
-    page = str(route(board, "/compare", "?runs=1,2,999"))
-    assert "Compare 2 runs" in page and "not found: 999" in page and "compare-config-diff" in page
-    assert "no runs to compare" in str(route(board, "/compare", ""))
+    with create_app(board).server.app_context():
+        title, compared, options, legend, metrics, diff, par_options, par_metric, gpu = compare.load([1, 2, 999])
+        drawn = compare.draw_metrics(legend, "step", 0.0, [1, 2], [{"type": compare.METRIC, "name": "loss"}])
+    assert title == "Compare 2 runs" and "not found: 999" in str(compared) and "#2" in str(compared)
+    assert options == ["lr", "seed"] and legend == ["lr", "seed"]
+    assert "'name': 'acc'" in str(metrics) and "'name': 'loss'" in str(metrics) and "compare-config-diff" in str(diff)
+    assert par_options == ["acc", "loss"] and par_metric == "acc"
+    assert "no GPU data for #1, #2" in str(gpu)
+    assert [trace.name for trace in drawn[0].data] == [f"#1 lr=0.1 seed={store.run(1)['config']['seed']}",
+                                                        f"#2 lr=0.01 seed={store.run(2)['config']['seed']}"]
+
