@@ -66,6 +66,8 @@ def column_defs(config_keys: Iterable[str], settings: BoardSettings, *, read_onl
                          "headerTooltip": custom.path, "width": 140,
                          "valueFormatter": {"function": "formatValue(params.value)"}})
             known.add(custom.path)
+    for column in defs:  # a width only where a person set one (saved): the others fit their content
+        column["initialWidth"] = column.pop("width")
     return apply_layout(defs, settings.layout)
 
 
@@ -79,13 +81,16 @@ def apply_layout(defs: list[dict[str, Any]], layout: Sequence[Mapping[str, Any]]
         if item:
             if isinstance(item.get("width"), (int, float)) and item["width"] > 0:
                 column["width"] = int(item["width"])
+                column["context"] = {"sized": True}  # a person's width: not fitted to the content
             column["hide"] = bool(item.get("hide"))
     return ordered
 
 
-def layout_from_state(column_state: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The layout to save from the grid's ``columnState`` (the selection column left out)."""
-    return [{"colId": item["colId"], "width": item.get("width"), "hide": bool(item.get("hide"))}
+def layout_from_state(column_state: Sequence[Mapping[str, Any]], sized: set[str] | None = None) -> list[dict[str, Any]]:
+    """The layout to save from the grid's ``columnState`` (the selection column left out); with ``sized``, only
+    those columns' widths are kept (the others fit their content)."""
+    return [{"colId": item["colId"], "width": item.get("width") if sized is None or item["colId"] in sized else None,
+             "hide": bool(item.get("hide"))}
             for item in column_state if item.get("colId") and not str(item["colId"]).startswith("ag-Grid-")]
 
 

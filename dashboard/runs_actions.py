@@ -1,24 +1,24 @@
-"""What the runs page's callbacks do, as plain functions the tests call: filters checked, pages of rows read, edits
-saved, runs deleted, the table exported as CSV, columns changed."""
+"""What the runs page's callbacks do, as plain functions the tests call: the page loaded, filters checked and
+completed, pages of rows read, edits saved, runs deleted, the table exported as CSV, columns changed."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dash import no_update
 
 from dashboard import columns as cols
+from dashboard import runs_csv
+from dashboard import runs_layout as ids
 from dashboard.board import Board
-from sacred_gpu.read import (
-    QueryError,
-    compile_filter,
-)
+from dashboard.runs_layout import BLOCK
+from sacred_gpu.read import ROLLUPS, BoardSettings, CustomColumn, MetricColumn, QueryError, compile_filter
 
 logger = logging.getLogger(__name__)
 
-BLOCK = 100  # rows per request
 CSV_LIMIT = 100_000
 
 
@@ -75,12 +75,82 @@ def delete_selected(board: Board, selected: Sequence[Mapping[str, Any]] | None) 
 
 
 def csv_export(board: Board, filter_text: str, sort_model: Sequence | None, spec: Mapping | None,
-               column_state: Sequence[Mapping[str, Any]] | None, defs: Sequence[Mapping[str, Any]]) -> str:
-    """The current view as CSV: the filter, sort and shown columns in their order, every matching row."""
+               column_state: Sequence[Mapping[str, Any]] | None, defs: Sequence[Mapping[str, Any]],
+               visible: Sequence[str] | None = None) -> str:
+    """The current view as CSV: the filter, sort and shown columns (``visible``: the columns chooser's, else
+    ``column_state``'s) in the grid's order, every matching row, values as the table shows them."""
     metrics, custom = cols.from_spec(spec)
     frame = board.store.runs(filter_text or None, sort=cols.sort_argument(sort_model), limit=CSV_LIMIT,
                              metrics=cols.metric_request(metrics), columns=[c.path for c in custom])
-    order = column_state or [{"colId": d["colId"], "hide": d.get("hide")} for d in defs]
-    shown = [item["colId"] for item in order if not item.get("hide") and item["colId"] != "id"
-             and item["colId"] in frame.columns]
-    return frame.reset_index()[["id"] + shown].to_csv(index=False)
+    return runs_csv.to_csv(frame, runs_csv.shown_columns(column_state, defs, visible))
+
+
+@dataclass(frozen=True)
+class LoadedPage:
+    """What the page shows of the database when it loads: columns, saved settings, names a query can use."""
+
+    defs: list[dict[str, Any]]
+    spec: dict[str, list]
+    settings: BoardSettings
+    metric_names: list[str]
+    vocabulary: list[str]
+
+    @property
+    def sized(self) -> list[str]:
+        """Columns a person sized (saved with a width): the others fit their content."""
+        return [item["colId"] for item in self.settings.layout if item.get("width")]
+
+
+def load_page(board: Board) -> LoadedPage:
+    """The page's columns and settings, read once per page load."""
+    settings = board.store.board_settings()
+    config_keys = board.store.config_keys()
+    metric_names = board.store.metric_names()
+    defs = cols.column_defs(config_keys, settings, read_only=board.read_only)
+    names = board.store.query_names(config_keys=config_keys, metric_names=metric_names)
+    return LoadedPage(defs, cols.spec(settings), settings, metric_names, names)
+
+
+def column_defs(board: Board, settings: BoardSettings) -> list[dict[str, Any]]:
+    """The grid's column definitions for ``settings``."""
+    return cols.column_defs(board.store.config_keys(), settings, read_only=board.read_only)
+
+
+def change_columns(board: Board, trigger: str | None, metric: str | None, rollup: str | None, path: str | None,
+                   kept: Sequence[str] | None, visible: Sequence[str] | None,
+                   defs: Sequence[Mapping[str, Any]]) -> tuple[BoardSettings, str]:
+    """Apply a change of the columns chooser to the saved settings; returns them and a message. Hiding or showing
+    a column changes only its visibility: its place and width stay as saved."""
+    store = board.store
+    settings = store.board_settings()
+    message = ""
+    if trigger == ids.ADD_METRIC and metric and rollup in ROLLUPS:
+        if all(c.key != f"{metric}.{rollup}" for c in settings.metric_columns):
+            store.save_metric_columns([*settings.metric_columns, MetricColumn(metric, rollup)])
+        message = f"added column {metric}.{rollup}"
+    elif trigger == ids.ADD_CUSTOM and path and path.strip():
+        path = path.strip()
+        if all(c.path != path for c in settings.custom_columns):
+            store.save_custom_columns([*settings.custom_columns, CustomColumn(path)])
+        message = f"added column {path}"
+    elif trigger == ids.EXTRA:
+        keep = set(kept or [])
+        store.save_metric_columns([c for c in settings.metric_columns if f"m:{c.metric}\x1f{c.rollup}" in keep])
+        store.save_custom_columns([c for c in settings.custom_columns if f"c:{c.path}" in keep])
+    elif trigger == ids.VISIBLE:
+        shown = set(visible or [])
+        known = {item["colId"] for item in settings.layout}
+        items = [dict(item) for item in settings.layout]
+        items += [{"colId": d["colId"], "width": None} for d in defs if d["colId"] not in known]
+        store.save_layout([{**item, "hide": item["colId"] not in shown} for item in items])
+    return store.board_settings(), message
+
+
+def save_layout(board: Board, column_state: Sequence[Mapping[str, Any]], sized: Sequence[str] | None) -> bool:
+    """Save the grid's column order, visibility and the widths a person set (``sized``; the other columns fit
+    their content); returns whether anything changed (an unchanged layout is not written again)."""
+    layout = cols.layout_from_state(column_state, set(sized or []))
+    if [dict(item) for item in board.store.board_settings().layout] == layout:
+        return False
+    board.store.save_layout(layout)
+    return True

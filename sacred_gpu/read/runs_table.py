@@ -13,6 +13,7 @@ import pandas as pd
 from sacred_gpu import schema
 from sacred_gpu.read.errors import BadQuery
 from sacred_gpu.read.query import FIELDS, PREFIXES, compile_filter
+from sacred_gpu.read.query import ROLLUPS as FILTER_ROLLUPS
 from sacred_gpu.read.rollup_reads import RollupReads, _rollup_fields, _stock
 from sacred_gpu.read.table_checks import TableChecks, merged_projection, value_at
 
@@ -231,3 +232,10 @@ class RunsTable(RollupReads, TableChecks):
             keys.update(dict.fromkeys(flat))
         return list(keys)
 
+    def query_names(self, config_keys: Iterable[str] | None = None,
+                    metric_names: Iterable[str] | None = None) -> list[str]:
+        """The names a filter can use, for completion: the language's fields, config keys and metric roll-ups of
+        the newest runs (``config_keys`` and ``metric_names`` where the caller read them already)."""
+        config = list(self.config_keys() if config_keys is None else config_keys)
+        metrics = list(self.metric_names() if metric_names is None else metric_names)
+        return [*FIELDS, *config, *(f"{name}.{rollup}" for name in metrics for rollup in FILTER_ROLLUPS)]

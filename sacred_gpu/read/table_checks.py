@@ -57,7 +57,7 @@ class TableChecks:
         """A stored value of ``path`` (some run has it), else raise naming it and the nearest known one."""
         found = self._runs.find_one({path: {"$exists": True}}, {path: 1})
         if found is None:
-            raise BadQuery(f"no run has the field {path!r}{_nearest(path, self._known_paths(path))}")
+            raise BadQuery(f"unknown field {path!r} (no run has it){_nearest(path, self._known_paths(path))}")
         return value_at(found, path)
 
     def _explain_nothing(self, query: Query) -> None:
@@ -85,7 +85,7 @@ class TableChecks:
         """Raise where no run logged metric ``name``, naming the nearest one logged."""
         if self._runs.find_one({"info.metrics.name": name}, {"_id": 1}) is None:
             known = self.metric_names()  # type: ignore[attr-defined]
-            raise BadQuery(f"no run logged the metric {name!r}{_nearest(name, known)}")
+            raise BadQuery(f"unknown metric {name!r} (no run logged it){_nearest(name, known)}")
 
     def _check_columns(self, frame: Any, wanted: Sequence[tuple[str, str]], sort_path: str | None,
                        docs: Sequence[Mapping[str, Any]], sort_metric: str | None = None) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,7 +70,7 @@ def test_open_sort_and_filter_by_config_and_metric_rollup(page, served):
     wait_for_ids(page, [2, 5, 1])
     assert page.inner_text("#runs-count") == "3 runs"
     # a metric roll-up column, added from the columns panel, then filtered on
-    page.click(".columns-panel summary")
+    page.click("#runs-columns-toggle")
     choose(page, "#runs-metric-name", "loss")
     page.click("#runs-add-metric")
     page.wait_for_selector('.ag-header-cell[col-id="loss.min"]')
@@ -94,7 +96,7 @@ def test_tag_is_saved_and_kept_after_reload_and_layout_is_shared(page, browser, 
     time.sleep(2.5)  # two refreshes of the rows (every 1 s here) leave the message in place
     assert "saved tags of run 2" in page.inner_text("#runs-message")
     # hide a column from the panel: every browser sees the layout, after a reload too
-    page.click(".columns-panel summary")
+    page.click("#runs-columns-toggle")
     page.locator(".visible-columns label", has_text="Host").locator("input").uncheck()
     page.wait_for_selector('.ag-header-cell[col-id="host"]', state="detached")
     # move a column (what dragging its header does) and widen one: saved for everyone
@@ -198,3 +200,80 @@ def test_clicking_a_run_opens_its_page(page, served):
     assert "FAILED" in page.inner_text(".run-page h2") and '"lr": 0.5' in page.inner_text("#run-config")
     page.click("text=All runs")
     page.wait_for_selector(".ag-row [col-id=id] a")
+
+
+def cut_cells(page: Any) -> list[str]:
+    """Cells and headers whose text the grid cuts (wider than their column), as ``col-id: text``."""
+    return page.evaluate("""() => {
+        const cut = [];
+        document.querySelectorAll('.ag-center-cols-container .ag-cell, .ag-pinned-left-cols-container .ag-cell')
+            .forEach(c => { if (c.scrollWidth > c.clientWidth) cut.push(c.getAttribute('col-id') + ': ' + c.innerText); });
+        document.querySelectorAll('.ag-header-cell[col-id] .ag-header-cell-text').forEach(t => {
+            const cell = t.closest('.ag-header-cell'), line = parseFloat(getComputedStyle(t).lineHeight);
+            if (t.scrollWidth > t.clientWidth || t.getBoundingClientRect().height > 1.5 * line)
+                cut.push(cell.getAttribute('col-id') + ': ' + t.innerText);
+        });
+        return cut;
+    }""")
+
+
+def test_columns_fit_their_content_and_headers(page, served):
+    """Issue 15, item 4: PROBABLY_DEAD, a long GPU model and long headers are shown whole."""
+    hour_ago = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(hours=1)
+    served.store.database.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": hour_ago}})
+    served.store.database.runs.update_one({"_id": 2}, {"$set": {"system.gpu_model": "NVIDIA H100 80GB HBM3 (simulated)",
+                                                               "system.gpu_count": 2}})
+    open_board(page, served)
+    page.wait_for_selector('.ag-row[row-id="1"] [col-id="status"]:has-text("PROBABLY_DEAD")')
+    page.wait_for_function("() => { const c = document.querySelector('.ag-row[row-id=\"2\"] [col-id=gpu]');"
+                           " return c && c.innerText.length > 0 && c.scrollWidth <= c.clientWidth; }")
+    assert cut_cells(page) == []
+    assert cell(page, 2, "gpu").inner_text() == "2x NVIDIA H100 80GB HBM3 (simulated)"
+
+
+def test_export_right_after_hiding_a_column_and_values_as_shown(page, served):
+    """Issue 15, item 3: a column hidden a moment ago is not exported; tags are text; notes are never formulas."""
+    served.store.set_tags(4, ["diverged"])
+    served.store.set_notes(2, "=1+2")
+    open_board(page, served)
+    page.click("#runs-columns-toggle")
+    page.locator(".visible-columns label", has_text="Host").locator("input").uncheck()
+    with page.expect_download() as download:
+        page.click("#runs-export")
+    table = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+    assert "host" not in table[0] and "experiment" in table[0]
+    by_id = {row["id"]: row for row in table}
+    assert by_id["4"]["tags"] == "diverged" and by_id["2"]["notes"] == "'=1+2"
+
+
+def test_running_quick_filter_leaves_out_a_probably_dead_run(page, served):
+    """Issue 15, item 9."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    served.store.database.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING",
+                                                               "heartbeat": now - datetime.timedelta(hours=1)}})
+    served.store.database.runs.update_one({"_id": 2}, {"$set": {"status": "RUNNING", "heartbeat": now}})
+    open_board(page, served)
+    page.click('#runs-status input[value="RUNNING"]')
+    wait_for_ids(page, [2])
+    page.click('#runs-status input[value="PROBABLY_DEAD"]')
+    wait_for_ids(page, [1])
+    assert "PROBABLY_DEAD" in cell(page, 1, "status").inner_text()
+
+
+def test_misspelled_metric_says_so_and_a_custom_config_column_shows(page, served):
+    """Issue 15, item 10."""
+    open_board(page, served)
+    filter_by(page, "los.min < 0.2")
+    page.wait_for_selector("#runs-rows-status:has-text(\"did you mean 'loss'\")")
+    assert "unknown metric 'los'" in page.inner_text("#runs-rows-status")
+    assert page.inner_text("#runs-count") == "0 runs"
+    filter_by(page, "")
+    wait_for_ids(page, [5, 4, 3, 2, 1])
+    assert page.inner_text("#runs-rows-status") == ""
+    page.click("#runs-columns-toggle")
+    page.fill("#runs-custom-path", "config.lr")
+    page.click("#runs-add-custom")
+    page.wait_for_selector("#runs-message:has-text('added column config.lr')")
+    wait_for_ids(page, [5, 4, 3, 2, 1])
+    assert cell(page, 2, "config.lr").inner_text() == "0.01"
+    assert page.inner_text("#runs-rows-status") == ""

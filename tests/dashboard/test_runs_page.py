@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import logging
 
@@ -10,7 +11,7 @@ import pytest
 from dash import no_update
 from pymongo.errors import ServerSelectionTimeoutError
 
-from dashboard import cli, runs_actions
+from dashboard import cli, runs_actions, runs_csv
 from dashboard import columns as cols
 from dashboard.app import create_app, route
 from dashboard.board import Board
@@ -160,10 +161,42 @@ def test_csv_export_is_the_current_view(board):
     defs = cols.column_defs(board.store.config_keys(), settings, read_only=False)
     state = [{"colId": "id"}, {"colId": "loss.min"}, {"colId": "config.lr"}, {"colId": "status", "hide": True}]
     text = runs_actions.csv_export(board, "status == COMPLETED", [{"colId": "config.lr", "sort": "asc"}],
-                           cols.spec(settings), state, defs)
+                                   cols.spec(settings), state, defs, ["id", "loss.min", "config.lr"])
     table = list(csv.reader(io.StringIO(text)))
     assert table[0] == ["id", "loss.min", "config.lr"]
     assert table[1:] == [["3", "0.6", "0.001"], ["2", "0.2", "0.01"], ["5", "0.25", "0.05"], ["1", "0.4", "0.1"]]
+
+
+def test_csv_export_right_after_hiding_a_column_leaves_it_out(board):
+    """The grid's columnState lags a change in the columns chooser: the chooser says what is shown."""
+    defs = runs_actions.column_defs(board, board.store.board_settings())
+    stale = [{"colId": d["colId"], "hide": False} for d in defs]  # the grid has not told the hide yet
+    shown = [d["colId"] for d in defs if d["colId"] != "host"]
+    settings, _ = runs.change_columns(board, runs.VISIBLE, None, None, None, None, shown, defs)
+    text = runs_actions.csv_export(board, "", None, cols.spec(settings), stale, defs, shown)
+    header = next(csv.reader(io.StringIO(text)))
+    assert "host" not in header and header[:3] == ["id", "experiment", "status"]
+
+
+def test_csv_values_are_written_as_the_table_shows_them(board, db):
+    board.store.set_tags(4, ["diverged", "lr-sweep"])
+    board.store.set_notes(1, '=HYPERLINK("http://evil","x")')
+    board.store.set_notes(2, "+1")
+    board.store.set_notes(3, "@SUM(A1)")
+    board.store.set_notes(5, "-2+3")
+    db.runs.update_one({"_id": 1}, {"$set": {"config.epochs": 10, "start_time": dt.datetime(2026, 1, 2, 10, 0, 0),
+                                             "stop_time": dt.datetime(2026, 1, 2, 11, 2, 3)}})
+    visible = ["tags", "notes", "config.epochs", "duration", "start", "config.lr"]
+    text = runs_actions.csv_export(board, "", [{"colId": "id", "sort": "asc"}], cols.spec(BoardSettings()), None,
+                                   runs_actions.column_defs(board, BoardSettings()), visible)
+    table = {row["id"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert table["4"]["tags"] == "diverged, lr-sweep"
+    assert table["1"]["config.epochs"] == "10" and table["2"]["config.epochs"] == ""  # not 10.0 beside a blank
+    assert table["1"]["duration"] == "1:02:03" and table["1"]["start"] == "2026-01-02 10:00:00"
+    assert table["1"]["config.lr"] == "0.1"
+    assert table["1"]["notes"] == "'=HYPERLINK(\"http://evil\",\"x\")"  # inert: a spreadsheet shows it as text
+    assert [table[key]["notes"] for key in "235"] == ["'+1", "'@SUM(A1)", "'-2+3"]
+    assert [runs_csv.cell_text(text) for text in ("\tx", "\rx", "a=b", -2)] == ["'\tx", "'\rx", "a=b", "-2"]
 
 
 def test_pages_route_and_show_a_message_when_mongodb_is_down(board, client):
@@ -174,8 +207,76 @@ def test_pages_route_and_show_a_message_when_mongodb_is_down(board, client):
     assert "Not found" in str(route(board, "/nowhere"))
     down = FaultyClient(client)
     down.outage(ServerSelectionTimeoutError)
-    page = str(route(Board(connect(client=down)), "/"))
-    assert "MongoDB is unreachable" in page and "ServerSelectionTimeoutError" in page
+    down_board = Board(connect(client=down))
+    assert "runs-grid" in str(route(down_board, "/"))  # the layout reads nothing: the load callback does
+    with create_app(down_board).server.app_context():
+        loaded = runs.load(True, None, None)
+    assert all(item is no_update for item in loaded[:-1])
+    assert "MongoDB unreachable" in loaded[-1] and "ServerSelectionTimeoutError" in loaded[-1]
+
+
+def test_page_load_fills_columns_settings_and_names_once(board):
+    board.store.save_layout([{"colId": "status", "width": 222, "hide": False}, {"colId": "id", "width": None}])
+    with create_app(board).server.app_context():
+        (defs, spec_data, _, _, shown, _, metric_names, sized, vocabulary, reload, status) = runs.load(True, None, None)
+        with pytest.raises(runs.PreventUpdate):  # loaded once: later ticks do nothing
+            runs.load(True, 3, spec_data)
+    assert [d["colId"] for d in defs][:2] == ["status", "id"] and [o["value"] for o in shown][:2] == ["status", "id"]
+    assert metric_names == ["acc", "loss"] and sized == ["status"] and reload == 1 and status == ""
+    assert {"config.lr", "loss.min", "acc.last", "status", "experiment"} <= set(vocabulary)
+
+
+def test_running_quick_filter_leaves_out_probably_dead_runs(board, db):
+    """Issue 15, item 9: a RUNNING run whose heartbeat is older than dead_after is PROBABLY_DEAD, not RUNNING."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": now - dt.timedelta(hours=1)}})
+    db.runs.update_one({"_id": 2}, {"$set": {"status": "RUNNING", "heartbeat": now}})
+
+    def shown(status: str) -> list[tuple[int, str]]:
+        text, error = runs_actions.check_filter(status, "")
+        assert error == ""
+        return [(r["id"], r["status"]) for r in runs_actions.page_rows(board, request(), text, spec())["rowData"]]
+
+    assert shown("RUNNING") == [(2, "RUNNING")]
+    assert shown("PROBABLY_DEAD") == [(1, "PROBABLY_DEAD")]
+
+
+def test_unknown_metric_in_a_filter_says_so_in_the_page(board):
+    """Issue 15, item 10: a misspelled metric gives a message naming the nearest one, not a silent empty table."""
+    text, error = runs_actions.check_filter("", "los.min < 0.2")
+    assert error == ""
+    with create_app(board).server.app_context():
+        response, status, count = runs.rows(request(), text, spec())
+    assert response == {"rowData": [], "rowCount": 0} and count == "0 runs"
+    assert status == "unknown metric 'los' (no run logged it); did you mean 'loss'?"
+
+
+def test_custom_config_column_beside_the_config_columns(board):
+    """Issue 15, item 10: a custom config.* column (projected under config) shows its values, no path collision."""
+    settings, message = runs.change_columns(board, runs.ADD_CUSTOM, None, None, "config.lr", None, None, [])
+    assert message == "added column config.lr"
+    with create_app(board).server.app_context():
+        response, status, _ = runs.rows(request(), "", cols.spec(settings))
+    assert status == "" and [row["config.lr"] for row in response["rowData"]] == [0.05, 0.5, 0.001, 0.01, 0.1]
+
+
+def test_hiding_and_showing_a_column_keeps_its_place_and_width(board):
+    state = [{"colId": "status", "width": 200}, {"colId": "host", "width": 90}, {"colId": "id", "width": 70},
+             {"colId": "experiment", "width": 150}]
+    assert runs_actions.save_layout(board, state, ["host"])  # only the width a person set is kept
+    assert not runs_actions.save_layout(board, state, ["host"])  # unchanged: not written again
+    defs = runs_actions.column_defs(board, board.store.board_settings())
+    order = [d["colId"] for d in defs]
+    assert order[:4] == ["status", "host", "id", "experiment"]
+    assert next(d for d in defs if d["colId"] == "host")["width"] == 90
+    assert "width" not in next(d for d in defs if d["colId"] == "status")  # fits its content
+    everything = [d["colId"] for d in defs]
+    settings, _ = runs.change_columns(board, runs.VISIBLE, None, None, None, None,
+                                      [c for c in everything if c != "host"], defs)
+    settings, _ = runs.change_columns(board, runs.VISIBLE, None, None, None, None, everything, defs)
+    again = runs_actions.column_defs(board, settings)
+    assert [d["colId"] for d in again] == order and not any(d.get("hide") for d in again)
+    assert next(d for d in again if d["colId"] == "host")["width"] == 90
 
 
 def test_basic_auth_guards_every_request(board):

@@ -62,8 +62,8 @@ def test_sorting_by_a_shown_column_sorts_by_it_and_a_typo_is_an_error(store):
 
 
 @pytest.mark.parametrize(("query", "says"), [
-    ("config.lrr < 1", "no run has the field 'config.lrr'; did you mean 'config.lr'"),
-    ("los.min < 0.5", "no run logged the metric 'los'; did you mean 'loss'"),
+    ("config.lrr < 1", "unknown field 'config.lrr' (no run has it); did you mean 'config.lr'"),
+    ("los.min < 0.5", "unknown metric 'los' (no run logged it); did you mean 'loss'"),
     ("config.lr > 'abc'", "config.lr holds numbers"),
     ("config.s == 1e-3", "config.s holds text ('1e-3') and 0.001 was read as a number: quote it"),
 ])

@@ -1,0 +1,74 @@
+// The runs table's work in the browser: reloads and refreshes of the infinite row model, columns that fit their
+// content (AG Grid's own autoSizeColumns, header included) unless a person sized them, completion of the query.
+window.runsTable = (function () {
+  var noUpdate = function () { return window.dash_clientside.no_update; };
+  var state = {sized: new Set(), vocabulary: [], maxWidth: 480};
+  // Column sizes a person made (dragging an edge, or the grid's API); the grid's own sizing is not one.
+  var PERSON_SIZED = {uiColumnResized: true, uiColumnDragged: true, api: true};
+  var STATUSES = ["RUNNING", "PROBABLY_DEAD", "COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "QUEUED"];
+
+  function fit(api) {
+    var ids = (api.getColumns() || [])
+      .filter(function (column) { return !(column.getColDef().context || {}).sized; })
+      .map(function (column) { return column.getColId(); })
+      .filter(function (id) { return !state.sized.has(id) && id.indexOf("ag-Grid-") !== 0; });
+    if (ids.length) { api.autoSizeColumns({colIds: ids, skipHeader: false, defaultMaxWidth: state.maxWidth}); }
+  }
+
+  // The query's last word completed from the names a filter can use (a status after "status ==").
+  function suggestions(text) {
+    var partial = (text.match(/[\w.$\/-]*$/) || [""])[0], head = text.slice(0, text.length - partial.length);
+    var statuses = /\bstatus\s*(==|!=|(not\s+)?in\s*\[([^\]]*,)?)\s*$/i.test(head);
+    if (!partial && !statuses) { return []; }
+    var lower = partial.toLowerCase();
+    return (statuses ? STATUSES : state.vocabulary).filter(function (name) {
+      return name !== partial && name.toLowerCase().indexOf(lower) === 0;
+    }).slice(0, 40).map(function (name) { return head + name; });
+  }
+
+  function complete(input) {
+    var list = document.getElementById(input.getAttribute("list"));
+    if (!list) { return; }
+    list.replaceChildren.apply(list, suggestions(input.value).map(function (value) {
+      var option = document.createElement("option");
+      option.value = value;
+      return option;
+    }));
+  }
+
+  return {
+    purge: async function (gridId) {
+      (await dash_ag_grid.getApiAsync(gridId)).purgeInfiniteCache();
+      return noUpdate();
+    },
+    refresh: async function (gridId) {
+      var api = await dash_ag_grid.getApiAsync(gridId);
+      if (!api.getEditingCells().length) { api.refreshInfiniteCache(); }
+      return noUpdate();
+    },
+    suggestions: suggestions,
+    // Listeners added once per grid and query box; ``sized`` and ``vocabulary`` come from the page's load.
+    attach: async function (gridId, queryId, sizedId, sized, vocabulary, maxWidth) {
+      state.sized = new Set(sized || []);
+      state.vocabulary = vocabulary || [];
+      state.maxWidth = maxWidth;
+      var api = await dash_ag_grid.getApiAsync(gridId);
+      if (!api.__runsTable) {
+        api.__runsTable = true;
+        api.addEventListener("modelUpdated", function () { fit(api); });
+        api.addEventListener("columnResized", function (event) {
+          if (!event.finished || !PERSON_SIZED[event.source] || !event.columns) { return; }
+          event.columns.forEach(function (column) { state.sized.add(column.getColId()); });
+          window.dash_clientside.set_props(sizedId, {data: Array.from(state.sized)});
+        });
+        fit(api);
+      }
+      var input = document.getElementById(queryId);
+      if (input && !input.__runsTable) {
+        input.__runsTable = true;
+        input.addEventListener("input", function () { complete(input); });
+      }
+      return noUpdate();
+    },
+  };
+})();
