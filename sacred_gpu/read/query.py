@@ -234,6 +234,8 @@ def _check(value: Any, path: str, depth: int, allowed: frozenset[str], max_depth
             if key in ("$and", "$or", "$nor") and (not isinstance(item, (list, tuple)) or not item
                                                     or not all(isinstance(x, dict) for x in item)):
                 raise QueryError(f"{key} needs a non-empty list of documents", path=where)
+            if key == "$regex":
+                _check_regex(item, where)
             copy[key] = _check(item, where, depth + 1, allowed, max_depth, count)
         return copy
     if isinstance(value, (list, tuple)):
@@ -242,6 +244,16 @@ def _check(value: Any, path: str, depth: int, allowed: frozenset[str], max_depth
     if not isinstance(value, _SCALARS):
         raise QueryError(f"values of type {type(value).__name__} are not allowed in a filter", path=path)
     return value
+
+
+def _check_regex(value: Any, path: str) -> None:
+    """Refuse a ``$regex`` that is too long or can backtrack catastrophically (:mod:`.regex_check`)."""
+    from sacred_gpu.read import regex_check
+
+    pattern = value if isinstance(value, str) else getattr(value, "pattern", None)
+    refused = regex_check.problem(pattern) if isinstance(pattern, str) else None
+    if refused:
+        raise QueryError(refused, path=path)
 
 
 def check_filter(document: dict) -> dict:

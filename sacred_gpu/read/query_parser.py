@@ -11,6 +11,7 @@ import re
 from typing import Any, NamedTuple
 
 from sacred_gpu import schema
+from sacred_gpu.read import regex_check
 from sacred_gpu.read.query import (
     _INT64,
     _KEYWORDS,
@@ -263,10 +264,9 @@ class Parser:
                 raise self.error("a pattern may not contain NUL characters", tok)
             if op == "contains":
                 return {path: {"$regex": re.escape(pattern)}}
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise self.error(f"invalid regular expression {pattern!r}: {exc.msg}", tok) from None
+            refused = regex_check.problem(pattern)  # invalid, too long, or catastrophic backtracking
+            if refused:
+                raise self.error(refused, tok)
             return {path: {"$regex": pattern}}
         value = self.convert(path, value, tok)
         return {path: value} if op == "$eq" else {path: {op: value}}

@@ -14,6 +14,7 @@ from sacred_gpu import schema
 from sacred_gpu.read.errors import BadQuery
 from sacred_gpu.read.query import FIELDS, PREFIXES, compile_filter
 from sacred_gpu.read.query import ROLLUPS as FILTER_ROLLUPS
+from sacred_gpu.read.read_bounds import BoundedReads
 from sacred_gpu.read.rollup_reads import RollupReads, _rollup_fields, _stock
 from sacred_gpu.read.table_checks import TableChecks, merged_projection, value_at
 
@@ -58,12 +59,11 @@ def _sorted_metric(sort: str | None, field: str) -> tuple[str, str] | None:
     return metric, rollup
 
 
-class RunsTable(RollupReads, TableChecks):
-    """The runs-table reads of :class:`~sacred_gpu.read.store.RunStore`, which sets the collections."""
+class RunsTable(BoundedReads, RollupReads, TableChecks):
+    """The runs-table reads of :class:`~sacred_gpu.read.store.RunStore`, which sets the collections (every read
+    of them bounded by ``max_time_ms``: :class:`BoundedReads`)."""
 
     dead_after: float
-    _runs: Any
-    _metrics: Any
 
     # -- the runs table -------------------------------------------------------------------------------------------
     def runs(self, filter: str | dict | None = None, sort: str | None = None, limit: int | None = None,

@@ -261,8 +261,11 @@ def test_running_quick_filter_leaves_out_a_probably_dead_run(page, served):
 
 
 def test_misspelled_metric_says_so_and_a_custom_config_column_shows(page, served):
-    """Issue 15, item 10."""
+    """Issue 15, items 10 and 11."""
     open_board(page, served)
+    filter_by(page, 'experiment matches "(.*.*)*#"')
+    page.wait_for_selector("#runs-query-error:has-text('catastrophic backtracking')")
+    assert "quantifier inside a repeated group" in page.inner_text("#runs-query-error")
     filter_by(page, "los.min < 0.2")
     page.wait_for_selector("#runs-rows-status:has-text(\"did you mean 'loss'\")")
     assert "unknown metric 'los'" in page.inner_text("#runs-rows-status")

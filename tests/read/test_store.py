@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 import gridfs
 import mongomock
 import pandas as pd
 import pytest
+from pymongo.errors import ExecutionTimeout
 from sacred.observers import MongoObserver
 
 import sacred_gpu
 from sacred_gpu import GpuMongoObserver, schema
+from sacred_gpu.read import BadQuery
 from sacred_gpu.read.query import QueryError
+from sacred_gpu.read.read_bounds import TooSlow
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support.experiments import run_experiment
 
@@ -242,3 +246,81 @@ def test_connect_takes_the_boards_specs_and_a_name_is_one_name(client, monkeypat
     client["vision"].metrics.insert_one({"run_id": 1, "name": "loss", "steps": [0, 1], "values": [1.0, 0.5],
                                          "timestamps": [dt.datetime(2026, 1, 1)] * 2})
     assert list(store.metrics(1, names="loss")["value"]) == [1.0, 0.5]
+
+
+class _RecordingCursor:
+    """A cursor that notes the time limit set on it (``calls`` entry ``["find", ms]``)."""
+
+    def __init__(self, cursor: Any, calls: list, fail: bool = False) -> None:
+        self.cursor, self.fail = cursor, fail
+        calls.append(["find", None])
+        self.entry = calls[-1]
+
+    def max_time_ms(self, ms: int) -> _RecordingCursor:
+        self.entry[1] = ms
+        return self
+
+    def sort(self, *args: Any) -> _RecordingCursor:
+        self.cursor = self.cursor.sort(*args)
+        return self
+
+    def skip(self, count: int) -> _RecordingCursor:
+        self.cursor = self.cursor.skip(count)
+        return self
+
+    def limit(self, count: int) -> _RecordingCursor:
+        self.cursor = self.cursor.limit(count)
+        return self
+
+    def __iter__(self) -> Any:
+        if self.fail:
+            raise ExecutionTimeout("operation exceeded time limit", 50)
+        return iter(self.cursor)
+
+
+class _Recording:
+    """A collection that notes the time limit of each read it is asked for (mongomock ignores ``maxTimeMS``)."""
+
+    def __init__(self, collection: Any, calls: list, fail: bool = False) -> None:
+        self.collection, self.calls, self.fail = collection, calls, fail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+    def find(self, *args: Any, **kwargs: Any) -> _RecordingCursor:
+        return _RecordingCursor(self.collection.find(*args, **kwargs), self.calls, self.fail)
+
+    def count_documents(self, filter: Any, **kwargs: Any) -> int:
+        self.calls.append(["count_documents", kwargs.get("maxTimeMS")])
+        return self.collection.count_documents(filter)
+
+    def aggregate(self, pipeline: list, **kwargs: Any) -> Any:
+        self.calls.append(["aggregate", kwargs.get("maxTimeMS")])
+        return self.collection.aggregate(pipeline)
+
+    def distinct(self, key: str, filter: Any = None, **kwargs: Any) -> list:
+        self.calls.append(["distinct", kwargs.get("maxTimeMS")])
+        return self.collection.distinct(key, filter)
+
+
+def test_every_read_of_the_table_carries_the_time_limit(store):
+    """Issue 15, item 11: finds, counts, aggregations and distincts are bounded on the server (maxTimeMS)."""
+    calls: list = []
+    store.max_time_ms = 1234
+    store._runs = _Recording(store.database[store.collections.runs], calls)
+    store._metrics = _Recording(store.database[store.collections.metrics], calls)
+    store.runs("val_loss.min < 10", sort="val_loss.min", metrics={"val_loss": "min"}, limit=2)
+    store.runs(sort="duration", limit=2)
+    store.count("val_loss.min < 10")
+    with pytest.raises(BadQuery, match="unknown field 'config.lrr'"):
+        store.runs("config.lrr < 1")
+    store.run(1)
+    assert {kind for kind, _ in calls} == {"find", "count_documents", "aggregate", "distinct"}
+    assert [call for call in calls if call[1] != 1234] == []
+
+
+def test_a_read_stopped_at_the_time_limit_says_so(store):
+    store._runs = _Recording(store.database[store.collections.runs], [], fail=True)
+    with pytest.raises(TooSlow, match=r"MongoDB stopped the query after 5 s .*maxTimeMS.*narrow the filter"):
+        store.runs("experiment matches 'a.*b'")
+    assert issubclass(TooSlow, BadQuery)

@@ -1,0 +1,138 @@
+"""Every read of the store bounded on the server: finds, counts, aggregations and distincts carry MongoDB's
+``maxTimeMS``, so that one slow filter (a regular expression over long text, a scan no index helps) cannot hold the
+server or a board worker; a read stopped by it raises :class:`TooSlow`, which says so."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pymongo.errors import ExecutionTimeout
+
+from sacred_gpu.read.errors import BadQuery
+
+#: Milliseconds the server may spend on one read of the store (``RunStore.max_time_ms`` changes it per store).
+MAX_TIME_MS = 5_000
+
+
+class TooSlow(BadQuery):
+    """MongoDB stopped a read at the store's time limit (``maxTimeMS``)."""
+
+
+def _too_slow(exc: ExecutionTimeout, limit: int) -> TooSlow:
+    return TooSlow(f"MongoDB stopped the query after {limit / 1000:g} s (the board's time limit, maxTimeMS): "
+                   f"narrow the filter (a regular expression over long text or a filter on a field no index covers "
+                   f"reads every run) [{type(exc).__name__}]")
+
+
+class BoundedCursor:
+    """A cursor whose iteration reports the time limit as :class:`TooSlow`; chained calls stay bounded."""
+
+    def __init__(self, cursor: Any, limit: int) -> None:
+        self._cursor, self._limit = cursor, limit
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._cursor, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attribute(*args, **kwargs)
+            return self if result is self._cursor else result  # sort(), skip(), limit() return the cursor
+
+        return call
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._cursor
+        except ExecutionTimeout as exc:
+            raise _too_slow(exc, self._limit) from exc
+
+
+class BoundedCollection:
+    """A collection whose reads carry ``maxTimeMS`` (``limit()`` milliseconds, read at each call); anything else
+    is the collection's own."""
+
+    def __init__(self, collection: Any, limit: Callable[[], int]) -> None:
+        self.collection, self._limit = collection, limit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ExecutionTimeout as exc:
+            raise _too_slow(exc, self._limit()) from exc
+
+    def find(self, *args: Any, **kwargs: Any) -> BoundedCursor:
+        limit = self._limit()
+        return BoundedCursor(self.collection.find(*args, **kwargs).max_time_ms(limit), limit)
+
+    def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return next(iter(self.find(filter, *args, **kwargs).limit(1)), None)
+
+    def count_documents(self, filter: Any, **kwargs: Any) -> int:
+        return self._call(self.collection.count_documents, filter, maxTimeMS=self._limit(), **kwargs)
+
+    def aggregate(self, pipeline: list, **kwargs: Any) -> BoundedCursor:
+        limit = self._limit()
+        return BoundedCursor(self._call(self.collection.aggregate, pipeline, maxTimeMS=limit, **kwargs), limit)
+
+    def distinct(self, key: str, filter: Any = None) -> list[Any]:
+        """Distinct values of ``key``; bounded where the client takes ``maxTimeMS`` there (pymongo; mongomock runs
+        no server and takes none)."""
+        if _takes_keywords(self.collection.distinct):
+            return self._call(self.collection.distinct, key, filter, maxTimeMS=self._limit())
+        return self._call(self.collection.distinct, key, filter)
+
+
+def _takes_keywords(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD or p.name == "maxTimeMS" for p in parameters)
+
+
+class BoundedReads:
+    """Mixed into the store: the collections it reads (``_runs``, ``_metrics``, ``_chunks``, ``_samples``, set by
+    the store) are bounded by ``max_time_ms`` milliseconds."""
+
+    max_time_ms: int = MAX_TIME_MS
+
+    def _bounded(self, collection: Any) -> BoundedCollection:
+        return BoundedCollection(collection, lambda: self.max_time_ms)
+
+    @property
+    def _runs(self) -> Any:
+        return self.__dict__["_bounded_runs"]
+
+    @_runs.setter
+    def _runs(self, collection: Any) -> None:
+        self.__dict__["_bounded_runs"] = self._bounded(collection)
+
+    @property
+    def _metrics(self) -> Any:
+        return self.__dict__["_bounded_metrics"]
+
+    @_metrics.setter
+    def _metrics(self, collection: Any) -> None:
+        self.__dict__["_bounded_metrics"] = self._bounded(collection)
+
+    @property
+    def _chunks(self) -> Any:
+        return self.__dict__["_bounded_chunks"]
+
+    @_chunks.setter
+    def _chunks(self, collection: Any) -> None:
+        self.__dict__["_bounded_chunks"] = self._bounded(collection)
+
+    @property
+    def _samples(self) -> Any:
+        return self.__dict__["_bounded_samples"]
+
+    @_samples.setter
+    def _samples(self, collection: Any) -> None:
+        self.__dict__["_bounded_samples"] = self._bounded(collection)
