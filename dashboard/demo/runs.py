@@ -13,15 +13,17 @@ an in-memory mongomock one):
 - tags and notes (Omniboard's fields) set through :class:`~sacred_gpu.read.store.RunStore`.
 
 With no NVIDIA GPU on the machine, the in-process runs read two simulated GPUs (named ``... (simulated)``) whose
-readings follow the run; with one, they read the real GPUs (idle: the examples train on the CPU). The runs in
+readings follow a training job's phases, drawn for each run (:mod:`.simulated`); with one, they read the real GPUs (idle: the examples train on the CPU). The runs in
 subprocesses always read the real NVML."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ class DemoRun:
     gpu_load: tuple[float, float] = (0.9, 0.85)
 
 
+#: The observer's sampling in the demo's runs, s: fast enough that runs of seconds fill every GPU panel.
+SAMPLING = {"sample_interval": 0.1, "slow_sample_interval": 0.5}
 _SWEEP = {"epochs": 80, "seed": 1}
 _DIABETES = {"epochs": 400, "seed": 2}
 
@@ -75,6 +79,11 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
 )
 
 
+def gpu_seed(config: dict[str, Any]) -> int:
+    """The seed of a run's simulated GPUs: its whole config's (the sweep's runs share their Sacred seed)."""
+    return zlib.crc32(json.dumps(config, sort_keys=True, default=str).encode())
+
+
 def _config(spec_config: dict[str, Any], epochs: int | None) -> dict[str, Any]:
     return dict(spec_config, **({"epochs": epochs} if epochs else {}))
 
@@ -85,14 +94,14 @@ def record_run(spec: DemoRun, client: Any, db_name: str, spool: Path, *, epochs:
     experiment = load_example(spec.script).ex
     gpus = simulated_gpus() if simulate_gpus else []
     observer = GpuMongoObserver(client=client, db_name=db_name, spool_dir=spool, offline=False,
-                                nvml=FakeNvml(gpus) if simulate_gpus else None)
+                                nvml=FakeNvml(gpus) if simulate_gpus else None, **SAMPLING)
     experiment.observers[:] = [observer]
     options = dict(OPTIONS, **({"--comment": spec.comment} if spec.comment else {}),
                    **({"--queue": True} if spec.queue else {}))
     config = _config(spec.config, epochs)
     logger.info("demo: %s %s with %s", "queueing" if spec.queue else "running", spec.script, config)
-    with _one_blas_thread(), run_output_only(experiment), SimulatedLoad([] if spec.queue else gpus, spec.gpu_load,
-                                                                        seed=spec.config.get("seed", 0)):
+    load = SimulatedLoad([] if spec.queue else gpus, spec.gpu_load, seed=gpu_seed(config))
+    with _one_blas_thread(), run_output_only(experiment), load:
         try:
             experiment.run(config_updates=config, options=options)
         except Exception as exc:  # noqa: BLE001 - the failing demo run fails on purpose

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
+import time
 
 from sacred_gpu.sampling.gpu import Nvml
-from sacred_gpu.testing.fake_nvml import FakeGpu
+from sacred_gpu.testing.fake_gpus import FakeGpu, Workload
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +34,25 @@ def simulated_gpus() -> list[FakeGpu]:
 
 
 class SimulatedLoad:
-    """While a run goes, moves simulated GPUs' readings as a training job would (utilisation, memory, power,
-    temperature, clocks, PCIe traffic), a step every ``period`` seconds; ``levels``: each GPU's busyness, 0 to 1."""
+    """While a run goes, moves simulated GPUs' readings as a training job would, every ``period`` seconds.
 
-    def __init__(self, gpus: list[FakeGpu], levels: tuple[float, ...], *, seed: int = 0, period: float = 0.25):
-        self.gpus, self.levels, self.period = gpus, levels, period
-        self._random = random.Random(seed)
+    Each GPU follows a :class:`~sacred_gpu.testing.fake_gpus.Workload` drawn from the run's ``seed`` (phases of
+    ``epoch_s`` seconds, about: data loading, training, evaluation; memory ramp, power, lagging temperature), so two
+    runs' curves differ; ``levels``: each GPU's busyness on the training plateau, 0 to 1 (0: idle).
+    """
+
+    def __init__(self, gpus: list[FakeGpu], levels: tuple[float, ...], *, seed: int = 0, epoch_s: float = 2.0,
+                 period: float = 0.05) -> None:
+        self.gpus, self.period = gpus, period
+        self.workloads = [Workload.for_run(seed, level, epoch_s=epoch_s, device=i) for i, level in enumerate(levels)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sacred-gpu-demo-load", daemon=True)
+        self._started = time.monotonic()
 
     def __enter__(self) -> SimulatedLoad:
         if self.gpus:
+            self._started = time.monotonic()
+            self.step(0.0)
             self._thread.start()
         return self
 
@@ -54,22 +62,10 @@ class SimulatedLoad:
             self._thread.join()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            for gpu, level in zip(self.gpus, self.levels):
-                self.step(gpu, level)
-            self._stop.wait(self.period)
+        while not self._stop.wait(self.period):
+            self.step(time.monotonic() - self._started)
 
-    def step(self, gpu: FakeGpu, level: float) -> None:
-        """One change of ``gpu``'s readings towards a load of ``level``."""
-        busy = level * self._random.uniform(0.8, 1.0)
-        target_used = int(level * 0.45 * gpu.memory_total_bytes)
-        gpu.memory_used_bytes += (target_used - gpu.memory_used_bytes) // 3  # allocations ramp up
-        gpu.util_pct, gpu.mem_util_pct = round(100 * busy), round(40 * busy)
-        gpu.power_mw = int(70_000 + busy * 0.8 * (gpu.power_limit_mw - 70_000))
-        gpu.temp_c += round((35 + 45 * level - gpu.temp_c) * 0.2)
-        gpu.fan_pct = min(100, 30 + 2 * max(0, gpu.temp_c - 40))
-        gpu.sm_clock_mhz = 1980 if gpu.temp_c < 70 else 1755
-        gpu.clocks_event_reasons = 0 if gpu.temp_c < 70 else 0x20  # NVML's software thermal slowdown bit
-        gpu.pcie_rx_kib_s = int(busy * self._random.uniform(0.5, 1.5) * 2_000_000)
-        gpu.pcie_tx_kib_s = int(busy * self._random.uniform(0.5, 1.5) * 200_000)
-        gpu.processes = [(os.getpid(), gpu.memory_used_bytes)] if level else []
+    def step(self, t: float) -> None:
+        """Set every GPU's readings to its workload's at the run's time ``t`` (s)."""
+        for gpu, workload in zip(self.gpus, self.workloads):
+            workload.apply(gpu, t, os.getpid())

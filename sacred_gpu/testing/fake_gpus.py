@@ -3,6 +3,8 @@ test (or the demo) changes between samples."""
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -57,3 +59,86 @@ def two_gpus() -> list[FakeGpu]:
             compute_capability=(8, 0),
         ),
     ]
+
+
+#: NVML clocks-event bits the workload sets (see ``sacred_gpu.schema.catalog.THROTTLE_BITS``).
+GPU_IDLE, SW_POWER_CAP, SW_THERMAL_SLOWDOWN = 0x1, 0x4, 0x20
+
+
+@dataclass
+class Workload:
+    """How a simulated training job loads one GPU over the job's time ``t`` (s), phase by phase.
+
+    After ``ramp_s`` of start-up (memory allocated step by step, little compute), every ``epoch_s`` repeats: data
+    loading (utilization dips, PCIe receives), training (a plateau at ``level``), evaluation (a dip to about half).
+    Power follows utilization; temperature follows power with a lag of ``lag_s`` (first order); fan and clocks follow
+    temperature and power (thermal slowdown above 80 °C, the power cap near the limit). ``level`` 0 is an idle GPU.
+    :meth:`for_run` draws a job's parameters from a seed, so two runs' curves differ.
+    """
+
+    level: float = 0.9  #: utilization on the training plateau, 0 to 1
+    epoch_s: float = 2.0
+    ramp_s: float = 1.5
+    memory_frac: float = 0.4  #: of the GPU's memory, once allocated
+    lag_s: float = 4.0
+    ambient_c: float = 32.0
+    c_per_w: float = 0.075  #: steady temperature rise per watt drawn, °C/W
+    loading_frac: float = 0.15  #: of an epoch
+    eval_frac: float = 0.2
+    seed: int = 0
+    _temp_c: float | None = field(default=None, repr=False)
+    _last_t: float = field(default=0.0, repr=False)
+
+    @classmethod
+    def for_run(cls, seed: int, level: float, *, epoch_s: float = 2.0, device: int = 0) -> Workload:
+        """The job of the run seeded ``seed`` on its GPU ``device``: the devices of one run share its epochs."""
+        job, own = random.Random(seed), random.Random(seed * 1009 + device)
+        return cls(level=level * own.uniform(0.85, 1.0), epoch_s=epoch_s * job.uniform(0.75, 1.3),
+                   ramp_s=epoch_s * job.uniform(0.5, 1.0), memory_frac=job.uniform(0.25, 0.7) * own.uniform(0.9, 1),
+                   lag_s=epoch_s * own.uniform(1.5, 2.5), ambient_c=own.uniform(28.0, 38.0),
+                   c_per_w=own.uniform(0.065, 0.085), loading_frac=job.uniform(0.1, 0.2),
+                   eval_frac=job.uniform(0.15, 0.25), seed=seed * 1009 + device)
+
+    def phase(self, t: float) -> str:
+        """``idle``, ``starting``, ``loading``, ``training`` or ``evaluating`` at the job's time ``t`` (s)."""
+        if self.level <= 0:
+            return "idle"
+        if t < self.ramp_s:
+            return "starting"
+        position = ((t - self.ramp_s) % self.epoch_s) / self.epoch_s
+        return "loading" if position < self.loading_frac else "evaluating" if position > 1 - self.eval_frac \
+            else "training"
+
+    def utilization(self, t: float) -> float:
+        """Kernel-busy fraction at ``t``, 0 to 1, without noise."""
+        return {"idle": 0.0, "starting": 0.08, "loading": 0.15, "training": 1.0, "evaluating": 0.5}[self.phase(t)] \
+            * self.level
+
+    def apply(self, gpu: FakeGpu, t: float, pid: int) -> None:
+        """Set ``gpu``'s readings to the job's at ``t`` (s, increasing between calls); ``pid``: the job's process."""
+        noise = random.Random(f"{self.seed}:{round(t, 2)}")
+        phase, busy = self.phase(t), self.utilization(t) * noise.uniform(0.93, 1.0)
+        allocated = min(1.0, t / self.ramp_s) if self.level > 0 else 0.0
+        extra = 0.04 if phase == "evaluating" else 0.0  # evaluation batches' activations
+        gpu.memory_used_bytes = int(gpu.memory_total_bytes * self.memory_frac * (allocated + extra))
+        gpu.util_pct, gpu.mem_util_pct = round(100 * busy), round(100 * busy * noise.uniform(0.35, 0.5))
+        idle_w, limit_w = 70.0, gpu.power_limit_mw / 1000
+        power_w = min(limit_w, idle_w + (0.97 * limit_w - idle_w) * busy ** 1.2 * noise.uniform(0.96, 1.04))
+        gpu.power_mw = int(power_w * 1000)
+        steady = self.ambient_c + self.c_per_w * power_w
+        if self._temp_c is None:
+            self._temp_c = self.ambient_c + self.c_per_w * idle_w
+        self._temp_c += (steady - self._temp_c) * (1 - math.exp(-max(0.0, t - self._last_t) / self.lag_s))
+        self._last_t = t
+        gpu.temp_c = round(self._temp_c)
+        gpu.fan_pct = int(min(100, max(30, 30 + 2.2 * (self._temp_c - 45))))
+        hot, capped = self._temp_c > 80, power_w > 0.95 * limit_w
+        gpu.clocks_event_reasons = (GPU_IDLE if busy == 0 else 0) | (SW_THERMAL_SLOWDOWN if hot else 0) | \
+            (SW_POWER_CAP if capped else 0)
+        gpu.sm_clock_mhz = 345 if busy == 0 else 1755 if hot else 1830 if capped else 1980
+        gpu.mem_clock_mhz = 1593 if busy == 0 else 2619
+        receiving = {"loading": 6.0, "starting": 3.0}.get(phase, 0.4 if phase == "training" else 0.8)
+        gpu.pcie_rx_kib_s = int(receiving * self.level * noise.uniform(0.8, 1.2) * 1_000_000)
+        gpu.pcie_tx_kib_s = int((0.6 if phase == "evaluating" else 0.1) * self.level * noise.uniform(0.8, 1.2)
+                                * 1_000_000)
+        gpu.processes = [(pid, gpu.memory_used_bytes)] if self.level > 0 else []

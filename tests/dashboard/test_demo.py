@@ -10,11 +10,14 @@ import time
 from typing import Any
 
 import mongomock
+import numpy as np
 import pytest
 
 from dashboard.demo import background, simulated
 from dashboard.demo import runs as demo_runs
 from sacred_gpu import connect, connection
+from sacred_gpu.schema import SAMPLING_FIELD
+from sacred_gpu.testing.fake_gpus import Workload
 
 DB = "demo_db"
 
@@ -146,15 +149,62 @@ def test_simulated_gpus_are_named_so(runs):
         assert names == [simulated.SIMULATED_GPU] * 2 and "(simulated)" in simulated.SIMULATED_GPU
 
 
-def test_simulated_load_moves_the_readings_of_busy_gpus_only():
-    busy, idle = simulated.simulated_gpus()
-    load = simulated.SimulatedLoad([busy, idle], (0.9, 0.0), seed=1)
-    for _ in range(20):
-        load.step(busy, 0.9)
-        load.step(idle, 0.0)
-    assert 60 <= busy.util_pct <= 90 and busy.memory_used_bytes > 0.3 * busy.memory_total_bytes
-    assert busy.power_mw > 300_000 and busy.temp_c > 60 and busy.processes
-    assert idle.util_pct == 0 and idle.memory_used_bytes == 0 and idle.temp_c == 35 and not idle.processes
+def readings(workload: Workload, seconds: float = 30.0, step: float = 0.1) -> dict[str, np.ndarray]:
+    """A simulated GPU's readings under ``workload``, every ``step`` s from 0 to ``seconds``."""
+    gpu, rows = simulated.simulated_gpus()[0], []
+    for t in np.arange(0.0, seconds, step):
+        workload.apply(gpu, float(t), pid=1)
+        rows.append((t, workload.phase(float(t)), gpu.util_pct, gpu.memory_used_bytes, gpu.power_mw, gpu.temp_c,
+                     len(gpu.processes)))
+    columns = list(zip(*rows))
+    return dict(zip(["t", "phase", "util", "memory", "power", "temp", "processes"], map(np.array, columns)))
+
+
+def test_simulated_gpus_follow_the_phases_of_a_training_job():
+    workload = Workload.for_run(7, 0.9)
+    seen = readings(workload)
+    phase, util, power = seen["phase"], seen["util"], seen["power"]
+    assert {"starting", "loading", "training", "evaluating"} == set(phase)
+    plateau = util[phase == "training"]
+    assert plateau.min() > 60 and util[phase == "loading"].max() < 0.3 * plateau.min()  # data loading dips
+    assert 0.3 * plateau.mean() < util[phase == "evaluating"].mean() < 0.7 * plateau.mean()  # evaluation dips
+    ramp = seen["memory"][phase == "starting"]
+    assert ramp[0] < ramp[-1] and (np.diff(ramp) >= 0).all()  # allocations ramp up, then hold
+    assert seen["memory"][phase == "training"].min() >= ramp[-1] * 0.9
+    assert np.corrcoef(util, power)[0, 1] > 0.95  # power follows utilization
+    temp, lagged = seen["temp"].astype(float), power.astype(float).copy()
+    for i in range(1, len(lagged)):  # power through a first-order lag of the workload's lag_s
+        lagged[i] = lagged[i - 1] + (power[i] - lagged[i - 1]) * (1 - np.exp(-0.1 / workload.lag_s))
+    assert np.corrcoef(temp, lagged)[0, 1] > 0.95 > np.corrcoef(temp, power)[0, 1] + 0.2  # temperature lags power
+    assert temp[phase == "starting"].max() < temp[-50:].min()  # and climbs over the run
+    assert (seen["processes"] == 1).all()
+
+
+def test_idle_simulated_gpu_stays_idle():
+    seen = readings(Workload.for_run(7, 0.0), seconds=5)
+    assert not seen["util"].any() and not seen["memory"].any() and not seen["processes"].any()
+    assert len(set(seen["temp"])) == 1 and seen["power"].max() < 80_000
+
+
+def test_runs_draw_different_gpu_curves():
+    first, second = readings(Workload.for_run(1, 0.9)), readings(Workload.for_run(2, 0.9))
+    assert not np.array_equal(first["util"], second["util"]) and not np.array_equal(first["temp"], second["temp"])
+    same = readings(Workload.for_run(1, 0.9))
+    assert np.array_equal(first["util"], same["util"])  # drawn from the seed, not from the clock
+
+
+def test_recorded_runs_gpu_series_differ_and_have_shape(recorded, runs):
+    client, _ = recorded
+    store = connect(client=client, db_name=DB)
+    sweep = sorted(doc["_id"] for doc in by_status(runs, "COMPLETED") if doc["experiment"]["name"] == "train_digits")
+    series = [store.system(run_id) for run_id in sweep]
+    seeds = {demo_runs.gpu_seed(runs[run_id]["config"]) for run_id in sweep}
+    assert len(seeds) == len(sweep)  # the sweep shares its Sacred seed, not its GPUs' curves
+    for run_id, frame in zip(sweep, series):  # sampled 10x a second, temperature twice: seconds-long runs have shape
+        assert runs[run_id][SAMPLING_FIELD] == {"interval_s": 0.1, "slow_interval_s": 0.5}
+        assert frame["sys/gpu0/util_pct"].notna().any() and frame["sys/gpu0/temp_c"].notna().any()
+    gpu0 = [frame[["sys/gpu0/util_pct", "sys/gpu0/mem_used_mib"]].reset_index(drop=True) for frame in series]
+    assert not gpu0[0].equals(gpu0[1]) and not gpu0[1].equals(gpu0[2])
 
 
 def test_no_background_runs_where_signals_cannot_end_processes(tmp_path, monkeypatch, caplog):
