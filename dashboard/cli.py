@@ -7,10 +7,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dashboard.board import DEFAULT_REFRESH, Board
 from sacred_gpu import connection
 from sacred_gpu.read import DEAD_AFTER, ReadError, RunStore, connect
+
+if TYPE_CHECKING:
+    from dashboard.demo import Demo
 
 logger = logging.getLogger("dashboard")
 
@@ -90,18 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_board(args: argparse.Namespace) -> Board:
-    """The board the arguments ask for; blocks until the database answers (not for ``--demo``)."""
+def open_board(args: argparse.Namespace) -> tuple[Board, Demo | None]:
+    """The board the arguments ask for, and the demo to close when it stops serving (``--demo``); blocks until the
+    database answers (not for ``--demo``)."""
+    demo = None
     if args.demo:
-        from dashboard.demo import demo_store
+        from dashboard.demo import start_demo
 
-        store = demo_store(dead_after=DEMO_DEAD_AFTER if args.dead_after is None else args.dead_after)
+        demo = start_demo(dead_after=DEMO_DEAD_AFTER if args.dead_after is None else args.dead_after)
+        store = demo.store
     else:
         place = target(args.mongo, args.mu)
         store = connect(place.url, place.db_name, collection_prefix=args.collection_prefix,
                         dead_after=DEAD_AFTER if args.dead_after is None else args.dead_after)
         wait_for_database(store, connection.describe(place.url, place.db_name))
-    return Board(store, read_only=args.read_only, refresh=args.refresh)
+    return Board(store, read_only=args.read_only, refresh=args.refresh), demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,14 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("serving on %s without --auth: anyone who can reach this port can read and edit runs",
                        args.host)
     try:
-        board = open_board(args)
+        board, demo = open_board(args)
     except KeyboardInterrupt:
         return 130
-    from dashboard.app import create_app
+    try:
+        from dashboard.app import create_app
 
-    app = create_app(board, auth=auth)
-    logger.info("sacred-board on http://%s:%d/ (Ctrl-C to stop)", args.host, args.port)
-    app.run(host=args.host, port=args.port, debug=False)
+        app = create_app(board, auth=auth)
+        logger.info("sacred-board on http://%s:%d/ (Ctrl-C to stop)", args.host, args.port)
+        app.run(host=args.host, port=args.port, debug=False)
+    finally:
+        if demo is not None:  # its live run's threads would keep the process alive
+            demo.close()
     return 0
 
 

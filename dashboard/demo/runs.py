@@ -101,17 +101,17 @@ def record_run(spec: DemoRun, client: Any, db_name: str, spool: Path, *, epochs:
     config = _config(spec.config, epochs)
     logger.info("demo: %s %s with %s", "queueing" if spec.queue else "running", spec.script, config)
     load = SimulatedLoad([] if spec.queue else gpus, spec.gpu_load, seed=gpu_seed(config))
-    with _one_blas_thread(), run_output_only(experiment), load:
+    with one_blas_thread(), run_output_only(experiment), load:
         try:
             experiment.run(config_updates=config, options=options)
-        except Exception as exc:  # noqa: BLE001 - the failing demo run fails on purpose
+        except Exception as exc:
             if not spec.fails:
                 raise
             logger.info("demo: run %s failed as intended: %s: %s", observer.run_id, type(exc).__name__, exc)
     return observer.run_id
 
 
-def _one_blas_thread() -> Any:
+def one_blas_thread() -> Any:
     """Limit BLAS and OpenMP to one thread: the examples' small matrices gain nothing from more, and spinning BLAS
     threads beside the observer's threads and the subprocesses made the runs 2-3x slower on 2 cores."""
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def test_demo_board_serves_every_status(page):
+def test_demo_board_serves_every_status_and_a_live_run_quietly(page):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "--demo", "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -27,15 +29,23 @@ def test_demo_board_serves_every_status(page):
         assert get(url)[0] == 200
         page.goto(url)
         page.wait_for_selector(".ag-row [col-id=id] a")
-        page.wait_for_selector("#runs-count:has-text('9 runs')")
+        page.wait_for_selector("#runs-count:has-text('10 runs')")
         statuses = page.eval_on_selector_all(".ag-center-cols-container .ag-row [col-id=status]",
                                              "cells => cells.map(c => c.innerText)")
-        assert {"COMPLETED", "FAILED", "QUEUED", "INTERRUPTED", "PROBABLY_DEAD"} <= set(statuses)
+        assert {"COMPLETED", "FAILED", "QUEUED", "INTERRUPTED", "PROBABLY_DEAD", "RUNNING"} <= set(statuses)
         assert "(simulated)" in page.inner_text(".ag-center-cols-container") or os.path.exists("/dev/nvidia0")
         page.click('#runs-status input[value="PROBABLY_DEAD"]')
         page.wait_for_selector("#runs-count:has-text('1 run')")
         time.sleep(0.5)
         assert page.locator(".ag-center-cols-container .ag-row").count() == 1
+        process.send_signal(signal.SIGINT)  # Ctrl-C: the live run, still training, ends and the board exits
+        output = process.communicate(timeout=60)[0]
+        assert process.returncode == 0, output[-3000:]
+        populating = output[:output.index("sacred-board on http")].splitlines()
+        assert 5 < len(populating) < 25, output[-3000:]  # the demo's own lines; no training lines, no Sacred's
+        assert not [line for line in populating if re.search(r"epoch +\d+/|Started run with ID", line)]
+        assert "stopping the live run" in output and "ended: INTERRUPTED" in output
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
