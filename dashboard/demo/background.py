@@ -3,6 +3,7 @@ then uploaded with ``sacred-gpu sync``'s code."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -71,8 +72,9 @@ class Subprocess:
         source = os.pathsep.join(filter(None, [str(EXAMPLES_DIR.parent), os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, PYTHONPATH=source, SACRED_GPU_OFFLINE="1", SACRED_GPU_SPOOL=str(self.spool),
                    **dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
-        self.process = subprocess.Popen(command, cwd=EXAMPLES_DIR.parent, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=self._stderr)
+        with _sigint_not_ignored():
+            self.process = subprocess.Popen(command, cwd=EXAMPLES_DIR.parent, env=env, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=self._stderr)
         self._thread = threading.Thread(target=self._watch, name="sacred-gpu-demo-watch", daemon=True)
         self._thread.start()
 
@@ -145,6 +147,20 @@ class Subprocess:
             self.process.kill()
             self.process.wait()
         self._stderr.close()
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """Python's SIGINT handler while a child starts, where this process ignores SIGINT (a board started with ``&``
+    from a script): an ignored signal is inherited, and the child's run could then not be stopped with Ctrl-C."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _ending(journal: Journal, position: tuple[int, int]) -> Callable[[], bool]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import signal
 import time
 from typing import Any
 
@@ -257,3 +258,16 @@ def test_live_run_keeps_recording_while_served_and_stops_as_ctrl_c_would():
     assert doc["status"] == "INTERRUPTED" and doc["stop_time"] is not None
     assert "epoch   2/10000" in doc["captured_out"]
     assert [gpu["name"] for gpu in doc["host"]["gpu_inventory"]] == [simulated.SIMULATED_GPU] * 2
+
+
+@pytest.mark.skipif(not background.signals_end_processes(), reason="POSIX signals")
+def test_ctrl_c_reaches_a_background_run_where_the_board_ignores_it(tmp_path):
+    """A board started with ``&`` from a script ignores SIGINT, and its children would inherit that."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = background.Subprocess(background.BACKGROUND_RUNS[1], tmp_path / "spool", DB, epochs=3)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    client = connection.open_client(client=mongomock.MongoClient())
+    run_id = job.upload(client, DB)
+    assert not job.problem and client[DB]["runs"].find_one({"_id": run_id})["status"] == "INTERRUPTED"
