@@ -11,8 +11,8 @@ import dash
 from dash import Input, Output, dcc, html
 from flask import Response, request
 
-from dashboard import run_plots
-from dashboard.board import BOARD_CONFIG, URL, Board
+from dashboard import run_metrics, run_system, series_csv
+from dashboard.board import BOARD_CONFIG, URL, Board, current_board
 from dashboard.pages import compare as compare_page
 from dashboard.pages import run as run_page
 from dashboard.pages import runs as runs_page
@@ -36,17 +36,21 @@ def create_app(board: Board, *, auth: tuple[str, str] | None = None) -> dash.Das
         html.Main(id=PAGE),
     ])
 
-    @app.callback(Output(PAGE, "children"), Input(URL, "pathname"), Input(URL, "search"))
-    def _route(pathname: str | None, search: str | None) -> Any:
-        return route(board, pathname or "/", search)
-
-    runs_page.register(app, board)
+    app.callback(Output(PAGE, "children"), Input(URL, "pathname"), Input(URL, "search"))(show_page)
+    runs_page.register(app)
     compare_page.register(app)
-    run_page.register(app, board)
-    run_plots.register(app, board)
+    run_page.register(app)
+    run_metrics.register(app)
+    run_system.register(app)
+    series_csv.register(app.server)
     if auth:
         _require_basic_auth(app.server, *auth)
     return app
+
+
+def show_page(pathname: str | None, search: str | None) -> Any:
+    """Callback: the page the URL names."""
+    return route(current_board(), pathname or "/", search)
 
 
 def route(board: Board, pathname: str, search: str | None = None) -> Any:
@@ -58,7 +62,7 @@ def route(board: Board, pathname: str, search: str | None = None) -> Any:
         if pathname.rstrip("/") == "/compare":
             return compare_page.layout(search)
         if pathname.startswith("/run/"):
-            return run_page.layout(board, pathname.removeprefix("/run/").strip("/"))
+            return run_page.layout(board, pathname.removeprefix("/run/"))
     except ReadError as error:
         logger.warning("page %s: %s", pathname, error)
         title = "MongoDB is unreachable" if isinstance(error, Unavailable) else "MongoDB cannot be read"

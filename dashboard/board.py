@@ -28,8 +28,11 @@ class Board:
 
 
 def run_key(run_id: str) -> Any:
-    """The run id of a URL or query string: an int when it is one (Sacred's ids), else the string."""
-    return int(run_id) if run_id.lstrip("-").isdigit() else run_id
+    """The run id of a URL or query string: an int when it is one that MongoDB can hold (Sacred's ids: 64 bits),
+    else the string (which names no run of Sacred's)."""
+    if run_id.lstrip("-").isdigit() and -2**63 <= int(run_id) < 2**63:
+        return int(run_id)
+    return run_id
 
 
 def current_board() -> Board:

@@ -143,14 +143,14 @@ def metric_figure(lines: Sequence[Line], *, x_mode: str = "step", smoothing: flo
         if not len(raw_x):
             continue
         smooth = smoothing > 0
-        figure.add_trace(go.Scatter(x=raw_x, y=raw_y, mode="lines", name=name, legendgroup=name, showlegend=not smooth,
+        figure.add_trace(go.Scatter(x=raw_x, y=raw_y, mode=_mode(len(raw_x)), name=name, legendgroup=name, showlegend=not smooth,
                                     line={"color": color, "width": 1}, opacity=RAW_OPACITY if smooth else 1.0,
                                     meta={"kind": "raw"}))
         if smooth:
             smoothed = ema(line.frame["value"].to_numpy(dtype=float), line.frame["step"].to_numpy(dtype=float),
                            smoothing)
             smooth_x, smooth_y = _points(x, smoothed, MAX_POINTS)
-            figure.add_trace(go.Scatter(x=smooth_x, y=smooth_y, mode="lines", name=name, legendgroup=name,
+            figure.add_trace(go.Scatter(x=smooth_x, y=smooth_y, mode=_mode(len(smooth_x)), name=name, legendgroup=name,
                                         line={"color": color, "width": 2}, meta={"kind": "smoothed"}))
     if not figure.data:
         _empty(figure, "no points")
@@ -163,21 +163,53 @@ def metric_figure(lines: Sequence[Line], *, x_mode: str = "step", smoothing: flo
 def system_figure(panel: Panel, samples: pd.DataFrame, *, x_mode: str = "wall", start: dt.datetime | None = None,
                   x_range: Sequence | None = None, note: str = "", revision: str | None = None) -> go.Figure:
     """A system panel: one line per column of ``panel`` found in ``samples`` (DatetimeIndex, naive UTC; columns
-    ``sys/...``), against wall time or seconds since ``start``, each downsampled to :data:`MAX_POINTS` points."""
+    ``sys/...``), against wall time or seconds since ``start``, each downsampled to :data:`MAX_POINTS` points; a
+    limit or size (``panel.references``) dashed in its device's colour; a bit-mask panel as a timeline."""
     figure = _base("wall" if x_mode == "wall" else "elapsed", revision, note)
     x = time_x(pd.DatetimeIndex(samples.index), x_mode, start)
-    for i, (column, label) in enumerate(panel.columns.items()):
+    if panel.kind == "bits":
+        _bit_timeline(figure, panel, samples, x)
+    colors: dict[str, str] = {}
+    for column, label in panel.columns.items() if panel.kind == "lines" else ():
         if column not in samples.columns:
             continue
         xs, ys = _points(x, samples[column], MAX_POINTS)
+        device = column.split("/")[1] if column.startswith("sys/gpu") else column
+        color = colors.setdefault(device, COLORS[len(colors) % len(COLORS)])
         if len(xs):
-            figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=html.escape(label),
-                                        line={"color": COLORS[i % len(COLORS)], "width": 1.5}))
-    if not figure.data:
+            dashed = column in panel.references
+            figure.add_trace(go.Scatter(x=xs, y=ys, mode=_mode(len(xs)), name=html.escape(label),
+                                        line={"color": color, "width": 1 if dashed else 1.5,
+                                              "dash": "dash" if dashed else "solid"}))
+    if not figure.data and panel.kind == "lines":  # a timeline says why it is empty itself
         _empty(figure, "no samples")
-    figure.update_yaxes(title_text=html.escape(panel.unit), rangemode="tozero")
+    figure.update_yaxes(title_text=html.escape(panel.unit), rangemode="tozero" if panel.kind == "lines" else None)
     _set_range(figure, x_range)
     return figure
+
+
+def _bit_timeline(figure: go.Figure, panel: Panel, samples: pd.DataFrame, x: pd.Index) -> None:
+    """One row per (device, bit) ever set: a mark at each sample where the bit is set."""
+    for i, (column, label) in enumerate(panel.columns.items()):
+        if column not in samples.columns:
+            continue
+        masks = pd.to_numeric(samples[column], errors="coerce").fillna(0).astype("int64").to_numpy()
+        for bit, reason in panel.bits.items():
+            hit = np.flatnonzero(masks & bit)
+            if not len(hit):
+                continue
+            hit = hit[np.linspace(0, len(hit) - 1, min(len(hit), MAX_POINTS)).astype(int)]
+            row = html.escape(f"{label}: {reason}")
+            figure.add_trace(go.Scatter(x=np.asarray(x)[hit], y=[row] * len(hit), mode="markers", name=row,
+                                        showlegend=False, marker={"symbol": "square", "size": 7,
+                                                                  "color": COLORS[i % len(COLORS)]}))
+    if not figure.data:
+        _empty(figure, "no throttling: no reason bit was set" if len(samples) else "no samples")
+
+
+def _mode(points: int) -> str:
+    """Lines, with a marker where a series has a single point (a line of one point draws nothing)."""
+    return "lines" if points > 1 else "markers"
 
 
 def _base(x_mode: str, revision: str | None, note: str) -> go.Figure:

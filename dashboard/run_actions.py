@@ -17,21 +17,24 @@ from dashboard.run_output import marker_note, output_lines
 
 logger = logging.getLogger(__name__)
 
+#: Statuses whose output may still grow (a run without a recent heartbeat may beat again).
 LIVE_STATUSES = ("RUNNING", "PROBABLY_DEAD")
 
 
-def refresh_output(board: Board, run_id: Any, query: str | None) -> dict[str, Any]:
-    """The output section re-read: ``lines``, ``summary``, ``cut`` (the truncation note), ``live`` (whether to keep
-    polling), ``live_text``, ``status`` and ``status_class`` (for the header)."""
+def shown_status(board: Board, run_id: Any) -> str:
+    """The run's status as the table shows it (the dead rule applied); ``DELETED`` where it is gone."""
     frame = board.store.runs(ids=[run_id], limit=1)
-    status = str(frame.iloc[0]["status"]) if not frame.empty else "DELETED"
-    text = board.store.captured_out(run_id) if not frame.empty else ""
+    return str(frame.iloc[0]["status"]) if not frame.empty else "DELETED"
+
+
+def refresh_output(board: Board, run_id: Any, query: str | None) -> dict[str, Any]:
+    """The output tab re-read: ``lines``, ``summary``, ``cut`` (the truncation note), ``live`` (whether to keep
+    polling) and ``note`` (what the tab says beside the output; the header owns the run's status)."""
+    status = shown_status(board, run_id)
+    text = board.store.captured_out(run_id) if status != "DELETED" else ""
     lines, summary = output_lines(text, query or "")
-    live = status in LIVE_STATUSES
-    return {"lines": lines, "summary": summary, "cut": marker_note(text), "live": live,
-            "live_text": f"live: refreshed every {board.refresh:g} s" if live else
-            "the run has ended: reload the page for its results and artifacts",
-            "status": status, "status_class": f"status status-{status}"}
+    return {"lines": lines, "summary": summary, "cut": marker_note(text), "live": status in LIVE_STATUSES,
+            "note": "the run was deleted" if status == "DELETED" else ""}
 
 
 def save_tags_notes(board: Board, run_id: Any, tags: str | None, notes: str | None) -> str:

@@ -13,8 +13,6 @@ from typing import Any
 
 from dash import dcc, html
 
-from sacred_gpu.read import Panel
-
 #: Nodes a tree shows before it says how many it left out.
 TREE_NODES = 3000
 #: Characters of one value a tree shows.
@@ -81,7 +79,7 @@ def header(run_id: Any, row: Mapping[str, Any], doc: Mapping[str, Any], status_i
              ("Host", _field(row.get("host")) or ""), ("Started (UTC)", time_text(doc.get("start_time"))),
              ("Stopped (UTC)" if stop else "Last heartbeat (UTC)", time_text(stop or doc.get("heartbeat"))),
              ("Duration", duration_text(_field(row.get("duration")))),
-             ("Result", as_text(doc["result"]) if doc.get("result") is not None else "")]
+             ("Result", result_text(doc["result"]) if doc.get("result") is not None else "")]
     if status == "QUEUED":
         facts.append(("Queued (UTC)", time_text(doc.get("queue_time"))))
     return [
@@ -90,6 +88,20 @@ def header(run_id: Any, row: Mapping[str, Any], doc: Mapping[str, Any], status_i
         html.Dl([part for name, value in facts if value for part in (html.Dt(name), html.Dd(str(value)))],
                 className="run-facts"),
     ]
+
+
+def result_text(value: Any) -> str:
+    """A run's result for its header: numbers to 6 significant digits (``0.977778``, not ``0.9777777777777777``),
+    in lists and dicts too; anything else as :func:`as_text` shows it."""
+    def rounded(item: Any) -> Any:
+        if isinstance(item, float) and math.isfinite(item):
+            return float(f"{item:.6g}")
+        if isinstance(item, Mapping):
+            return {key: rounded(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [rounded(inner) for inner in item]
+        return item
+    return as_text(rounded(value))
 
 
 def tree(value: Any, *, open_depth: int = 99, budget: list[int] | None = None) -> list[Any]:
@@ -159,8 +171,9 @@ def gpu_section(host: Mapping[str, Any]) -> list[Any]:
     return [html.P(html.Em("No GPU recorded for this run."), className="gpu-none")]
 
 
-def host_section(host: Mapping[str, Any] | None) -> list[Any]:
-    """Host facts (hostname, OS, Python, CPU), the GPUs and the recorded environment variables."""
+def host_section(host: Mapping[str, Any] | None, environment: bool = True) -> list[Any]:
+    """Host facts (hostname, OS, Python, CPU), the GPUs and (``environment``) the recorded environment variables
+    and other host fields."""
     host = host or {}
     os_info = host.get("os")
     os_text = " ".join(str(part) for part in os_info) if isinstance(os_info, (list, tuple)) else os_info
@@ -172,9 +185,25 @@ def host_section(host: Mapping[str, Any] | None) -> list[Any]:
         html.Dl([part for name, value in facts if value for part in (html.Dt(name), html.Dd(str(value)))],
                 className="run-facts"),
         html.H4("GPUs"), html.Div(gpu_section(host), id="run-gpus"),
-        html.H4("Environment variables"), tree_view(host.get("ENV"), open_depth=0, empty="none recorded"),
-        *([html.H4("Other"), tree_view(other, open_depth=1)] if other else []),
+        *([html.H4("Environment variables"), tree_view(host.get("ENV"), open_depth=0, empty="none recorded"),
+           *([html.H4("Other host facts"), tree_view(other, open_depth=1)] if other else [])] if environment else []),
     ]
+
+
+def info_section(doc: Mapping[str, Any], component_id: str) -> list[Any]:
+    """The Info tab: Sacred's ``info`` (its list of metric series said in one line: the Metrics and System tabs
+    draw them), ``meta``, and the host's environment."""
+    info = dict(doc.get("info") or {})
+    series = info.pop("metrics", None)
+    listed = [html.P(f"{len(series):,} metric series are recorded (info.metrics); the Metrics and System tabs draw "
+                     "them.", className="note")] if isinstance(series, list) and series else []
+    host = doc.get("host") or {}
+    known = {"hostname", "os", "python_version", "cpu", "ENV", "gpus", "gpu_inventory"}
+    other = {key: value for key, value in host.items() if key not in known}
+    return [html.H3("Info"), *listed, tree_view(info, component_id, open_depth=1, empty="no info"),
+            html.H3("Meta"), tree_view(doc.get("meta"), open_depth=1),
+            html.H3("Environment variables"), tree_view(host.get("ENV"), open_depth=0, empty="none recorded"),
+            *([html.H3("Other host facts"), tree_view(other, open_depth=1)] if other else [])]
 
 
 def experiment_facts(experiment: Mapping[str, Any] | None) -> list[Any]:
@@ -224,53 +253,3 @@ def _longest_backticks(text: str) -> int:
         current = current + 1 if char == "`" else 0
         longest = max(longest, current)
     return longest
-
-
-# -- the system section's notes and roll-up tables --------------------------------------------------------------
-def system_notes(system: Mapping[str, Any], panels: Sequence[Panel]) -> list[html.P]:
-    if not panels and not system:
-        return [html.P("No system metrics were recorded for this run (sampling was off, or Sacred's own observer "
-                       "wrote it).", className="note run-plots-no-gpu")]
-    if not system.get("gpu_count") and not any(panel.key.startswith("gpu") for panel in panels):
-        return [html.P("No GPU data: this run saw no NVIDIA GPU (no driver, none visible through "
-                       "CUDA_VISIBLE_DEVICES, or GPU sampling failed). Host metrics are shown below.",
-                       className="note run-plots-no-gpu")]
-    return []
-
-
-_TOTALS = (("GPUs", None), ("peak GPU memory (MiB)", "gpu_mem_peak_mib"), ("mean GPU utilization (%)",
-           "gpu_util_mean_pct"), ("GPU energy (Wh)", "gpu_energy_wh"), ("mean GPU power (W)", "gpu_power_mean_w"),
-           ("peak RSS of the run's processes (MiB)", "proc_rss_peak_mib"), ("mean CPU of the run's processes "
-           "(% of a core)", "proc_cpu_mean_pct"), ("mean host CPU (%)", "cpu_util_mean_pct"),
-           ("peak host RAM used (MiB)", "mem_used_peak_mib"), ("samples", "samples"))
-_PER_GPU = (("GPU", "index"), ("name", "name"), ("peak memory (MiB)", "mem_peak_mib"),
-            ("mean utilization (%)", "util_mean_pct"), ("mean power (W)", "power_mean_w"),
-            ("energy (Wh)", "energy_wh"), ("max temperature (°C)", "temp_max_c"),
-            ("peak memory of the run (MiB)", "proc_mem_peak_mib"))
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    return str(value)
-
-
-def rollup_tables(system: Mapping[str, Any]) -> html.Div:
-    """The run's system roll-ups (field ``system`` of the run document): totals, then one row per GPU."""
-    if not system:
-        return html.Div()
-    totals = []
-    for label, field in _TOTALS:
-        value = f"{system['gpu_count']}x {system['gpu_model']}" if field is None and system.get("gpu_model") \
-            else system.get(field) if field else None
-        if value is not None:
-            totals.append(html.Tr([html.Th(label), html.Td(_number(value))]))
-    gpus = [gpu for gpu in system.get("gpus") or [] if isinstance(gpu, dict)]
-    per_gpu = html.Table([html.Thead(html.Tr([html.Th(label) for label, _ in _PER_GPU])),
-                          html.Tbody([html.Tr([html.Td(_number(gpu.get(field))) for _, field in _PER_GPU])
-                                      for gpu in gpus])], className="run-plots-gpus") if gpus else None
-    return html.Div(className="run-plots-rollups", children=[html.Table(html.Tbody(totals)), per_gpu])

@@ -19,11 +19,12 @@ from sacred_gpu.read.plot_reads import MetricPoints, context_time
 from sacred_gpu.read.query import QueryError, compile_filter
 from sacred_gpu.read.settings import BoardSettings, CustomColumn, MetricColumn
 from sacred_gpu.read.store import RunStore, connect
-from sacred_gpu.read.views import OUTPUT_CUT, Panel, RunPage, RunPlots, system_panels
+from sacred_gpu.read.views import OUTPUT_CUT, Panel, RunPage, RunPlots, SystemSummary, system_panels, system_summary
 from sacred_gpu.schema import DEAD_AFTER, PROBABLY_DEAD, ROLLUPS, STATUSES
 
 __all__ = [
     "DEAD_AFTER", "OUTPUT_CUT", "PROBABLY_DEAD", "ROLLUPS", "STATUSES", "BadQuery", "BoardSettings", "CustomColumn",
     "MetricColumn", "MetricPoints", "NotFound", "Panel", "QueryError", "ReadError", "Refused", "RunPage", "RunPlots",
-    "RunStore", "Unavailable", "compile_filter", "connect", "context_time", "system_panels",
+    "RunStore", "SystemSummary", "Unavailable", "compile_filter", "connect", "context_time", "system_panels",
+    "system_summary",
 ]

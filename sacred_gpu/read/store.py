@@ -19,6 +19,7 @@ from sacred_gpu import connection, schema
 from sacred_gpu.read import views
 from sacred_gpu.read.errors import NotFound, translated
 from sacred_gpu.read.plot_reads import PlotReads
+from sacred_gpu.read.rollup_reads import _stock
 from sacred_gpu.read.runs_table import RunsTable
 from sacred_gpu.read.series import SeriesReads
 from sacred_gpu.read.settings import SettingsReads
@@ -86,15 +87,24 @@ class RunStore(RunsTable, SeriesReads, PlotReads, SettingsReads):
         document. Raises ``NotFound``."""
         return views.run_plots(self.run(run_id, views.PLOT_FIELDS))
 
-    def run_page(self, run_id: Any) -> RunPage:
+    def run_page(self, run_id: Any, *, files: bool = True, metrics: bool = True) -> RunPage:
         """Everything run ``run_id``'s page shows (:class:`~sacred_gpu.read.views.RunPage`), from one read of its
-        document (and one of its artifacts' GridFS entries). Raises ``NotFound``."""
+        document; ``files``: its artifacts' GridFS entries too (one more read); ``metrics``: its metric summary (for
+        runs of Sacred's own observer, which store no roll-ups, computed from their series). Raises ``NotFound``."""
         doc = self.run(run_id)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         sources = {str(entry[0]): entry[1] for entry in (doc.get("experiment") or {}).get("sources") or []
                    if isinstance(entry, (list, tuple)) and len(entry) == 2}
-        return RunPage(self._row(doc, now, [], {}, []), doc, views.run_plots(doc),
-                       self._files([a for a in doc.get("artifacts") or [] if isinstance(a, dict)]), sources)
+        plots = views.run_plots(doc)
+        summary = []
+        if metrics:
+            names = plots.context["metric_names"]
+            stored = doc.get(schema.METRIC_ROLLUPS_FIELD)
+            rollups = {name: schema.find_rollup(stored, name, names) for name in names} if stored is not None \
+                else self._stock_values([doc["_id"]], names).get(doc["_id"], {}) if _stock(doc) else {}
+            summary = views.metric_summary(names, rollups)
+        listed = self._files([a for a in doc.get("artifacts") or [] if isinstance(a, dict)]) if files else []
+        return RunPage(self._row(doc, now, [], {}, []), doc, plots, listed, sources, summary)
 
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``NotFound`` if it has none by that name."""

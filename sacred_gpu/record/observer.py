@@ -204,6 +204,8 @@ class GpuMongoObserver(RunStart, RunRecords, RunEnd, RunObserver):
             "captured_out": "",
             "info": {},
             "heartbeat": None,
+            schema.SAMPLING_FIELD: {"interval_s": self.sample_interval, "slow_interval_s": self.slow_sample_interval}
+            if self.sampling else None,
         }
         run_id = self._begin(ex_info, command, host_info, config, meta_info, fields, _id)
         if self.recorder is None:  # not recorded: nothing to sample for

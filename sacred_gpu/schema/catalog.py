@@ -39,16 +39,21 @@ class MetricSpec:
     window: Window
     source: str
     description: str
-    #: the key of the panel (:data:`PANELS`) drawing it, if any, and its legend label there (default: the device,
-    #: ``gpu0`` or ``gpu0/mig1``, for GPU rows; the name without ``sys/`` for others)
+    #: the key of the panel (:data:`PANELS`) drawing it, if any, and its legend label there (``{device}`` stands for
+    #: ``gpu0`` or ``gpu0/mig1``; default: the device for GPU rows, the name without ``sys/`` for others)
     panel: str | None = None
     label: str | None = None
+    #: a limit or a size drawn beside the series it bounds (dashed), not a reading of its own
+    reference: bool = False
     #: its field in the run's ``system`` summary (per GPU for a GPU row), how it is computed and scaled (``scale``
     #: times the summed-up value), and how the GPUs' values are totalled into ``gpu_<summary>``
     summary: str | None = None
     summarize: Summary | None = None
     scale: float = 1.0
     total: Total | None = None
+    #: how the summary is titled on a run's page, and its unit where ``scale`` changes it
+    title: str | None = None
+    summary_unit: str | None = None
 
     @property
     def field(self) -> str:
@@ -62,25 +67,47 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class PanelSpec:
-    """A system panel of the board: its key, title and unit."""
+    """A system panel of the board: its key, title, unit, the group it is shown in, and how it is drawn (``lines``:
+    a line per series; ``bits``: a bit mask drawn as a timeline of the bits set, named by :data:`THROTTLE_BITS`)."""
 
     key: str
     title: str
     unit: str
+    group: str = "GPU"
+    kind: Literal["lines", "bits"] = "lines"
 
 
 #: The board's system panels, in the order they are shown.
 PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("gpu-util", "GPU utilization", "%"),
-    PanelSpec("gpu-mem", "GPU memory used", "MiB"),
-    PanelSpec("gpu-power", "GPU power", "W"),
+    PanelSpec("gpu-mem", "GPU memory used (dashed: total)", "MiB"),
+    PanelSpec("gpu-mem-util", "GPU memory activity", "%"),
+    PanelSpec("gpu-power", "GPU power (dashed: limit)", "W"),
     PanelSpec("gpu-temp", "GPU temperature", "°C"),
-    PanelSpec("cpu", "Host CPU (all cores)", "%"),
-    PanelSpec("proc-cpu", "CPU of the run's processes", "% of a core"),
-    PanelSpec("ram", "RAM", "MiB"),
-    PanelSpec("disk", "Disk I/O", "MiB/s"),
-    PanelSpec("net", "Network", "MiB/s"),
+    PanelSpec("gpu-clocks", "GPU clocks", "MHz"),
+    PanelSpec("gpu-throttle", "GPU throttle reasons", "", kind="bits"),
+    PanelSpec("gpu-pcie", "PCIe throughput", "MiB/s"),
+    PanelSpec("gpu-ecc", "ECC errors since the driver loaded", "errors"),
+    PanelSpec("gpu-fan", "GPU fan", "%"),
+    PanelSpec("gpu-energy", "GPU energy since the start", "J"),
+    PanelSpec("gpu-proc-mem", "GPU memory of the run's processes", "MiB", group="Run's processes"),
+    PanelSpec("proc-cpu", "CPU of the run's processes", "% of a core", group="Run's processes"),
+    PanelSpec("proc-rss", "RAM of the run's processes (RSS)", "MiB", group="Run's processes"),
+    PanelSpec("proc-count", "Processes and threads", "count", group="Run's processes"),
+    PanelSpec("cpu", "Host CPU (all cores)", "%", group="Host"),
+    PanelSpec("ram", "Host RAM", "MiB", group="Host"),
+    PanelSpec("ram-pct", "Host RAM used (% of the limit)", "%", group="Host"),
+    PanelSpec("disk", "Disk I/O", "MiB/s", group="Host"),
+    PanelSpec("net", "Network", "MiB/s", group="Host"),
+    PanelSpec("workdir", "Working directory's disk", "GiB free", group="Host"),
+    PanelSpec("workdir-pct", "Working directory's disk used", "%", group="Host"),
 )
+#: NVML's clocks-event (throttle) reason bits, as ``nvmlClocksEventReason*`` names them.
+THROTTLE_BITS: dict[int, str] = {
+    0x1: "GPU idle", 0x2: "applications clocks setting", 0x4: "software power cap", 0x8: "hardware slowdown",
+    0x10: "sync boost", 0x20: "software thermal slowdown", 0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake", 0x100: "display clock setting",
+}
 
 
 def _gpu(field: str, unit: str, tier: Tier, window: Window, source: str, description: str,
@@ -91,57 +118,66 @@ def _gpu(field: str, unit: str, tier: Tier, window: Window, source: str, descrip
 
 CATALOG: tuple[MetricSpec, ...] = (
     _gpu("util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().gpu", "time a kernel was running",
-         panel="gpu-util", summary="util_mean_pct", summarize="mean", total="mean"),
+         panel="gpu-util", summary="util_mean_pct", summarize="mean", total="mean", title="GPU utilization"),
     _gpu("mem_util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().memory",
-         "time device memory was being read or written (not how much of its bandwidth)"),
+         "time device memory was being read or written (not how much of its bandwidth)", panel="gpu-mem-util"),
     _gpu("mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(v2).used", "memory used, all processes",
-         panel="gpu-mem", summary="mem_peak_mib", summarize="max", total="max"),
+         panel="gpu-mem", summary="mem_peak_mib", summarize="max", total="max", title="GPU memory used"),
     _gpu("power_w", "W", "fast", "mean", "nvmlDeviceGetPowerUsage", "power draw", panel="gpu-power",
-         summary="power_mean_w", summarize="mean", total="sum"),
+         summary="power_mean_w", summarize="mean", total="sum", title="GPU power"),
     _gpu("energy_j", "J", "fast", "last", "nvmlDeviceGetTotalEnergyConsumption", "energy used since the run started",
-         summary="energy_wh", summarize="last", scale=1 / 3600, total="sum"),
-    _gpu("sm_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(SM)", "streaming multiprocessor clock"),
-    _gpu("mem_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(MEM)", "memory clock"),
+         panel="gpu-energy", summary="energy_wh", summarize="last", scale=1 / 3600, total="sum", title="GPU energy",
+         summary_unit="Wh"),
+    _gpu("sm_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(SM)", "streaming multiprocessor clock",
+         panel="gpu-clocks", label="{device} SM"),
+    _gpu("mem_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(MEM)", "memory clock", panel="gpu-clocks",
+         label="{device} memory"),
     _gpu("throttle_reasons", "bitmask", "fast", "or", "nvmlDeviceGetCurrentClocksEventReasons",
-         "why clocks were lowered (NVML clocks-event bits, OR over the window)"),
-    _gpu("fan_pct", "%", "fast", "mean", "nvmlDeviceGetFanSpeed", "fan speed (absent on passively cooled GPUs)"),
-    _gpu("mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(v2).total", "memory size"),
-    _gpu("power_limit_w", "W", "slow", "last", "nvmlDeviceGetEnforcedPowerLimit", "enforced power limit"),
+         "why clocks were lowered (NVML clocks-event bits, OR over the window)", panel="gpu-throttle"),
+    _gpu("fan_pct", "%", "fast", "mean", "nvmlDeviceGetFanSpeed", "fan speed (absent on passively cooled GPUs)",
+         panel="gpu-fan"),
+    _gpu("mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(v2).total", "memory size",
+         panel="gpu-mem", label="{device} total", reference=True),
+    _gpu("power_limit_w", "W", "slow", "last", "nvmlDeviceGetEnforcedPowerLimit", "enforced power limit",
+         panel="gpu-power", label="{device} limit", reference=True),
     _gpu("temp_c", "°C", "slow", "max", "nvmlDeviceGetTemperatureV(GPU)", "GPU die temperature", panel="gpu-temp",
-         summary="temp_max_c", summarize="max"),
+         summary="temp_max_c", summarize="max", title="GPU temperature"),
     _gpu("pcie_tx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetFieldValues(PCIE_COUNT_TX_BYTES)",
-         "PCIe sent by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)"),
+         "PCIe sent by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)",
+         panel="gpu-pcie", label="{device} sent"),
     _gpu("pcie_rx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetFieldValues(PCIE_COUNT_RX_BYTES)",
-         "PCIe received by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)"),
+         "PCIe received by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)",
+         panel="gpu-pcie", label="{device} received"),
     _gpu("ecc_corrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(CORRECTED, VOLATILE)",
-         "corrected ECC errors since the driver loaded"),
+         "corrected ECC errors since the driver loaded", panel="gpu-ecc", label="{device} corrected"),
     _gpu("ecc_uncorrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(UNCORRECTED, VOLATILE)",
-         "uncorrected ECC errors since the driver loaded"),
+         "uncorrected ECC errors since the driver loaded", panel="gpu-ecc", label="{device} uncorrected"),
     _gpu("proc_mem_mib", "MiB", "slow", "max", "nvmlDeviceGet{Compute,Graphics}RunningProcesses",
-         "memory used by the training process and its children (DataLoader workers)", summary="proc_mem_peak_mib",
-         summarize="max"),
+         "memory used by the training process and its children (DataLoader workers)", panel="gpu-proc-mem",
+         summary="proc_mem_peak_mib", summarize="max", title="GPU memory of the run's processes"),
     MetricSpec("sys/gpu{i}/mig{j}/mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(MIG device)",
                "memory used in a MIG instance", panel="gpu-mem"),
     MetricSpec("sys/gpu{i}/mig{j}/mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(MIG device)",
-               "memory size of a MIG instance"),
+               "memory size of a MIG instance", panel="gpu-mem", label="{device} total", reference=True),
     MetricSpec("sys/cpu/util_pct", "%", "fast", "mean", "psutil.cpu_percent", "system CPU utilization, all cores",
-               panel="cpu", summary="cpu_util_mean_pct", summarize="mean"),
+               panel="cpu", summary="cpu_util_mean_pct", summarize="mean", title="host CPU, all cores"),
     MetricSpec("sys/proc/cpu_pct", "% of a core", "fast", "mean", "psutil.Process.cpu_percent",
                "CPU used by the training process and its children", panel="proc-cpu", summary="proc_cpu_mean_pct",
-               summarize="mean"),
+               summarize="mean", title="CPU of the run's processes"),
     MetricSpec("sys/proc/rss_mib", "MiB", "fast", "max", "psutil.Process.memory_info().rss",
-               "resident memory of the training process and its children", panel="ram",
-               label="run's processes (RSS)", summary="proc_rss_peak_mib", summarize="max"),
+               "resident memory of the training process and its children", panel="proc-rss",
+               label="RSS", summary="proc_rss_peak_mib", summarize="max", title="RAM of the run's processes (RSS)"),
     MetricSpec("sys/proc/threads", "threads", "fast", "max", "psutil.Process.num_threads",
-               "threads of the training process and its children"),
+               "threads of the training process and its children", panel="proc-count", label="threads"),
     MetricSpec("sys/proc/count", "processes", "fast", "max", "psutil.Process.children",
-               "the training process and its children"),
+               "the training process and its children", panel="proc-count", label="processes"),
     MetricSpec("sys/mem/used_mib", "MiB", "fast", "max", "psutil.virtual_memory / cgroup memory.current",
                "RAM used (the container's, where a cgroup limit applies)", panel="ram", label="host used",
-               summary="mem_used_peak_mib", summarize="max"),
+               summary="mem_used_peak_mib", summarize="max", title="host RAM used"),
     MetricSpec("sys/mem/available_mib", "MiB", "fast", "mean", "psutil.virtual_memory / cgroup memory.max",
-               "RAM available (to the container, where a cgroup limit applies)"),
-    MetricSpec("sys/mem/used_pct", "%", "fast", "max", "psutil.virtual_memory / cgroup", "RAM used, % of the limit"),
+               "RAM available (to the container, where a cgroup limit applies)", panel="ram", label="available"),
+    MetricSpec("sys/mem/used_pct", "%", "fast", "max", "psutil.virtual_memory / cgroup", "RAM used, % of the limit",
+               panel="ram-pct", label="used"),
     MetricSpec("sys/swap/used_mib", "MiB", "fast", "max", "psutil.swap_memory", "swap used", panel="ram",
                label="swap used"),
     MetricSpec("sys/disk/read_mib_s", "MiB/s", "fast", "mean", "psutil.disk_io_counters", "disk reads, all disks",
@@ -153,9 +189,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("sys/net/tx_mib_s", "MiB/s", "fast", "mean", "psutil.net_io_counters", "network sent", panel="net",
                label="tx"),
     MetricSpec("sys/disk/workdir_used_pct", "%", "slow", "last", "psutil.disk_usage(cwd)",
-               "disk usage of the working directory's file system"),
+               "disk usage of the working directory's file system", panel="workdir-pct", label="used"),
     MetricSpec("sys/disk/workdir_free_gib", "GiB", "slow", "last", "psutil.disk_usage(cwd)",
-               "free space on the working directory's file system"),
+               "free space on the working directory's file system", panel="workdir", label="free"),
 )
 
 
@@ -199,7 +235,8 @@ def legend_label(name: str, spec: MetricSpec) -> str:
     """How a concrete series is labelled in its panel: the row's label, else its device (``gpu0``, ``gpu0/mig1``)
     for a GPU row, else the name without ``sys/``."""
     if spec.label:
-        return spec.label
+        device = name.removeprefix(PREFIX).removesuffix("/" + spec.field)
+        return spec.label.format(device=device) if "{device}" in spec.label else spec.label
     if spec.name.startswith(GPU_TEMPLATE):
         return name.removeprefix(PREFIX).removesuffix("/" + spec.field)
     return name.removeprefix(PREFIX)

@@ -139,6 +139,9 @@ ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
 
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
 SYSTEM_FIELD = "system"
+#: Field of the run document saying how the observer sampled the run: ``{"interval_s": 1.0, "slow_interval_s":
+#: 10.0}``, or ``None`` where sampling was off (absent in runs recorded before it, and in Sacred's own runs).
+SAMPLING_FIELD = "sampling"
 
 #: Field marking the observer's own series: in their ``metrics`` document and their ``info.metrics`` entry its
 #: value is :data:`SYSTEM_ORIGIN`; a user's series has no such field, whatever its name (a user may log ``sys/x``).

@@ -23,9 +23,21 @@ def served(client: Any, serve: Any, tmp_path: Any) -> Any:
     return serve(record_page_runs(client, tmp_path), refresh=1.0)
 
 
-def open_run(page: Any, served: Any, run_id: int) -> None:
-    page.goto(f"{served.url}/run/{run_id}")
-    page.wait_for_selector("#run-output")
+#: What each tab shows once it is loaded.
+LOADED = {"overview": "#run-tags", "output": "#run-output", "artifacts": ".file-row", "code": ".file-row",
+          "config": "#run-config", "info": "#run-info", "metrics": ".run-plots", "system": ".run-system"}
+
+
+def open_run(page: Any, served: Any, run_id: int, tab: str = "overview") -> None:
+    page.goto(f"{served.url}/run/{run_id}" + ("" if tab == "overview" else f"/{tab}"))
+    page.wait_for_selector(LOADED[tab])
+
+
+def previews_loaded(page: Any) -> None:
+    """Wait until the tab's image and video previews have loaded: until then the rows below them move (a click
+    aimed at a link there can land beside it)."""
+    page.wait_for_function("[...document.images].every(i => i.complete) && "
+                           "[...document.querySelectorAll('video')].every(v => v.readyState >= 1 || v.error)")
 
 
 def row(page: Any, name: str) -> Any:
@@ -33,8 +45,29 @@ def row(page: Any, name: str) -> Any:
     return page.locator(".file-row", has=page.locator(f'.file-name:text-is("{name}")'))
 
 
-def test_image_preview_csv_grid_and_downloads(page, served):
+def test_tabs_load_when_opened_and_the_url_names_them(page, served):
+    """Issue 15: a run's page in tabs; a click opens a tab without reloading the page, its URL can be shared, the
+    browser's back button returns to the previous tab."""
     open_run(page, served, 1)
+    assert page.locator("#run-output").count() == 0  # the output tab is not built until opened
+    page.evaluate("window.__same_page = true")
+    for tab, label in (("output", "Output"), ("config", "Config"), ("code", "Code & dependencies"),
+                       ("artifacts", "Artifacts"), ("info", "Info"), ("system", "System"), ("metrics", "Metrics")):
+        page.click(f".run-tabs a:text-is('{label}')")
+        page.wait_for_selector(LOADED[tab])
+        assert page.url == f"{served.url}/run/1/{tab}"
+        assert page.get_attribute(f"#run-tab-{tab}", "class") == "run-tab run-tab-active"
+        assert page.inner_text("#run-status") == "COMPLETED"
+    assert page.evaluate("window.__same_page") is True  # no reload
+    page.go_back()
+    page.wait_for_selector(LOADED["system"])
+    open_run(page, served, 1, "config")  # a shared link opens its tab
+    assert SCRIPT in page.inner_text("#run-config")
+    assert page.js_errors == []
+
+
+def test_image_preview_csv_grid_and_downloads(page, served):
+    open_run(page, served, 1, "artifacts")
     image = row(page, "plot.png").locator("img.artifact-image")
     image.wait_for(state="visible")
     assert image.get_attribute("src").startswith("data:image/png;base64,")
@@ -43,30 +76,34 @@ def test_image_preview_csv_grid_and_downloads(page, served):
     grid.locator(".ag-header-cell-text", has_text="loss").wait_for()
     assert grid.locator(".ag-row").count() == 5
     with page.expect_download() as download:
-        row(page, "experiments.py").locator("button.download").click()
-    assert download.value.suggested_filename == "experiments.py"
-    assert Path(download.value.path()).read_bytes() == served.store.source(1, "experiments.py")
-    with page.expect_download() as download:
         row(page, "plot.png").locator("button.download").click()
     assert Path(download.value.path()).read_bytes() == tiny_png()
     with page.expect_download() as download:
         page.click("#run-artifacts-zip")
     with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
         assert len(archive.namelist()) == 6 and archive.read("plot.png") == tiny_png()
+    open_run(page, served, 1, "code")
+    with page.expect_download() as download:
+        row(page, "experiments.py").locator("button.download").click()
+    assert download.value.suggested_filename == "experiments.py"
+    assert Path(download.value.path()).read_bytes() == served.store.source(1, "experiments.py")
     assert page.js_errors == []
 
 
 def test_a_large_artifact_downloads_through_the_streaming_route(page, served, monkeypatch):
     monkeypatch.setattr("dashboard.run_artifacts.DOWNLOAD_BYTES", 500)  # weights.bin (1 KB) counts as large
-    open_run(page, served, 1)
+    open_run(page, served, 1, "artifacts")
+    previews_loaded(page)
+    link = row(page, "weights.bin").locator("a.download")
+    link.scroll_into_view_if_needed()
     with page.expect_download() as download:
-        row(page, "weights.bin").locator("a.download").click()
+        link.click()
     assert download.value.suggested_filename == "weights.bin"
     assert Path(download.value.path()).read_bytes() == bytes(range(256)) * 4
 
 
 def test_previews_and_sources_open_and_close(page, served):
-    open_run(page, served, 1)
+    open_run(page, served, 1, "artifacts")
     plot = row(page, "plot.png")
     plot.locator("img").wait_for()
     plot.locator("button.toggle").click()
@@ -74,7 +111,8 @@ def test_previews_and_sources_open_and_close(page, served):
     assert plot.locator("button.toggle").inner_text() == "View"
     plot.locator("button.toggle").click()
     plot.locator("img").wait_for(state="visible")
-    assert row(page, "experiments.py").locator("code.hljs .hljs-keyword").count() > 0  # highlighted, open at load
+    open_run(page, served, 1, "code")
+    row(page, "experiments.py").locator("code.hljs .hljs-keyword").first.wait_for()  # highlighted, open at load
     init = row(page, "__init__.py")
     assert init.locator(".source-code").count() == 0
     init.locator("button.toggle").click()
@@ -83,23 +121,25 @@ def test_previews_and_sources_open_and_close(page, served):
 
 
 def test_hostile_html_artifact_and_output_run_no_script(page, served):
-    open_run(page, served, 1)
+    open_run(page, served, 1, "artifacts")
     frame = row(page, "report.html").locator("iframe.artifact-html")
     frame.wait_for()
     assert frame.get_attribute("sandbox") == ""
     assert SCRIPT in frame.get_attribute("srcdoc")
     time.sleep(0.5)  # what the frame would run has had its chance
     assert page.evaluate("window.__xss") is None
+    open_run(page, served, 1, "output")
     lines = page.locator("#run-output .out-line")
     assert lines.nth(1).inner_text() == SCRIPT and lines.nth(2).inner_text() == HOSTILE
     assert page.locator("#run-output img, #run-output script").count() == 0
+    open_run(page, served, 1, "config")
     assert SCRIPT in page.inner_text("#run-config")
     assert page.evaluate("window.__xss") is None
     assert page.js_errors == []
 
 
 def test_ansi_colours_and_output_search(page, served):
-    open_run(page, served, 1)
+    open_run(page, served, 1, "output")
     red = page.locator("#run-output .ansi-fg-1").first
     assert red.inner_text() == "error-ish red text"
     assert red.evaluate("e => getComputedStyle(e).color") == "rgb(255, 123, 114)"
@@ -115,7 +155,7 @@ def test_ansi_colours_and_output_search(page, served):
 
 
 def test_truncation_marker_is_visible(page, served):
-    open_run(page, served, 3)
+    open_run(page, served, 3, "output")
     assert page.locator(".out-cut-note").is_visible()
     assert "cut 3,400 characters" in page.inner_text(".out-cut-note")
     marker = page.locator("#run-output .out-marker")
@@ -134,16 +174,22 @@ def test_fail_trace_of_a_failed_run(page, served):
 def test_live_tail_while_running(page, served, db):
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": now}})
-    open_run(page, served, 1)
+    open_run(page, served, 1, "output")
     assert page.inner_text("#run-status") == "RUNNING" and "live" in page.inner_text("#run-live")
     output = served.store.captured_out(1)
     db.runs.update_one({"_id": 1}, {"$set": {"captured_out": output + "\x1b[32mepoch 3 loss 0.25\x1b[0m\n",
                                              "heartbeat": now}})
     page.wait_for_selector("#run-output .out-line .ansi-fg-2:text-is('epoch 3 loss 0.25')")
-    db.runs.update_one({"_id": 1}, {"$set": {"status": "COMPLETED"}})
-    page.wait_for_selector("#run-status:text-is('COMPLETED')")
-    assert "ended" in page.inner_text("#run-live")
+    page.fill("#run-output-search", "loss")  # a search while it runs
+    page.wait_for_selector("#run-output-summary:has-text('lines match')")
+    db.runs.update_one({"_id": 1}, {"$set": {"status": "COMPLETED", "result": 0.9777777777777777}})
+    page.wait_for_selector("#run-status:text-is('COMPLETED')")  # the header follows without a reload
+    assert page.inner_text("#run-live") == ""
     assert page.evaluate("document.getElementById('run-status').className") == "status status-COMPLETED"
+    assert "Result\n0.977778" in page.inner_text(".run-facts")  # issue 15 (7): rounded
+    page.fill("#run-output-search", "epoch")  # issue 15 (2): searching an ended run says nothing of reloading
+    page.wait_for_selector("#run-output-summary:has-text('lines match')")
+    assert "reload" not in page.inner_text(".run-page") and page.inner_text("#run-output-note") == ""
 
 
 def test_tags_and_notes_are_saved(page, served):
@@ -154,7 +200,7 @@ def test_tags_and_notes_are_saved(page, served):
     page.wait_for_selector("#run-saved:has-text('saved tags and notes')")
     assert served.store.run(1)["omniboard"] == {"tags": ["baseline", "best"], "notes": SCRIPT}
     page.reload()
-    page.wait_for_selector("#run-output")
+    page.wait_for_selector("#run-tags")
     assert page.input_value("#run-tags") == "baseline, best" and page.input_value("#run-notes") == SCRIPT
 
 

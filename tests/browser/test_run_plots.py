@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -89,18 +90,14 @@ def served(client: Any, serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
-    page.goto(f"{served.url}/run/1")
+    page.goto(f"{served.url}/run/1/metrics")
     overview = wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"], 20_000, 21_000)
     assert overview["title"] == "step" and max(overview["points"]) <= 5_000
     assert overview["inside"] < 100  # the overview holds a preview of steps 20,000-21,000, not every point
-    page.wait_for_selector("text=peak GPU memory (MiB)")
-    gpu = wait_for(page, SYSTEM, "gpu-util", lambda s: s["names"] == ["gpu0", "gpu1"])
-    assert gpu["title"] == "time since start (s)" and len(gpu["xs"]) >= 4 and "every sample" in gpu["note"]
 
     page.click("#run-plots-x label:has-text('wall time')")
     wall = wait_for(page, METRIC, "loss", lambda s: s["title"] == "wall time (UTC)")
     assert isinstance(wall["first"], str) and wall["first"].startswith("20")  # a date
-    wait_for(page, SYSTEM, "gpu-util", lambda s: s["title"] == "wall time (UTC)")
     page.click("#run-plots-x label:has-text('step')")
     wait_for(page, METRIC, "loss", lambda s: s["title"] == "step")
 
@@ -110,24 +107,54 @@ def test_switch_x_axis_smooth_and_zoom_into_every_point(page, served):
     assert "every point in range: 1,001" in detail["note"] and detail["range"] == [20_000, 21_000]
 
     # smoothing keeps the zoom: a faint raw line and the smoothed one, both with every point of the range
-    mark = page.locator("#run-plots-smoothing >> text='0.9'").bounding_box()  # click the track at the 0.9 mark
+    mark = page.locator("#run-plots-smoothing >> text='0.75'").bounding_box()  # click the track at a mark
     page.mouse.click(mark["x"] + mark["width"] / 2, mark["y"] - 8)
     smoothed = wait_for(page, METRIC, "loss", lambda s: len(s["points"]) == 2, 20_000, 21_000)
     assert smoothed["inside"] == 1_001 and smoothed["points"][1] >= 1_001
+    zoom(page, METRIC, "loss", {"xaxis.autorange": True}, lambda s: "overview of 30,000 points" in s["note"])
+    assert page.js_errors == []
 
+
+def test_slider_marks_do_not_overlap(page, served):
+    """Issue 15 (5): the smoothing slider's marks read "0.90.99" where two sat 9 px apart."""
+    page.goto(f"{served.url}/run/1/metrics")
+    marks = page.locator("#run-plots-smoothing .dash-slider-mark")
+    marks.first.wait_for()
+    boxes = sorted((box["x"], box["x"] + box["width"]) for box in
+                   (marks.nth(i).bounding_box() for i in range(marks.count())) if box)
+    assert len(boxes) >= 3
+    assert all(left_end <= right_start for (_, left_end), (right_start, _) in zip(boxes, boxes[1:])), boxes
+
+
+def test_system_tab_draws_every_series_and_zooms_together(page, served):
+    page.goto(f"{served.url}/run/1/system")
+    page.wait_for_selector("text=GPU memory used: peak of each GPU, highest of the 2 GPUs")
+    gpu = wait_for(page, SYSTEM, "gpu-util", lambda s: s["names"] == ["gpu0", "gpu1"])
+    assert gpu["title"] == "time since start (s)" and len(gpu["xs"]) >= 4 and "every sample" in gpu["note"]
+    power = wait_for(page, SYSTEM, "gpu-power", lambda s: s["names"] == ["gpu0", "gpu1", "gpu0 limit", "gpu1 limit"])
+    assert power["points"][0] == len(gpu["xs"])
+    assert page.locator(".run-system h4").all_inner_texts() == ["GPU", "Run's processes", "Host"]
+    page.click("#run-system-x label:has-text('wall time')")
+    wait_for(page, SYSTEM, "gpu-util", lambda s: s["title"] == "wall time (UTC)")
+    page.click("#run-system-x label:has-text('time since start')")
+    wait_for(page, SYSTEM, "gpu-util", lambda s: s["title"] == "time since start (s)")
     # zooming one system panel shows the same range in every system panel
     low, high = sorted(gpu["xs"])[1], sorted(gpu["xs"])[-2]  # seconds since the start of samples taken
     memory = zoom(page, SYSTEM, "gpu-util", {"xaxis.range[0]": low, "xaxis.range[1]": high},
                   lambda s: s["range"] == [low, high], watch=(SYSTEM, "gpu-mem"))
     assert memory["note"].startswith("every sample in range") and memory["points"][0] == len(gpu["xs"]) - 2
-    zoom(page, METRIC, "loss", {"xaxis.autorange": True}, lambda s: "overview of 30,000 points" in s["note"])
+    # every panel's data as CSV, from its panel
+    with page.expect_download() as download:
+        page.locator(".run-plot", has=page.locator("h5:has-text('GPU utilization')")).locator("a.panel-csv").click()
+    header, *rows = Path(download.value.path()).read_text().splitlines()
+    assert header == "time,gpu0,gpu1" and len(rows) == len(gpu["xs"])
     assert page.js_errors == []
 
 
 def test_running_run_plots_follow_new_points_keep_the_zoom_and_add_new_metrics(page, served, db):
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": now}, "$unset": {"stop_time": ""}})
-    page.goto(f"{served.url}/run/1")
+    page.goto(f"{served.url}/run/1/metrics")
     wait_for(page, METRIC, "acc", lambda s: s["points"] == [3])
     wait_for(page, METRIC, "loss", lambda s: "overview of 30,000 points" in s["note"])
     zoom(page, METRIC, "loss", {"xaxis.range[0]": 20_000, "xaxis.range[1]": 21_000}, lambda s: s["inside"] == 1_001,

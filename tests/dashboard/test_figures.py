@@ -13,10 +13,10 @@ import pytest
 from dash import html
 from dash.exceptions import PreventUpdate
 
-from dashboard import figures, run_plots
+from dashboard import figures, run_metrics, run_plots, run_system
 from dashboard.board import Board
 from sacred_gpu import GpuMongoObserver, connect, schema
-from sacred_gpu.read import plot_reads, system_panels
+from sacred_gpu.read import plot_reads, system_panels, system_summary
 from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.experiments import run_experiment
 from tests.support.long_runs import record_long_run
@@ -109,9 +109,11 @@ def test_system_panels_group_gpus_and_host_metrics():
     columns = [f"sys/gpu{i}/{field}" for i in (10, 2, 0) for field in ("util_pct", "mem_used_mib", "temp_c")]
     columns += ["sys/cpu/util_pct", "sys/proc/rss_mib", "sys/mem/used_mib", "sys/net/rx_mib_s", "sys/gpu0/fan_pct"]
     panels = {panel.key: panel for panel in system_panels(columns)}
-    assert list(panels) == ["gpu-util", "gpu-mem", "gpu-temp", "cpu", "ram", "net"]
+    assert list(panels) == ["gpu-util", "gpu-mem", "gpu-temp", "gpu-fan", "proc-rss", "cpu", "ram", "net"]
+    assert [panels[key].group for key in panels] == ["GPU"] * 4 + ["Run's processes"] + ["Host"] * 3
     assert list(panels["gpu-util"].columns.values()) == ["gpu0", "gpu2", "gpu10"]
-    assert panels["ram"].columns == {"sys/mem/used_mib": "host used", "sys/proc/rss_mib": "run's processes (RSS)"}
+    assert panels["ram"].columns == {"sys/mem/used_mib": "host used"}
+    assert panels["proc-rss"].columns == {"sys/proc/rss_mib": "RSS"}
     assert panels["gpu-temp"].unit == "°C" and panels["net"].columns == {"sys/net/rx_mib_s": "rx"}
 
     times = pd.date_range(START, periods=86_400, freq="s")
@@ -128,6 +130,38 @@ def test_system_panels_group_gpus_and_host_metrics():
     assert figures.system_figure(panels["cpu"], samples).layout.annotations[0].text == "no samples"
 
 
+def test_every_catalog_row_is_drawn_limits_dashed_throttling_as_a_timeline():
+    """Each series the observer records has a panel (issue 15: a third were drawn); a limit is dashed beside its
+    GPU's line in the same colour; throttle reasons are drawn as the bits set, named."""
+    from sacred_gpu.schema import catalog
+    names = [spec.name.format(i=0, j=1) for spec in catalog.CATALOG]
+    drawn = {column for panel in system_panels(names) for column in panel.columns}
+    assert drawn == set(names)
+    panels = {panel.key: panel for panel in system_panels(names)}
+    times = pd.date_range(START, periods=4, freq="s")
+    samples = pd.DataFrame({"sys/gpu0/power_w": [100.0, 250.0, 300.0, 310.0],
+                            "sys/gpu0/power_limit_w": [300.0] * 4,
+                            "sys/gpu0/throttle_reasons": [0, 0x4, 0x4 | 0x40, 0]}, index=times)
+    power = figures.system_figure(panels["gpu-power"], samples)
+    assert [(t.name, t.line.dash) for t in power.data] == [("gpu0", "solid"), ("gpu0 limit", "dash")]
+    assert power.data[0].line.color == power.data[1].line.color
+    throttle = figures.system_figure(panels["gpu-throttle"], samples)
+    rows = {t.y[0]: len(t.x) for t in throttle.data}
+    assert rows == {"gpu0: software power cap": 2, "gpu0: hardware thermal slowdown": 1}
+    calm = figures.system_figure(panels["gpu-throttle"], samples.assign(**{"sys/gpu0/throttle_reasons": 0}))
+    assert not calm.data and "no throttling" in calm.layout.annotations[-1].text
+
+
+def test_a_series_of_one_point_is_drawn_as_a_marker():
+    """Issue 15 (1): a line of one point draws nothing; a FAILED run's single loss must show."""
+    one = figures.metric_figure([figures.Line("loss", series(1))])
+    assert one.data[0].mode == "markers" and len(one.data[0].x) == 1
+    assert figures.metric_figure([figures.Line("loss", series(5))]).data[0].mode == "lines"
+    temp = system_panels(["sys/gpu0/temp_c"])[0]
+    sample = pd.DataFrame({"sys/gpu0/temp_c": [61.0]}, index=pd.date_range(START, periods=1, freq="s"))
+    assert figures.system_figure(temp, sample).data[0].mode == "markers"
+
+
 def test_relayout_events():
     assert run_plots.parse_relayout({"xaxis.range[0]": 1, "xaxis.range[1]": 5, "yaxis.range[0]": 0}) == (1, 5)
     assert run_plots.parse_relayout({"xaxis.range": ["2026-01-01 00:00", "2026-01-02"]}) == ("2026-01-01 00:00",
@@ -138,36 +172,40 @@ def test_relayout_events():
 
 
 def test_zoom_a_callback_draws_from_what_set_it_off():
-    loss, acc = {"type": run_plots.METRIC, "name": "loss"}, {"type": run_plots.METRIC, "name": "acc"}
+    loss, acc = {"type": run_metrics.METRIC, "name": "loss"}, {"type": run_metrics.METRIC, "name": "acc"}
     key = '{"name":"loss","type":"run-plots-metric"}.relayoutData'
     zoomed, autosize = {"xaxis.range[0]": 2, "xaxis.range[1]": 5}, {"autosize": True}
-    assert run_plots.zoom_to_draw({key: loss}, [(loss, zoomed)], None) == (2, 5)
-    assert run_plots.zoom_to_draw({key: loss}, [(loss, {"xaxis.autorange": True})], [2, 5]) == "reset"
+
+    def draw(triggered, relayouts, shown):
+        return run_plots.zoom_to_draw(triggered, relayouts, shown, run_metrics.X_MODE)
+
+    assert draw({key: loss}, [(loss, zoomed)], None) == (2, 5)
+    assert draw({key: loss}, [(loss, {"xaxis.autorange": True})], [2, 5]) == "reset"
     with pytest.raises(PreventUpdate):  # Plotly sizing the graph, or a y-only zoom: nothing to redraw
-        run_plots.zoom_to_draw({key: loss}, [(loss, autosize)], [2, 5])
+        draw({key: loss}, [(loss, autosize)], [2, 5])
     # merged by Dash with an x-mode click: the click wins, though the relayout came first
-    draw = run_plots.zoom_to_draw
-    assert draw({key: loss, f"{run_plots.X_MODE}.value": run_plots.X_MODE}, [(loss, autosize)], [2, 5]) is None
+    assert draw({key: loss, f"{run_metrics.X_MODE}.value": run_metrics.X_MODE}, [(loss, autosize)], [2, 5]) is None
     # smoothing, a re-read running run, or another input merged with an autosize: the range the panel shows
-    assert draw({key: loss, f"{run_plots.RUN}.data": run_plots.RUN}, [(loss, autosize)], [2, 5]) == (2, 5)
-    assert draw({f"{run_plots.SMOOTHING}.value": run_plots.SMOOTHING}, [(loss, zoomed)], [3, 4]) == (3, 4)
-    assert run_plots.zoom_to_draw({}, [(loss, None)], None) is None  # a first call
+    assert draw({key: loss, f"{run_metrics.RUN}.data": run_metrics.RUN}, [(loss, autosize)], [2, 5]) == (2, 5)
+    assert draw({f"{run_metrics.SMOOTHING}.value": run_metrics.SMOOTHING}, [(loss, zoomed)], [3, 4]) == (3, 4)
+    assert draw({}, [(loss, None)], None) is None  # a first call
     # panels drawn together: the relayout of the panel that set it off, not another panel's older zoom
     acc_key = key.replace("loss", "acc")
-    assert run_plots.zoom_to_draw({acc_key: acc}, [(loss, autosize), (acc, {"xaxis.range": [7, 9]})], None) == (7, 9)
+    assert draw({acc_key: acc}, [(loss, autosize), (acc, {"xaxis.range": [7, 9]})], None) == (7, 9)
     with pytest.raises(PreventUpdate):
-        run_plots.zoom_to_draw({acc_key: acc}, [(loss, zoomed), (acc, autosize)], [7, 9])
+        draw({acc_key: acc}, [(loss, zoomed), (acc, autosize)], [7, 9])
 
 
 # -- on recorded runs ----------------------------------------------------------------------------------------------
 @pytest.fixture
 def long_run(client, monkeypatch):
     board = Board(record_long_run(client, monkeypatch))
-    return board, run_plots.layout(board, "1")
+    view = board.store.run_plots(1)
+    return board, run_metrics.layout(board, view), run_system.layout(board, view)
 
 
-def run_data(layout: html.Div) -> dict:
-    return next(child.data for child in layout.children if getattr(child, "id", None) == run_plots.RUN)
+def run_data(layout: html.Div, store_id: str = run_metrics.RUN) -> dict:
+    return next(child.data for child in layout.children if getattr(child, "id", None) == store_id)
 
 
 def ids_in(component, kind: str) -> list[dict]:
@@ -181,37 +219,37 @@ def ids_in(component, kind: str) -> list[dict]:
 
 
 def test_long_metric_overview_then_every_point_of_a_zoomed_range(long_run, monkeypatch):
-    board, layout = long_run
+    board, layout, _ = long_run
     run = run_data(layout)
-    assert [i["name"] for i in ids_in(layout, run_plots.METRIC)] == ["loss", "acc"]
+    assert [i["name"] for i in ids_in(layout, run_metrics.METRIC)] == ["loss", "acc"]
     assert run["rollups"]["loss"]["count"] == 30_000
-    overview = run_plots.metric_panel(board, run, "loss")
+    overview = run_metrics.metric_panel(board, run, "loss")
     (trace,) = overview.data
     assert len(trace.x) < 30_000 and max(trace.y) == 100.0 and 25_000 in trace.x and trace.x[-1] == 29_999
     assert "overview of 30,000 points" in overview.layout.annotations[0].text
-    zoomed = run_plots.metric_panel(board, run, "loss", zoom=(20_000, 21_000))
+    zoomed = run_metrics.metric_panel(board, run, "loss", zoom=(20_000, 21_000))
     steps = list(zoomed.data[0].x)
     assert steps == list(range(20_000, 21_001)) and "every point in range: 1,001" in zoomed.layout.annotations[0].text
     assert list(zoomed.layout.xaxis.range) == [20_000, 21_000]
     # by wall time: the same range, read by the chunks' first_time/last_time
     stamps = board.store.metric_range(1, "loss", 20_000, 21_000)["timestamp"]
-    wall = run_plots.metric_panel(board, run, "loss", x_mode="wall", smoothing=0.5,
+    wall = run_metrics.metric_panel(board, run, "loss", x_mode="wall", smoothing=0.5,
                               zoom=(str(stamps.iloc[0]), str(stamps.iloc[-1])))
     raw, smooth = wall.data
     assert len(raw.x) >= 1_001 and len(smooth.x) == len(raw.x) and wall.layout.xaxis.title.text == "wall time (UTC)"
-    wide = run_plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))  # too many points to read: the overview
+    wide = run_metrics.metric_panel(board, run, "loss", zoom=(3_000, 29_000))  # too many points to read: the overview
     assert "every point in range: 26,001" in wide.layout.annotations[0].text
     monkeypatch.setattr(plot_reads, "RANGE_READ_LIMIT", 1_000)
-    wide = run_plots.metric_panel(board, run, "loss", zoom=(3_000, 29_000))
+    wide = run_metrics.metric_panel(board, run, "loss", zoom=(3_000, 29_000))
     assert "overview in range" in wide.layout.annotations[0].text and 25_000 in wide.data[0].x
     assert min(wide.data[0].x) >= 3_000 and max(wide.data[0].x) <= 29_000
-    elapsed = run_plots.metric_panel(board, run, "acc", x_mode="elapsed", log_y=True)
+    elapsed = run_metrics.metric_panel(board, run, "acc", x_mode="elapsed", log_y=True)
     assert len(elapsed.data[0].x) == 3 and elapsed.layout.yaxis.type == "log" and elapsed.data[0].x[0] >= 0
     assert "3 points, 3 drawn" in elapsed.layout.annotations[0].text
 
 
 def test_metric_reads_overview_from_previews_and_ranges_from_overlapping_chunks(long_run, client):
-    board, _ = long_run
+    board, _, _ = long_run
     chunks = client["sacred"].metric_chunks
     doc = chunks.find_one({"name": "loss", "first_step": {"$lte": 25_000}, "last_step": {"$gte": 25_000}})
     steps = schema.unpack_column(doc["steps"])
@@ -235,38 +273,44 @@ def test_metric_reads_overview_from_previews_and_ranges_from_overlapping_chunks(
 
 
 def test_gpu_panels_from_samples_or_heartbeat_windows_zoom_together(long_run, monkeypatch):
-    board, layout = long_run
-    run = run_data(layout)
-    keys = [i["panel"] for i in ids_in(layout, run_plots.SYSTEM)]
-    assert keys[:4] == ["gpu-util", "gpu-mem", "gpu-power", "gpu-temp"] and "cpu" in keys
-    figures_ = run_plots.system_figures(board, run, keys)
+    board, _, layout = long_run
+    run = run_data(layout, run_system.RUN)
+    keys = [i["panel"] for i in ids_in(layout, run_system.SYSTEM)]
+    assert keys[:5] == ["gpu-util", "gpu-mem", "gpu-mem-util", "gpu-power", "gpu-temp"] and "cpu" in keys
+    figures_ = run_system.system_figures(board, run, keys)
     util = figures_[0]
     assert [trace.name for trace in util.data] == ["gpu0", "gpu1"]
     assert util.layout.annotations[0].text.startswith("every sample")
     times = sorted(util.data[0].x)
     zoom = (str(times[1]), str(times[-2]))
-    zoomed = run_plots.system_figures(board, run, keys, x_mode="wall", zoom=zoom)
+    zoomed = run_system.system_figures(board, run, keys, x_mode="wall", zoom=zoom)
     assert all(list(f.layout.xaxis.range) == list(zoom) for f in zoomed)  # every panel shows the zoomed range
     assert len({f.layout.uirevision for f in zoomed}) == 1 and zoomed[0].layout.uirevision != util.layout.uirevision
     monkeypatch.setattr(plot_reads, "SAMPLE_READ_LIMIT", 0)  # a long run: the overview draws heartbeat windows
-    windows = run_plots.system_figures(board, run, keys, x_mode="elapsed")
+    windows = run_system.system_figures(board, run, keys, x_mode="elapsed")
     assert "heartbeat windows" in windows[0].layout.annotations[0].text and windows[0].data
     assert windows[0].layout.xaxis.title.text == "time since start (s)"
 
 
 def test_layout_shows_rollups_or_says_there_is_no_gpu_data(long_run, client):
-    board, layout = long_run
+    board, _, layout = long_run
     text = str(layout)
-    assert "peak GPU memory (MiB)" in text and "NVIDIA A100-SXM4-40GB" in text and "No GPU data" not in text
+    assert "NVIDIA A100-SXM4-40GB" in text and "No GPU data" not in text
+    # issue 15 (6): every aggregate says what it is (per GPU, and how the GPUs' values are combined)
+    totals = {label: (value, unit) for label, value, unit in system_summary(board.store.run_plots(1).system).totals}
+    assert "GPU memory used: peak of each GPU, highest of the 2 GPUs" in totals
+    assert "GPU power: mean of each GPU, summed over the 2 GPUs" in totals
+    assert "GPU utilization: mean of each GPU, averaged over the 2 GPUs" in totals
+    assert totals["GPU energy: at the end of each GPU, summed over the 2 GPUs"][1] == "Wh"
+    assert totals["GPUs"][0].startswith("2x NVIDIA ")
 
     def main(_run):
         _run.log_scalar("loss", 1.0, 0)
         time.sleep(0.2)
 
     run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sample_interval=0.02))
-    no_gpu = run_plots.layout(board, "2")
-    assert "No GPU data" in str(no_gpu) and [i["panel"] for i in ids_in(no_gpu, run_plots.SYSTEM)][0] == "cpu"
-    assert run_plots.layout(board, "99").children == "There is no run 99 in this database."
+    no_gpu = run_system.layout(board, board.store.run_plots(2))
+    assert "No GPU data" in str(no_gpu) and [i["panel"] for i in ids_in(no_gpu, run_system.SYSTEM)][0] == "proc-cpu"
 
 
 def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
@@ -288,14 +332,14 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
         for step in range(5):
             _run.log_scalar("loss", 1.0 / (step + 1), step)
         recorded(5)
-        layout = run_plots.layout(board, "1")
-        seen["tick"] = next(c for c in layout.children if getattr(c, "id", None) == run_plots.TICK)
+        layout = run_metrics.layout(board, board.store.run_plots(1))
+        seen["tick"] = next(c for c in layout.children if getattr(c, "id", None) == run_metrics.TICK)
         seen["first"] = run_data(layout)
-        seen["unchanged"] = run_plots.refreshed_context(board, seen["first"])
+        seen["unchanged"] = run_plots.refreshed_context(board, seen["first"], run_metrics.trimmed)
         for step in range(5, 12):
             _run.log_scalar("loss", 1.0 / (step + 1), step)
         recorded(12)
-        seen["later"] = run_plots.refreshed_context(board, seen["first"])
+        seen["later"] = run_plots.refreshed_context(board, seen["first"], run_metrics.trimmed)
 
     run_experiment(main, GpuMongoObserver(client=client, sampling=False), options={"--beat-interval": 0.1})
     first, later = seen["first"], seen["later"]
@@ -303,19 +347,19 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     unchanged = seen["unchanged"]  # None, unless a heartbeat landed in between (it moves the run's last time)
     assert unchanged is None or (unchanged["stop"] != first["stop"] and unchanged["rollups"] == first["rollups"])
     assert later["rollups"]["loss"]["count"] == 12 and later["running"]
-    assert "12 points" in run_plots.metric_panel(board, later, "loss").layout.annotations[0].text
+    assert "12 points" in run_metrics.metric_panel(board, later, "loss").layout.annotations[0].text
     # a metric logged for the first time: the panels are rebuilt with their figures drawn in
-    (panel,) = run_plots.metric_panels(["loss"], {"loss": run_plots.metric_panel(board, later, "loss")})
+    (panel,) = run_metrics.metric_panels(later, {"loss": run_metrics.metric_panel(board, later, "loss")})
     assert len(panel.children[1].children.figure.data[0].x) == 12
     assert panel.children[2].data is None  # the range it shows: the whole series
-    (zoomed,) = run_plots.metric_panels(["loss"], zooms={"loss": [2, 4]})
-    assert zoomed.children[2].id == {"type": run_plots.METRIC_ZOOM, "name": "loss"}
+    (zoomed,) = run_metrics.metric_panels(later, zooms={"loss": [2, 4]})
+    assert zoomed.children[2].id == {"type": run_metrics.METRIC_ZOOM, "name": "loss"}
     assert zoomed.children[2].data == [2, 4]
-    assert "logged no metrics" in str(run_plots.metric_panels([]))
-    ended = run_plots.refreshed_context(board, later)
+    assert "logged no metrics" in str(run_metrics.metric_panels(run_metrics.trimmed({**later, "metric_names": []})))
+    ended = run_plots.refreshed_context(board, later, run_metrics.trimmed)
     assert ended is not None and not ended["running"] and ended["stop"] is not None
-    assert run_plots.refreshed_context(board, ended) is None
+    assert run_plots.refreshed_context(board, ended, run_metrics.trimmed) is None
     with pytest.raises(KeyError):
         run_plots.refreshed_context(board, dict(ended, run_id=99))
-    finished = run_plots.layout(board, "1")
-    assert next(c for c in finished.children if getattr(c, "id", None) == run_plots.TICK).disabled is True
+    finished = run_metrics.layout(board, board.store.run_plots(1))
+    assert next(c for c in finished.children if getattr(c, "id", None) == run_metrics.TICK).disabled is True

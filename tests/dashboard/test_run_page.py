@@ -15,8 +15,9 @@ import pytest
 from dash import dcc, html
 from pymongo.errors import AutoReconnect
 
-from dashboard import run_actions, run_plots
+from dashboard import run_actions, run_metrics, run_tabs
 from dashboard import run_artifacts as arts
+from dashboard import run_ids as ids
 from dashboard import run_output as out
 from dashboard import run_parts as parts
 from dashboard.app import create_app, route
@@ -71,70 +72,105 @@ def of_type(root: Any, kind: type) -> list[Any]:
     return [c for c in walk(root) if isinstance(c, kind)]
 
 
+def shown(board: Board, run_id: Any, tab: str = "overview") -> html.Div:
+    """What the page shows of run ``run_id`` at ``tab`` once its load callback ran: the header over the tab."""
+    header, body, _ = page.render(board, run_id, tab)
+    return html.Div([html.Div(header), html.Div(body)])
+
+
 # -- the page ------------------------------------------------------------------------------------------------------
-def test_page_of_a_completed_run_has_every_section(board):
-    root = page.layout(board, "1")
-    assert text(by_id(root, page.STATUS)) == "COMPLETED"
-    assert by_id(root, page.STATUS).className == "status status-COMPLETED"
-    titles = [text(h) for h in of_type(root, html.H3)]
-    for title in ("Metrics and system", "Captured output", "Config", "Sources", "Experiment", "Host", "Meta", "Info"):
-        assert title in titles
-    assert "Artifacts (6 artifacts, 1.3 KB)" in titles
-    config = by_id(root, page.CONFIG)
+def test_page_of_a_completed_run_has_a_tab_for_each_part(board):
+    """Issue 15: the page is organised in tabs, each read and built only when opened; the URL names the tab."""
+    frame = page.layout(board, "1/config")
+    assert by_id(frame, ids.PAGE).data == {"run_id": 1, "tab": "config"}
+    links = {c.id: (c.href, c.className) for c in of_type(frame, dcc.Link) if getattr(c, "id", None)}
+    assert links["run-tab-overview"] == ("/run/1", "run-tab")
+    assert links["run-tab-config"] == ("/run/1/config", "run-tab run-tab-active")
+    assert list(run_tabs.TABS) == ["overview", "metrics", "system", "output", "config", "code", "artifacts", "info"]
+    assert page.tab_of("7") == ("7", "overview") and page.tab_of("7/system/") == ("7", "system")
+    assert page.tab_of("a/b") == ("a/b", "overview")  # a string id with a slash, no tab
+
+    root = shown(board, 1, "config")
+    assert text(by_id(root, ids.STATUS)) == "COMPLETED"
+    assert by_id(root, ids.STATUS).className == "status status-COMPLETED"
+    config = by_id(root, ids.CONFIG)
     assert '"lr": 0.1' in text(config) and f'"note": {json.dumps(SCRIPT)}' in text(config)
     assert '"optimizer": {3 keys}' not in text(config)  # two keys: name, betas
     assert '"optimizer": {2 keys}' in text(config) and '"betas": [0.9, 0.999]' in text(config)
     facts = text(of_type(root, html.Dl)[0])
     assert "Experimentvision" in facts and "Commandrich" in facts and "Result0.25" in facts
-    assert by_id(root, page.TAGS).disabled is False and by_id(root, page.SAVE).disabled is False
-    assert by_id(root, page.OUTPUT_TICK).disabled is True  # not running: no polling
-    assert by_id(root, page.OUTPUT_TICK).interval == 2000
-    assert all(getattr(c, "id", None) != page.FAIL_TRACE for c in walk(root))
-    assert by_id(root, page.RUN_ID).data == 1
+    assert not [c for c in walk(root) if getattr(c, "id", None) == ids.TAGS]  # the overview's, not built here
+
+    overview = shown(board, 1)
+    assert by_id(overview, ids.TAGS).disabled is False and by_id(overview, ids.SAVE).disabled is False
+    assert all(getattr(c, "id", None) != ids.FAIL_TRACE for c in walk(overview))
+    output = shown(board, 1, "output")
+    assert by_id(output, ids.OUTPUT_TICK).disabled is True  # not running: no polling
+    assert by_id(output, ids.OUTPUT_TICK).interval == 2000
+    titles = [text(h) for h in of_type(shown(board, 1, "artifacts"), html.H3)]
+    assert titles == ["Artifacts (6 artifacts, 1.3 KB)"]
+    info = [text(h) for h in of_type(shown(board, 1, "info"), html.H3)]
+    assert info[:3] == ["Info", "Meta", "Environment variables"]
+    code = [text(h) for h in of_type(shown(board, 1, "code"), html.H3)]
+    assert code == ["Sources", "Experiment"]
+
+
+def test_the_frame_reads_nothing_and_a_tab_reads_the_run_once(board, monkeypatch):
+    """layout() builds components only (Dash's convention); the load callback reads the run document once."""
+    reads = _count_reads(board, monkeypatch)
+    page.layout(board, "1/system")
+    assert reads == []
+    for tab in run_tabs.TABS:
+        reads.clear()
+        page.render(board, 1, tab)
+        assert reads == ["find_one"], tab
 
 
 def test_unknown_run_and_string_ids(board):
-    assert "No such run" in text(page.layout(board, "999"))
-    assert "No such run" in text(page.layout(board, "abc"))
+    assert "No such run" in text(shown(board, 999))
+    assert "No such run" in text(shown(board, "abc", "system"))
     assert page.run_key("12") == 12 and page.run_key("-3") == -3 and page.run_key("abc") == "abc"
+    huge = "99999999999999999999999"  # issue 15 (10): was a 500 (no MongoDB integer holds it)
+    assert page.run_key(huge) == huge and "No such run" in text(shown(board, page.run_key(huge)))
 
 
 def test_failed_run_shows_its_fail_trace(board):
-    root = page.layout(board, "2")
-    assert text(by_id(root, page.STATUS)) == "FAILED"
-    trace = text(by_id(root, page.FAIL_TRACE))
+    root = shown(board, 2)
+    assert text(by_id(root, ids.STATUS)) == "FAILED"
+    trace = text(by_id(root, ids.FAIL_TRACE))
     assert trace.startswith("Traceback") and "RuntimeError: diverged at step 3" in trace
     assert parts.fail_trace({"fail_trace": None}, "x") is None
 
 
 def test_route_serves_the_page_and_the_app_registers_its_callbacks(board):
-    assert text(by_id(route(board, "/run/2"), page.STATUS)) == "FAILED"
+    assert by_id(route(board, "/run/2/output"), ids.PAGE).data == {"run_id": 2, "tab": "output"}
     outputs = set()
     for key in create_app(board).callback_map:  # "id.prop", or "..id1.prop1...id2.prop2.." for several outputs
         for output in key.strip(".").split("..."):
             component = output.rsplit(".", 1)[0]
             outputs.add(json.loads(component)["type"] if component.startswith("{") else component)
-    for component_id in (page.OUTPUT, page.SAVED, page.SOURCE_DOWNLOAD, page.ARTIFACT_DOWNLOAD, page.ZIP_DOWNLOAD,
-                         page.OUTPUT_DOWNLOAD, page.SOURCE_VIEW, page.ARTIFACT_VIEW):
+    for component_id in (ids.HEADER, ids.CONTENT, ids.OUTPUT, ids.SAVED, ids.SOURCE_DOWNLOAD,
+                         ids.ARTIFACT_DOWNLOAD, ids.ZIP_DOWNLOAD, ids.OUTPUT_DOWNLOAD, ids.SOURCE_VIEW,
+                         ids.ARTIFACT_VIEW, run_metrics.METRICS, run_metrics.METRIC):
         assert component_id in outputs, component_id
 
 
-def test_plots_have_a_place_on_the_page(board):
-    root = page.layout(board, "1")
-    assert by_id(by_id(root, page.PLOTS), run_plots.RUN).data["run_id"] == 1
+def test_metrics_tab_holds_the_plots_context(board):
+    root = shown(board, 1, "metrics")
+    assert by_id(root, run_metrics.RUN).data["run_id"] == 1
 
 
 # -- tags and notes ------------------------------------------------------------------------------------------------
 def test_tags_and_notes_are_saved_and_refused_read_only(board, store):
     assert run_actions.save_tags_notes(board, 1, "baseline, sweep, baseline", SCRIPT) == "saved tags and notes"
     assert store.run(1)["omniboard"] == {"tags": ["baseline", "sweep"], "notes": SCRIPT}
-    root = page.layout(board, "1")
-    assert by_id(root, page.TAGS).value == "baseline, sweep" and by_id(root, page.NOTES).value == SCRIPT
+    root = shown(board, 1)
+    assert by_id(root, ids.TAGS).value == "baseline, sweep" and by_id(root, ids.NOTES).value == SCRIPT
     read_only = Board(store, read_only=True)
     assert run_actions.save_tags_notes(read_only, 1, "x", "y").startswith("read-only")
     assert store.run(1)["omniboard"]["tags"] == ["baseline", "sweep"]
-    root = page.layout(read_only, "1")
-    assert by_id(root, page.TAGS).disabled and by_id(root, page.NOTES).disabled and by_id(root, page.SAVE).disabled
+    root = shown(read_only, 1)
+    assert by_id(root, ids.TAGS).disabled and by_id(root, ids.NOTES).disabled and by_id(root, ids.SAVE).disabled
 
 
 # -- captured output -----------------------------------------------------------------------------------------------
@@ -218,18 +254,23 @@ def test_long_output_shows_head_marker_and_tail(monkeypatch):
 def test_live_output_while_running_then_stops(board, store, db):
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": now}})
-    root = page.layout(board, "1")
-    assert by_id(root, page.OUTPUT_TICK).disabled is False and "live" in text(by_id(root, page.LIVE))
+    root = shown(board, 1, "output")
+    assert by_id(root, ids.OUTPUT_TICK).disabled is False
+    assert text(by_id(root, ids.LIVE)) == "live: refreshed every 2 s"
     db.runs.update_one({"_id": 1}, {"$set": {"captured_out": store.captured_out(1) + "epoch 3 loss 0.25\n"}})
     found = run_actions.refresh_output(board, 1, "")
-    assert found["live"] and found["status"] == "RUNNING" and text(found["lines"][-1]) == "epoch 3 loss 0.25"
+    assert found["live"] and text(found["lines"][-1]) == "epoch 3 loss 0.25"
     db.runs.update_one({"_id": 1}, {"$set": {"heartbeat": now - dt.timedelta(hours=1)}})
-    assert run_actions.refresh_output(board, 1, "")["status"] == "PROBABLY_DEAD"
+    assert run_actions.shown_status(board, 1) == "PROBABLY_DEAD" and run_actions.refresh_output(board, 1, "")["live"]
+    silent = text(by_id(shown(board, 1), ids.LIVE))  # issue 15 (9): a dead run is not said to be live
+    assert "live" not in silent and silent.startswith("no heartbeat since 20") and "probably died" in silent
     db.runs.update_one({"_id": 1}, {"$set": {"status": "COMPLETED"}})
     found = run_actions.refresh_output(board, 1, "loss 0.25")
-    assert not found["live"] and found["status_class"] == "status status-COMPLETED" and "ended" in found["live_text"]
-    assert found["summary"] == "1 of 7 lines match"
-    assert run_actions.refresh_output(board, 99, "")["status"] == "DELETED"
+    assert not found["live"] and found["summary"] == "1 of 7 lines match"
+    assert found["note"] == ""  # issue 15 (2): searching an ended run's output says nothing of reloading
+    assert text(by_id(shown(board, 1), ids.LIVE)) == ""
+    assert run_actions.shown_status(board, 99) == "DELETED"
+    assert run_actions.refresh_output(board, 99, "")["note"] == "the run was deleted"
 
 
 def test_download_output(board, store):
@@ -282,13 +323,13 @@ def test_time_duration_and_size_texts():
 
 # -- sources ---------------------------------------------------------------------------------------------------------
 def test_sources_are_highlighted_and_downloaded(board, store):
-    root = page.layout(board, "1")
-    assert by_id(root, page.SOURCE_PATHS).data == ["__init__.py", "experiments.py"]
-    main_view = by_id(root, {"type": page.SOURCE_VIEW, "index": 1})  # the main file, open
+    root = shown(board, 1, "code")
+    assert by_id(root, ids.SOURCE_PATHS).data == ["__init__.py", "experiments.py"]
+    main_view = by_id(root, {"type": ids.SOURCE_VIEW, "index": 1})  # the main file, open
     code = of_type(main_view, dcc.Markdown)[0]
     assert code.children.startswith("```python\n") and "def run_experiment" in code.children
     assert code.dangerously_allow_html is False
-    assert by_id(root, {"type": page.SOURCE_VIEW, "index": 0}).children == []
+    assert by_id(root, {"type": ids.SOURCE_VIEW, "index": 0}).children == []
     sent = run_actions.download_source(board, 1, "experiments.py")
     assert sent["filename"] == "experiments.py"
     assert base64.b64decode(sent["content"]) == store.source(1, "experiments.py")
@@ -302,10 +343,10 @@ def test_code_fence_outlasts_backticks_in_the_file():
 
 # -- artifacts -------------------------------------------------------------------------------------------------------
 def test_every_kind_of_artifact_is_previewed(board, store):
-    root = page.layout(board, "1")
-    assert by_id(root, page.ARTIFACT_NAMES).data == ["plot.png", "notes.txt", "table.csv", "report.html", "clip.mp4",
+    root = shown(board, 1, "artifacts")
+    assert by_id(root, ids.ARTIFACT_NAMES).data == ["plot.png", "notes.txt", "table.csv", "report.html", "clip.mp4",
                                                      "weights.bin"]
-    views = [by_id(root, {"type": page.ARTIFACT_VIEW, "index": i}) for i in range(6)]  # small: all open at load
+    views = [by_id(root, {"type": ids.ARTIFACT_VIEW, "index": i}) for i in range(6)]  # small: all open at load
     image = of_type(views[0], html.Img)[0]
     assert image.src == "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
     assert text(of_type(views[1], html.Pre)[0]) == "first line\nsecond line\n"
@@ -378,7 +419,7 @@ def test_artifact_download_and_zip_of_all(board, store, monkeypatch):
 
 def test_large_artifacts_stream_from_gridfs_as_attachments(board, store, monkeypatch):
     monkeypatch.setattr(arts, "DOWNLOAD_BYTES", 100)
-    root = page.layout(board, "1")
+    root = shown(board, 1, "artifacts")
     links = [c.href for c in walk(root) if isinstance(c, html.A) and c.className == "download"]
     assert links == ["/download/run/1/artifact/report.html", "/download/run/1/artifact/weights.bin"]  # > 100 B
     message = run_actions.download_artifact(board, 1, "weights.bin")[1]
@@ -400,10 +441,10 @@ def test_files_missing_from_gridfs_leave_the_page_working(board, store, db):
     db["fs.files"].delete_one({"_id": store.artifact_files(1)[0]["file_id"]})  # plot.png
     main_source = next(file_id for path, file_id in store.run(1)["experiment"]["sources"] if path == "experiments.py")
     db["fs.files"].delete_one({"_id": main_source})
-    root = page.layout(board, "1")
-    assert "missing from GridFS" in text(by_id(root, {"type": page.ARTIFACT_VIEW, "index": 0}))
-    assert "missing from GridFS" in text(by_id(root, {"type": page.SOURCE_VIEW, "index": 1}))
-    assert of_type(by_id(root, {"type": page.ARTIFACT_VIEW, "index": 1}), html.Pre)  # the others still show
+    root = shown(board, 1, "artifacts")
+    assert "missing from GridFS" in text(by_id(root, {"type": ids.ARTIFACT_VIEW, "index": 0}))
+    assert "missing from GridFS" in text(by_id(shown(board, 1, "code"), {"type": ids.SOURCE_VIEW, "index": 1}))
+    assert of_type(by_id(root, {"type": ids.ARTIFACT_VIEW, "index": 1}), html.Pre)  # the others still show
     server = create_app(board).server.test_client()
     assert server.get(arts.stream_url(1, "plot.png")).status_code == 404
 
@@ -441,33 +482,34 @@ def test_callbacks_answer_through_the_app_and_report_an_unreachable_database(cli
     record_page_runs(client, tmp_path)
     board = Board(RunStore(faulty["sacred"]))
     app = create_app(board)
-    state = [{"id": page.TAGS, "property": "value", "value": "a, b"},
-             {"id": page.NOTES, "property": "value", "value": "n"},
-             {"id": page.RUN_ID, "property": "data", "value": 1}]
-    code, body = _call(app, f"{page.SAVED}.children", {"id": page.SAVED, "property": "children"},
-                       [{"id": page.SAVE, "property": "n_clicks", "value": 1}], state, [f"{page.SAVE}.n_clicks"])
-    assert code == 200 and body["response"][page.SAVED]["children"] == "saved tags and notes"
+    state = [{"id": ids.TAGS, "property": "value", "value": "a, b"},
+             {"id": ids.NOTES, "property": "value", "value": "n"},
+             {"id": ids.PAGE, "property": "data", "value": {"run_id": 1, "tab": "overview"}}]
+    code, body = _call(app, f"{ids.SAVED}.children", {"id": ids.SAVED, "property": "children"},
+                       [{"id": ids.SAVE, "property": "n_clicks", "value": 1}], state, [f"{ids.SAVE}.n_clicks"])
+    assert code == 200 and body["response"][ids.SAVED]["children"] == "saved tags and notes"
     assert connect(client=client).run(1)["omniboard"]["tags"] == ["a", "b"]
     faulty.outage(AutoReconnect)
-    code, body = _call(app, f"{page.SAVED}.children", {"id": page.SAVED, "property": "children"},
-                       [{"id": page.SAVE, "property": "n_clicks", "value": 2}], state, [f"{page.SAVE}.n_clicks"])
-    assert body["response"][page.SAVED]["children"].startswith("not saved: MongoDB unreachable")
-    names = [page.OUTPUT, page.OUTPUT_SUMMARY, page.OUTPUT_CUT, page.OUTPUT_TICK, page.LIVE, page.STATUS, page.STATUS]
-    props = ["children", "children", "children", "disabled", "children", "children", "className"]
-    key = next(k for k in app.callback_map if f"{page.OUTPUT}.children" in k)
+    code, body = _call(app, f"{ids.SAVED}.children", {"id": ids.SAVED, "property": "children"},
+                       [{"id": ids.SAVE, "property": "n_clicks", "value": 2}], state, [f"{ids.SAVE}.n_clicks"])
+    assert body["response"][ids.SAVED]["children"].startswith("not saved: MongoDB unreachable")
+    names = [ids.OUTPUT, ids.OUTPUT_SUMMARY, ids.OUTPUT_CUT, ids.OUTPUT_TICK, ids.OUTPUT_NOTE]
+    props = ["children", "children", "children", "disabled", "children"]
+    key = next(k for k in app.callback_map if f"{ids.OUTPUT}.children" in k)
     code, body = _call(app, key,
                        [{"id": n, "property": p} for n, p in zip(names, props)],
-                       [{"id": page.OUTPUT_TICK, "property": "n_intervals", "value": 3},
-                        {"id": page.OUTPUT_SEARCH, "property": "value", "value": ""}],
-                       [{"id": page.RUN_ID, "property": "data", "value": 1}], [f"{page.OUTPUT_TICK}.n_intervals"])
-    assert code == 200 and body["response"][page.LIVE]["children"].startswith("not refreshed: MongoDB unreachable")
-    assert page.OUTPUT not in body["response"]  # the output shown stays
+                       [{"id": ids.OUTPUT_TICK, "property": "n_intervals", "value": 3},
+                        {"id": ids.OUTPUT_SEARCH, "property": "value", "value": ""}],
+                       [{"id": ids.PAGE, "property": "data", "value": {"run_id": 1, "tab": "output"}}],
+                       [f"{ids.OUTPUT_TICK}.n_intervals"])
+    assert code == 200
+    assert body["response"][ids.OUTPUT_NOTE]["children"].startswith("not refreshed: MongoDB unreachable")
+    assert ids.OUTPUT not in body["response"]  # the output shown stays
 
 
-def test_a_page_load_reads_the_run_document_once(board, monkeypatch):
-    """The whole page (header, tags, plots, output, sources opened, artifacts listed) from one read of the runs
-    collection: the read side's view, not a query per section."""
-    reads = []
+def _count_reads(board: Board, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The reads of the runs collection made from now on, by method name."""
+    reads: list[str] = []
     runs = board.store._runs
 
     class Counting:
@@ -481,6 +523,4 @@ def test_a_page_load_reads_the_run_document_once(board, monkeypatch):
             return attribute
 
     monkeypatch.setattr(board.store, "_runs", Counting())
-    root = page.layout(board, "1")
-    assert text(by_id(root, page.STATUS)) == "COMPLETED" and by_id(root, {"type": page.SOURCE_VIEW, "index": 1})
-    assert reads == ["find_one"]
+    return reads

@@ -1,0 +1,209 @@
+"""The Metrics tab of a run's page: one panel per user metric, found by name, its data downloadable as CSV.
+
+Each panel is read as an overview (:meth:`RunStore.metric_points`: never every point of a long series) and, when
+zoomed, at full resolution over the zoomed range. A run may log thousands of metrics: at most :data:`MAX_PANELS`
+panels are drawn, those whose names match the filter. While the run is RUNNING its plot context is re-read every
+``board.refresh`` seconds and every panel redrawn from it, keeping its x axis, zoom and smoothing; a metric logged
+for the first time gets its panel. Callbacks are the named functions below, registered by :func:`register`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard import figures, series_csv
+from dashboard.board import Board, current_board
+from dashboard.run_plots import GRID, graph, message, refreshed_context, time_bounds, zoom_to_draw
+from sacred_gpu.read import NotFound, ReadError, RunPlots, context_time
+
+logger = logging.getLogger(__name__)
+
+X_MODE = "run-plots-x"
+SMOOTHING = "run-plots-smoothing"
+LOG_Y = "run-plots-log"
+FILTER = "run-metrics-filter"
+COUNT = "run-metrics-count"
+RUN = "run-plots-run"  # dcc.Store: the plot context of the metrics shown (trimmed())
+TICK = "run-plots-tick"  # dcc.Interval: re-reads a running run, which redraws its plots
+METRICS = "run-plots-metrics"  # the metric panels; a running run's new metrics join them
+SHOWN = "run-plots-shown"  # dcc.Store: the metric names that have a panel
+METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
+METRIC_ZOOM = "run-plots-metric-zoom"  # dcc.Store per metric panel: the x range it shows (None: the whole series)
+#: Most metric panels a tab draws at once (the filter finds the others).
+MAX_PANELS = 48
+#: The smoothing slider's marks: far enough apart to read at the slider's width.
+SMOOTHING_MARKS = {0: "0", 0.25: "0.25", 0.5: "0.5", 0.75: "0.75", 0.99: "0.99"}
+
+
+def select(names: Sequence[str], query: str | None) -> list[str]:
+    """The names that hold every word of ``query`` (any case), in their order."""
+    words = (query or "").lower().split()
+    return [name for name in names if all(word in name.lower() for word in words)]
+
+
+def trimmed(context: Mapping[str, Any], query: str | None = "") -> dict[str, Any]:
+    """A plot context cut to the metrics the tab draws (the first :data:`MAX_PANELS` matching ``query``), with
+    ``metric_total`` and ``metric_matching`` counts: what the page holds of a run with thousands of metrics."""
+    matching = select(context["metric_names"], query)
+    shown = matching[:MAX_PANELS]
+    rollups = context.get("rollups") or {}
+    return {**context, "metric_names": shown, "rollups": {name: rollups.get(name, {}) for name in shown},
+            "metric_total": len(context["metric_names"]), "metric_matching": len(matching)}
+
+
+def count_text(run: Mapping[str, Any]) -> str:
+    """How many metrics the tab shows of how many."""
+    total, matching, shown = run["metric_total"], run["metric_matching"], len(run["metric_names"])
+    if shown == total:
+        return f"{total:,} metric{'s' if total != 1 else ''}"
+    more = "; refine the filter to see the others" if matching > shown else ""
+    return f"{shown:,} of {matching:,} matching metrics shown ({total:,} in all){more}"
+
+
+def layout(board: Board, view: RunPlots) -> html.Div:
+    """The Metrics tab of a run whose plots' view is ``view``."""
+    run = trimmed(view.context)
+    controls = html.Div(className="toolbar run-plots-controls", children=[
+        dcc.Input(id=FILTER, type="search", debounce=0.3, placeholder="find metrics by name",
+                  className="metric-filter"),
+        html.Span(count_text(run), id=COUNT, className="count"),
+        html.Label("x axis"),
+        dcc.RadioItems(id=X_MODE, value="step", inline=True,
+                       options=[{"label": "step", "value": "step"}, {"label": "wall time", "value": "wall"},
+                                {"label": "time since start", "value": "elapsed"}]),
+        html.Label("smoothing (EMA)"),
+        html.Div(dcc.Slider(id=SMOOTHING, min=0, max=0.99, step=0.01, value=0, updatemode="mouseup",
+                            marks=SMOOTHING_MARKS, tooltip={"placement": "bottom"}), style={"width": "300px"}),
+        dcc.Checklist(id=LOG_Y, options=[{"label": "log y", "value": "log"}], value=[], inline=True),
+    ])
+    return html.Div(className="run-plots", children=[
+        dcc.Store(id=RUN, data=run),
+        dcc.Interval(id=TICK, interval=int(board.refresh * 1000), disabled=not run["running"]),
+        controls,
+        dcc.Store(id=SHOWN, data=run["metric_names"]),
+        html.Div(metric_panels(run), id=METRICS, style=GRID),
+    ])
+
+
+def metric_panels(run: Mapping[str, Any], drawn: Mapping[str, go.Figure] | None = None,
+                  zooms: Mapping[str, list] | None = None) -> list[Any]:
+    """One panel per metric of ``run`` (a trimmed context), its figure from ``drawn`` or else from the metric
+    callback, the x range it shows from ``zooms``; or a note that there are none."""
+    names = run["metric_names"]
+    if not names:
+        return [html.P("This run logged no metrics." if not run["metric_total"] else "No metric matches the filter.",
+                       className="note")]
+    panels = []
+    for name in names:
+        panel = graph(name, {"type": METRIC, "name": name}, figure=(drawn or {}).get(name),
+                      csv=series_csv.metric_url(run["run_id"], name))
+        panel.children.append(dcc.Store(id={"type": METRIC_ZOOM, "name": name}, data=(zooms or {}).get(name)))
+        panels.append(panel)
+    return panels
+
+
+def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = "step", smoothing: float = 0.0,
+                 log_y: bool = False, zoom: tuple[Any, Any] | str | None = None) -> go.Figure:
+    """The figure of metric ``name``: its overview or, zoomed to ``zoom`` (in x-mode units), every point of the
+    range unless the range likely holds more than the read side reads at once, where the overview's points in the
+    range are drawn."""
+    start = context_time(run.get("start"))
+    x_range, bounds = None, (None, None)
+    if isinstance(zoom, tuple):
+        x_range = zoom
+        bounds = tuple(sorted(float(v) for v in zoom)) if x_mode == "step" else time_bounds(zoom, x_mode, start)
+    points = board.store.metric_points(run, name, x_mode == "step", *bounds)
+    frame, every, total = points.frame, points.every, points.total
+    figure = figures.metric_figure([figures.Line(name, frame, start)], x_mode=x_mode, smoothing=smoothing,
+                                   log_y=log_y, x_range=x_range)
+    shown = len(figure.data[0].x) if figure.data else 0
+    count = f"{len(frame):,} point{'s' if len(frame) != 1 else ''}"
+    if x_range is None:
+        note = f"{count}, {shown:,} drawn" if every else \
+            f"overview of {total:,} points: {len(frame):,} read, {shown:,} drawn; zoom in for every point"
+    else:
+        note = f"every point in range: {len(frame):,}, {shown:,} drawn" if every else \
+            f"overview in range: {count}, {shown:,} drawn; zoom in further for every point"
+    figures.add_note(figure, note)
+    return figure
+
+
+# -- callbacks: named functions, registered by register() ------------------------------------------------------------
+def draw(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, run: dict, graph_id: dict,
+         shown: list | None) -> tuple[Any, Any, Any]:
+    """One metric panel drawn again: a control changed, it was zoomed, or the run was re-read."""
+    zoom = zoom_to_draw(ctx.triggered_prop_ids, [(graph_id, relayout)], shown, X_MODE)
+    try:
+        figure = metric_panel(current_board(), run, graph_id["name"], x_mode or "step", float(smoothing or 0),
+                              "log" in (log_y or []), zoom)
+    except ReadError as error:
+        logger.warning("metric %r of run %r: %s", graph_id["name"], run["run_id"], error)
+        return message(str(error)), no_update, no_update
+    kept = list(zoom) if isinstance(zoom, tuple) else None
+    return figure, None if f"{X_MODE}.value" in ctx.triggered_prop_ids else no_update, kept
+
+
+def panels(run: dict, shown: list | None, x_mode: str, smoothing: float | None, log_y: list | None, ranges: list,
+           ids: list) -> tuple[list, list, str]:
+    """The panels again where the metrics shown changed (the filter, or a metric logged for the first time),
+    drawn here (a new graph's first draw can lose to the relayout Plotly sends as it sizes the empty graph), each
+    panel keeping the range it shows."""
+    if run["metric_names"] == shown:
+        raise PreventUpdate
+    board = current_board()
+    zooms = {store["name"]: shown_range for store, shown_range in zip(ids, ranges) if shown_range}
+    drawn = {}
+    for name in run["metric_names"]:
+        zoom = tuple(zooms[name]) if name in zooms else None
+        try:
+            drawn[name] = metric_panel(board, run, name, x_mode or "step", float(smoothing or 0),
+                                       "log" in (log_y or []), zoom)
+        except ReadError as error:
+            drawn[name] = message(str(error))
+    return metric_panels(run, drawn, zooms), run["metric_names"], count_text(run)
+
+
+def find(query: str | None, run: dict) -> Any:
+    """The metrics matching the filter: the run's context re-read and cut to them."""
+    try:
+        fresh = current_board().store.run_plots(run["run_id"]).context
+    except ReadError as error:
+        logger.warning("run %r: %s", run["run_id"], error)
+        return no_update
+    return trimmed(fresh, query)
+
+
+def tick(_: int, run: dict, query: str | None) -> tuple[Any, bool]:
+    """A running run re-read: its plots are redrawn where anything changed; polling stops when it has ended."""
+    try:
+        fresh = refreshed_context(current_board(), run, lambda context: trimmed(context, query))
+    except NotFound:  # deleted meanwhile: the plots stay as they were
+        return no_update, True
+    except ReadError as error:
+        logger.warning("run %r: %s", run["run_id"], error)
+        return no_update, False
+    return (no_update, False) if fresh is None else (fresh, not fresh["running"])
+
+
+def register(app: Any) -> None:
+    """Register the tab's callbacks on ``app``."""
+    app.callback(Output({"type": METRIC, "name": MATCH}, "figure"),
+                 Output({"type": METRIC, "name": MATCH}, "relayoutData"),
+                 Output({"type": METRIC_ZOOM, "name": MATCH}, "data"),
+                 Input(X_MODE, "value"), Input(SMOOTHING, "value"), Input(LOG_Y, "value"),
+                 Input({"type": METRIC, "name": MATCH}, "relayoutData"), Input(RUN, "data"),
+                 State({"type": METRIC, "name": MATCH}, "id"), State({"type": METRIC_ZOOM, "name": MATCH}, "data"))(draw)
+    app.callback(Output(METRICS, "children"), Output(SHOWN, "data"), Output(COUNT, "children"), Input(RUN, "data"),
+                 State(SHOWN, "data"), State(X_MODE, "value"), State(SMOOTHING, "value"), State(LOG_Y, "value"),
+                 State({"type": METRIC_ZOOM, "name": ALL}, "data"), State({"type": METRIC_ZOOM, "name": ALL}, "id"),
+                 prevent_initial_call=True)(panels)
+    app.callback(Output(RUN, "data", allow_duplicate=True), Input(FILTER, "value"), State(RUN, "data"),
+                 prevent_initial_call=True)(find)
+    app.callback(Output(RUN, "data", allow_duplicate=True), Output(TICK, "disabled"), Input(TICK, "n_intervals"),
+                 State(RUN, "data"), State(FILTER, "value"), prevent_initial_call=True)(tick)
