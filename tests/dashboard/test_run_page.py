@@ -11,11 +11,12 @@ import zipfile
 from typing import Any
 
 import dash_ag_grid as dag
+import plotly
 import pytest
 from dash import dcc, html
 from pymongo.errors import AutoReconnect
 
-from dashboard import run_actions, run_metrics, run_tabs
+from dashboard import run_actions, run_metrics, run_tabs, series_csv
 from dashboard import run_artifacts as arts
 from dashboard import run_ids as ids
 from dashboard import run_output as out
@@ -524,3 +525,66 @@ def _count_reads(board: Board, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(board.store, "_runs", Counting())
     return reads
+
+
+# -- what a tab says where there is nothing to show, and a run with thousands of metrics ---------------------------
+def _bare_run(db: Any, run_id: int, **fields: Any) -> None:
+    started = dt.datetime(2026, 1, 1, 12, 0, 0)
+    db.runs.insert_one({"_id": run_id, "status": "COMPLETED", "start_time": started,
+                        "stop_time": started + dt.timedelta(seconds=0.4), "experiment": {"name": "bare"},
+                        "info": {}, **fields})
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"status": "QUEUED", "format": schema.FORMAT}, "This run is queued: it has not started"),
+    ({}, "This run was recorded by Sacred's own MongoObserver, which samples no GPU"),
+    ({"format": schema.FORMAT, schema.SAMPLING_FIELD: None}, "Sampling was turned off for this run"),
+    ({"format": schema.FORMAT, "status": "FAILED", schema.SAMPLING_FIELD: {"interval_s": 1.0, "slow_interval_s": 10.0}},
+     "No system sample was stored for this run (it ran 0.4 s; the observer samples every 1 s"),
+])
+def test_a_run_without_samples_says_why(board, db, fields, says):
+    """Issue 15 (9): QUEUED and fast-failing runs were said to have had sampling off or Sacred's observer."""
+    _bare_run(db, 50, **fields)
+    notes = [text(p) for p in of_type(shown(board, 50, "system"), html.P) if "run-plots-no-gpu" in p.className]
+    assert len(notes) == 1 and notes[0].startswith(says), notes
+
+
+def test_a_run_with_ten_thousand_metrics_stays_small(board, db):
+    """Issue 15 (12): a run with 10,000 metric names made an 8 MB page that never rendered. Each tab now stays
+    under 1 MB: the Metrics tab draws the first panels and finds the others by name."""
+    names = [f"layer{i}/grad_norm" for i in range(10_000)]
+    _bare_run(db, 60, format=schema.FORMAT, info={"metrics": [{"id": f"m{i}", "name": name}
+                                                              for i, name in enumerate(names)]},
+              metric_rollups={schema.rollup_key(name): {"count": 1, "last": 0.5, "min": 0.5, "max": 0.5,
+                                                        "min_step": 0, "max_step": 0} for name in names})
+    for tab in run_tabs.TABS:
+        size = len(json.dumps(page.render(board, 60, tab)[:2], cls=plotly.utils.PlotlyJSONEncoder))
+        assert size < 1_000_000, (tab, size)
+    metrics = shown(board, 60, "metrics")
+    drawn = [c.id["name"] for c in walk(metrics) if isinstance(getattr(c, "id", None), dict)
+             and c.id.get("type") == run_metrics.METRIC]
+    assert drawn == names[:run_metrics.MAX_PANELS]
+    assert text(by_id(metrics, run_metrics.COUNT)).startswith("48 of 10,000 matching metrics shown")
+    found = run_metrics.trimmed(board.store.run_plots(60).context, "layer9999")
+    assert found["metric_names"] == ["layer9999/grad_norm"] and run_metrics.count_text(found) == \
+        "1 of 1 matching metrics shown (10,000 in all)"
+    summary = of_type(shown(board, 60), dag.AgGrid)[0]
+    assert len(summary.rowData) == run_tabs.SUMMARY_ROWS and summary.rowData[0]["last"] == 0.5
+    info = text(shown(board, 60, "info"))
+    assert "10,000 metric series are recorded" in info and "[0]: {2 keys}" not in info
+
+
+def test_every_panel_downloads_its_data_as_csv(board, store, db):
+    now = dt.datetime(2026, 1, 1, 12, 0, 0)
+    db.metrics.insert_one({"run_id": 1, "name": "loss", "steps": [0, 1, 2], "values": [0.9, 0.5, 0.25],
+                           "timestamps": [now, now, now]})
+    server = create_app(board).server.test_client()
+    response = server.get(series_csv.metric_url(1, "loss"))
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    lines = response.data.decode().splitlines()
+    assert lines == ["step,timestamp,value", "0,2026-01-01 12:00:00,0.9", "1,2026-01-01 12:00:00,0.5",
+                     "2,2026-01-01 12:00:00,0.25"]
+    assert response.headers["Content-Disposition"] == "attachment; filename*=UTF-8''run-1-loss.csv"
+    assert server.get(series_csv.metric_url(1, "nothing")).status_code == 404
+    assert server.get(series_csv.metric_url(404, "loss")).status_code == 404
+    assert server.get(series_csv.system_url(1, "no-such-panel")).status_code == 404
