@@ -87,10 +87,14 @@ def apply_filter(status: str | None, text: str | None) -> tuple[Any, str]:
 def rows(request: dict | None, filter_text: str, spec: dict | None) -> tuple[Any, str, Any]:
     """One block of rows; trouble is reported beside the actions' messages (a refresh every few seconds must not
     wipe out "saved tags of run 2"), and a recovered database clears its own warning."""
-    if not request or spec is None:  # the page has not loaded its columns yet: load() reloads the rows
+    if not request:
         return no_update, no_update, no_update
+    board = current_board()
     try:
-        response = actions.page_rows(current_board(), request, filter_text, spec)
+        # every request is answered (a request left unanswered leaves its block loading): one asked before the
+        # page's load has given the spec reads it here
+        spec = cols.spec(board.store.board_settings()) if spec is None else spec
+        response = actions.page_rows(board, request, filter_text, spec)
     except BadQuery as error:
         return {"rowData": [], "rowCount": 0}, str(error), "0 runs"
     except ReadError as error:
@@ -163,16 +167,23 @@ def change(_m: int, _c: int, kept: list | None, visible: list | None, metric: st
             (reload or 0) + 1, message)
 
 
-def save_layout(state: list | None, sized: list | None, spec: dict | None) -> Any:
-    """Save the column order, visibility and the widths a person set, for every browser."""
+def save_layout(state: list | None, sized: list | None, spec: dict | None, defs: list | None,
+                options: list | None) -> tuple[Any, Any]:
+    """Save the column order, visibility and the widths a person set, for every browser; the columns chooser
+    follows the grid's order (a column dragged in the grid moves in the chooser too)."""
     board = current_board()
-    if board.read_only or not state or spec is None:
-        return no_update
+    if not state or spec is None:
+        return no_update, no_update
+    ordered = visible_options(cols.apply_layout([dict(d) for d in defs or []], cols.layout_from_state(state)))
+    moved = ordered["options"] if [o["value"] for o in ordered["options"]] != [o["value"] for o in options or []] \
+        else no_update
+    if board.read_only:
+        return no_update, moved
     try:
         actions.save_layout(board, state, sized)
     except ReadError as error:
-        return f"layout not saved: {error}"
-    return no_update
+        return f"layout not saved: {error}", moved
+    return no_update, moved
 
 
 def register(app: Any, _board: Any = None) -> None:
@@ -207,8 +218,9 @@ def register(app: Any, _board: Any = None) -> None:
                  Input(VISIBLE, "value"), State(METRIC_NAME, "value"), State(METRIC_ROLLUP, "value"),
                  State(CUSTOM_PATH, "value"), State(GRID, "columnDefs"), State(SPEC, "data"), State(RELOAD, "data"),
                  prevent_initial_call=True)(change)
-    app.callback(Output(MESSAGE, "children", **dup), Input(GRID, "columnState"), State(SIZED, "data"),
-                 State(SPEC, "data"), prevent_initial_call=True)(save_layout)
+    app.callback(Output(MESSAGE, "children", **dup), Output(VISIBLE, "options", **dup), Input(GRID, "columnState"),
+                 State(SIZED, "data"), State(SPEC, "data"), State(GRID, "columnDefs"), State(VISIBLE, "options"),
+                 prevent_initial_call=True)(save_layout)
     _register_clientside(app)
 
 

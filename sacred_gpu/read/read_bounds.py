@@ -71,14 +71,16 @@ class BoundedCollection:
         return BoundedCursor(self.collection.find(*args, **kwargs).max_time_ms(limit), limit)
 
     def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
-        return next(iter(self.find(filter, *args, **kwargs).limit(1)), None)
+        kwargs.setdefault("max_time_ms", self._limit())
+        return self._call(self.collection.find_one, filter, *args, **kwargs)
 
     def count_documents(self, filter: Any, **kwargs: Any) -> int:
-        return self._call(self.collection.count_documents, filter, maxTimeMS=self._limit(), **kwargs)
+        kwargs.setdefault("maxTimeMS", self._limit())
+        return self._call(self.collection.count_documents, filter, **kwargs)
 
     def aggregate(self, pipeline: list, **kwargs: Any) -> BoundedCursor:
-        limit = self._limit()
-        return BoundedCursor(self._call(self.collection.aggregate, pipeline, maxTimeMS=limit, **kwargs), limit)
+        limit = kwargs.setdefault("maxTimeMS", self._limit())
+        return BoundedCursor(self._call(self.collection.aggregate, pipeline, **kwargs), limit)
 
     def distinct(self, key: str, filter: Any = None) -> list[Any]:
         """Distinct values of ``key``; bounded where the client takes ``maxTimeMS`` there (pymongo; mongomock runs
@@ -103,6 +105,8 @@ class BoundedReads:
     max_time_ms: int = MAX_TIME_MS
 
     def _bounded(self, collection: Any) -> BoundedCollection:
+        if isinstance(collection, BoundedCollection):
+            return collection
         return BoundedCollection(collection, lambda: self.max_time_ms)
 
     @property

@@ -280,3 +280,46 @@ def test_misspelled_metric_says_so_and_a_custom_config_column_shows(page, served
     wait_for_ids(page, [5, 4, 3, 2, 1])
     assert cell(page, 2, "config.lr").inner_text() == "0.01"
     assert page.inner_text("#runs-rows-status") == ""
+
+
+def test_query_box_completes_fields_config_keys_metrics_and_statuses(page, served):
+    open_board(page, served)
+    page.wait_for_function("() => window.runsTable && window.runsTable.suggestions('config.l').length > 0")
+    query = page.locator("#runs-query")
+
+    def offered() -> list[str]:
+        return page.eval_on_selector_all("#runs-query-suggestions option", "options => options.map(o => o.value)")
+
+    query.fill("config.l")
+    assert offered() == ["config.lr"]
+    query.fill("config.lr < 0.1 and lo")
+    assert offered() == [f"config.lr < 0.1 and loss.{rollup}" for rollup in ("min", "max", "mean", "last", "first")]
+    query.fill("status == comp")
+    assert offered() == ["status == COMPLETED"]
+    query.fill("config.lr < 0.1 and ")
+    assert offered() == []
+
+
+def header_ids(page: Any) -> list[str]:
+    """Column ids of the headers from left to right, as a person sees them (the DOM order may differ)."""
+    return page.eval_on_selector_all(
+        ".ag-header-cell[col-id]", "cells => cells.map(c => [c.getBoundingClientRect().left, c.getAttribute('col-id')])"
+                                   ".sort((a, b) => a[0] - b[0]).map(pair => pair[1])")
+
+
+def test_columns_drawer_hides_and_shows_a_column_in_its_place(page, served):
+    open_board(page, served)
+    page.evaluate("dash_ag_grid.getApi('runs-grid').moveColumns(['host'], 2)")  # dragged next to the id
+    page.wait_for_function("() => dash_ag_grid.getApi('runs-grid').getColumnState()[2].colId === 'host'")
+    page.click("#runs-columns-toggle")
+    page.wait_for_selector("#runs-columns-drawer", state="visible")  # opened by a client-side callback
+    page.wait_for_selector(".visible-columns label:nth-child(2):has-text('Host')")  # the chooser follows the grid
+    before = header_ids(page)
+    host = page.locator(".visible-columns label", has_text="Host").locator("input")
+    host.uncheck()
+    page.wait_for_selector('.ag-header-cell[col-id="host"]', state="detached")
+    host.check()
+    page.wait_for_selector('.ag-header-cell[col-id="host"]')
+    assert header_ids(page) == before
+    page.click("#runs-columns-toggle")
+    page.wait_for_selector("#runs-columns-drawer", state="hidden")

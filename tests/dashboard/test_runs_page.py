@@ -201,9 +201,6 @@ def test_csv_values_are_written_as_the_table_shows_them(board, db):
 
 def test_pages_route_and_show_a_message_when_mongodb_is_down(board, client):
     assert "runs-grid" in str(route(board, "/"))
-    page = str(route(board, "/run/2"))
-    assert "Run 2" in page and "COMPLETED" in page and '"lr": 0.01' in page
-    assert "No such run" in str(route(board, "/run/999"))
     assert "Not found" in str(route(board, "/nowhere"))
     down = FaultyClient(client)
     down.outage(ServerSelectionTimeoutError)

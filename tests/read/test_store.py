@@ -290,6 +290,12 @@ class _Recording:
     def find(self, *args: Any, **kwargs: Any) -> _RecordingCursor:
         return _RecordingCursor(self.collection.find(*args, **kwargs), self.calls, self.fail)
 
+    def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(["find_one", kwargs.get("max_time_ms")])
+        if self.fail:
+            raise ExecutionTimeout("operation exceeded time limit", 50)
+        return self.collection.find_one(filter, *args)
+
     def count_documents(self, filter: Any, **kwargs: Any) -> int:
         self.calls.append(["count_documents", kwargs.get("maxTimeMS")])
         return self.collection.count_documents(filter)
@@ -315,7 +321,7 @@ def test_every_read_of_the_table_carries_the_time_limit(store):
     with pytest.raises(BadQuery, match="unknown field 'config.lrr'"):
         store.runs("config.lrr < 1")
     store.run(1)
-    assert {kind for kind, _ in calls} == {"find", "count_documents", "aggregate", "distinct"}
+    assert {kind for kind, _ in calls} == {"find", "find_one", "count_documents", "aggregate", "distinct"}
     assert [call for call in calls if call[1] != 1234] == []
 
 
@@ -323,4 +329,6 @@ def test_a_read_stopped_at_the_time_limit_says_so(store):
     store._runs = _Recording(store.database[store.collections.runs], [], fail=True)
     with pytest.raises(TooSlow, match=r"MongoDB stopped the query after 5 s .*maxTimeMS.*narrow the filter"):
         store.runs("experiment matches 'a.*b'")
+    with pytest.raises(TooSlow):
+        store.run(1)
     assert issubclass(TooSlow, BadQuery)
