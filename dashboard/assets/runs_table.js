@@ -49,7 +49,7 @@ window.runsTable = (function () {
     suggestions: suggestions,
     // Listeners added once per grid and query box; ``sized`` and ``vocabulary`` come from the page's load.
     attach: async function (gridId, queryId, sizedId, sized, vocabulary, maxWidth) {
-      state.sized = new Set(sized || []);
+      (sized || []).forEach(function (id) { state.sized.add(id); });  // a person's sizing here is kept
       state.vocabulary = vocabulary || [];
       state.maxWidth = maxWidth;
       var api = await dash_ag_grid.getApiAsync(gridId);

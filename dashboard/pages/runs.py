@@ -218,8 +218,10 @@ def register(app: Any, _board: Any = None) -> None:
                  Input(VISIBLE, "value"), State(METRIC_NAME, "value"), State(METRIC_ROLLUP, "value"),
                  State(CUSTOM_PATH, "value"), State(GRID, "columnDefs"), State(SPEC, "data"), State(RELOAD, "data"),
                  prevent_initial_call=True)(change)
+    # SIZED is an input too: a width a person sets reaches the store (from the grid's resize event) after the grid's
+    # columnState; saved on the state alone, the width would be saved as the content's, and never again
     app.callback(Output(MESSAGE, "children", **dup), Output(VISIBLE, "options", **dup), Input(GRID, "columnState"),
-                 State(SIZED, "data"), State(SPEC, "data"), State(GRID, "columnDefs"), State(VISIBLE, "options"),
+                 Input(SIZED, "data"), State(SPEC, "data"), State(GRID, "columnDefs"), State(VISIBLE, "options"),
                  prevent_initial_call=True)(save_layout)
     _register_clientside(app)
 
