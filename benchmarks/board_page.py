@@ -61,6 +61,7 @@ from benchmarks.store_table import load_directly  # noqa: E402
 from dashboard import columns as cols  # noqa: E402
 from dashboard.app import create_app  # noqa: E402
 from dashboard.board import Board  # noqa: E402
+from dashboard import runs_layout  # noqa: E402
 from dashboard.pages import runs as runs_page  # noqa: E402
 from sacred_gpu import connection, schema  # noqa: E402
 from sacred_gpu.read import MetricColumn, RunStore, connect  # noqa: E402
@@ -226,9 +227,13 @@ class Browser:
                     "board-url.href": "http://localhost/"}
         data = json.dumps(callback_body(route, location, [key for key in location if any(
             key == f"{item['id']}.{item['property']}" for item in route["inputs"])]))
-        timing = repeated(lambda: self.send(data), 1, 0, timeout)
-        body, payload = self.read(timing.result if timing.result is not None else self.send(data))
-        spec = _find_prop(payload["response"]["board-page"]["children"], runs_page.SPEC, "data")
+        # the layout reads nothing; the page's load callback (fired once the layout is in) reads its columns
+        loaded, tick, spec_id = f"{runs_layout.LOADED}.data", f"{runs_layout.TICK}.n_intervals", f"{runs_page.SPEC}.data"
+        load = self.dependency(output=spec_id, trigger=loaded)
+        load_data = json.dumps(callback_body(load, {loaded: True, tick: None, spec_id: None}, [loaded]))
+        timing = repeated(lambda: (self.send(data), self.send(load_data))[1], 1, 0, timeout)
+        body, payload = self.read(timing.result if timing.result is not None else self.send(load_data))
+        spec = payload["response"][runs_page.SPEC]["data"]
         return timing, len(body), spec
 
     def dependency(self, *, output: str | None = None, trigger: str | None = None) -> dict:
