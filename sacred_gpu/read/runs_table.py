@@ -17,6 +17,7 @@ from sacred_gpu.read.query import ROLLUPS as FILTER_ROLLUPS
 from sacred_gpu.read.read_bounds import BoundedReads
 from sacred_gpu.read.rollup_reads import RollupReads, _rollup_fields, _stock
 from sacred_gpu.read.table_checks import TableChecks, merged_projection, value_at
+from sacred_gpu.read.table_extras import TableExtras
 
 #: Columns of the table that are no field of the query language, and what sorting by them sorts by (``duration``:
 #: computed in the database, stop or last heartbeat less start).
@@ -59,9 +60,9 @@ def _sorted_metric(sort: str | None, field: str) -> tuple[str, str] | None:
     return metric, rollup
 
 
-class RunsTable(BoundedReads, RollupReads, TableChecks):
+class RunsTable(BoundedReads, RollupReads, TableChecks, TableExtras):
     """The runs-table reads of :class:`~sacred_gpu.read.store.RunStore`, which sets the collections (every read
-    of them bounded by ``max_time_ms``: :class:`BoundedReads`)."""
+    of them bounded by ``max_time_ms``: :class:`BoundedReads`); groups and sparklines: :class:`TableExtras`."""
 
     dead_after: float
 

@@ -332,3 +332,52 @@ def test_a_read_stopped_at_the_time_limit_says_so(store):
     with pytest.raises(TooSlow):
         store.run(1)
     assert issubclass(TooSlow, BadQuery)
+
+
+def test_groups_by_a_config_key_with_the_spread_of_a_rollup(store):
+    """Issue 15: runs grouped by a config key (the seeds of one setting), the mean and spread of a roll-up across
+    each group, Sacred's runs by the same rule as ours, the filter respected, in one aggregation of the runs."""
+    calls: list = []
+    store._runs = _Recording(store.database[store.collections.runs], calls)
+    store._metrics = _Recording(store.database[store.collections.metrics], calls)
+    groups = store.groups("config.optim.name", "val_loss.min")
+    assert [kind for kind, _ in calls] == ["aggregate", "find"]  # the runs grouped; run 4's series (Sacred's)
+    assert list(groups.index) == ["adam", "sgd", None] and groups.index.name == "config.optim.name"
+    assert groups.loc["adam"].to_dict() == pytest.approx(
+        {"runs": 2, "count": 2, "mean": 0.25, "std": pd.Series([0.2, 0.3]).std(), "min": 0.2, "max": 0.3})
+    sgd = groups.loc["sgd"]  # run 3 (ours, 0.85) and run 4 (Sacred's observer: computed from its series, 0.3)
+    assert (sgd["runs"], sgd["count"], sgd["min"], sgd["max"]) == (2, 2, 0.3, 0.85)
+    assert sgd["mean"] == pytest.approx(0.575)
+    assert groups.loc[None, "runs"] == 1 and groups.loc[None, "count"] == 0  # run 5: no optim, no metric
+    by_lr = store.groups("config.lr", "val_loss.last", "status == COMPLETED and val_loss.min < 0.35")
+    assert list(by_lr.index) == [0.01, 0.1] and list(by_lr["runs"]) == [2, 1]
+    assert by_lr.loc[0.01, "mean"] == pytest.approx(0.3) and by_lr.loc[0.01, "std"] == 0
+    assert pd.isna(by_lr.loc[0.1, "std"])  # one run: no spread
+    assert store.groups("experiment", "train.acc.max").loc["test_experiment", "count"] == 4
+    for by, metric in (("config.$where", "val_loss.min"), ("lr", "val_loss.min"), ("config.lr", "val_loss.median")):
+        with pytest.raises(BadQuery):
+            store.groups(by, metric)
+
+
+def test_sparklines_read_a_few_points_of_a_page_of_runs_in_one_aggregation(client, monkeypatch):
+    """Issue 15: a sparkline per run of a page: at most 50 points spread over the series (first and last kept),
+    picked in the database by one aggregation for the whole page, never from the chunks."""
+    def main(_run, n):
+        for step in range(n):
+            _run.log_scalar("loss", float(step % 7), step * 2)
+
+    for n in (1000, 3, 0):
+        run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False), config={"n": n})
+    store = sacred_gpu.connect(client=client)
+    calls: list = []
+    store._metrics = _Recording(store.database[store.collections.metrics], calls)
+    store._chunks = _Recording(store.database[store.collections.chunks], calls)
+    lines = store.sparklines([1, 2, 3], ["loss", "acc"])
+    assert [kind for kind, _ in calls] == ["aggregate"]
+    long = lines.loc[1, "loss"]
+    assert len(long) == 50 and long[0] == (0, 0.0) and long[-1] == (1998, float(999 % 7))
+    assert all(value == float(step // 2 % 7) for step, value in long)
+    assert [step for step, _ in long] == sorted({step for step, _ in long})  # in order, no point twice
+    assert lines.loc[2, "loss"] == [(0, 0.0), (2, 1.0), (4, 2.0)]  # a short series whole
+    assert lines.loc[3, "loss"] == [] and lines.loc[1, "acc"] == []
+    assert len(store.sparklines([1], "loss", points=10).loc[1, "loss"]) == 10
