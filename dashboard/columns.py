@@ -36,6 +36,15 @@ BASE_COLUMNS: tuple[tuple[str, str, str | None, dict[str, Any]], ...] = (
 EDITABLE = ("tags", "notes")
 _SORT_KEYS = {col_id: key for col_id, _, key, _ in BASE_COLUMNS}
 _NUMBER = {"type": "rightAligned", "valueFormatter": {"function": "formatNumber(params.value)"}}
+#: Column ids of sparkline columns start with this (no field, roll-up or dotted path does).
+SPARK_PREFIX = "sparkline:"
+#: Points of a sparkline (at most), read per run of a page.
+SPARK_POINTS = 50
+
+
+def spark_id(metric: str) -> str:
+    """The column id of the sparkline column of ``metric``."""
+    return f"{SPARK_PREFIX}{metric}"
 
 
 def column_defs(config_keys: Iterable[str], settings: BoardSettings, *, read_only: bool) -> list[dict[str, Any]]:
@@ -66,9 +75,30 @@ def column_defs(config_keys: Iterable[str], settings: BoardSettings, *, read_onl
                          "headerTooltip": custom.path, "width": 140,
                          "valueFormatter": {"function": "formatValue(params.value)"}})
             known.add(custom.path)
+    for metric in settings.sparklines:
+        col_id = spark_id(metric)
+        if col_id not in known:
+            defs.append({"field": col_id, "colId": col_id, "headerName": f"{metric} (history)", "width": 140,
+                         "headerTooltip": f"sparkline of {metric}: up to {SPARK_POINTS} points of its series",
+                         "sortable": False, "cellRenderer": "Sparkline"})
+            known.add(col_id)
     for column in defs:  # a width only where a person set one (saved): the others fit their content
         column["initialWidth"] = column.pop("width")
     return apply_layout(defs, settings.layout)
+
+
+def group_defs(key: str, rollup: str) -> list[dict[str, Any]]:
+    """Column definitions of the group view: the key's value, the runs, and the roll-up's spread across them."""
+    number = {**_NUMBER, "width": 110}
+    return [{"field": "value", "headerName": key.removeprefix("config."), "headerTooltip": key, "width": 160,
+             "valueFormatter": {"function": "formatValue(params.value)"}},
+            {"field": "runs", "headerName": "Runs", "width": 80, "type": "rightAligned"},
+            {"field": "count", "headerName": f"with {rollup}", "width": 110, "type": "rightAligned",
+             "headerTooltip": f"runs of the group with a value of {rollup}"},
+            {"field": "mean", "headerName": f"mean {rollup}", **number},
+            {"field": "std", "headerName": "std", "headerTooltip": f"sample standard deviation of {rollup} across "
+             "the group's runs", **number},
+            {"field": "min", "headerName": "min", **number}, {"field": "max", "headerName": "max", **number}]
 
 
 def apply_layout(defs: list[dict[str, Any]], layout: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -124,7 +154,13 @@ def metric_request(columns: Iterable[MetricColumn]) -> dict[str, list[str]]:
 def spec(settings: BoardSettings) -> dict[str, list]:
     """What a rows request needs of the settings, as JSON for a ``dcc.Store``."""
     return {"metrics": [[c.metric, c.rollup, c.name] for c in settings.metric_columns],
-            "custom": [[c.path, c.name] for c in settings.custom_columns]}
+            "custom": [[c.path, c.name] for c in settings.custom_columns], "sparklines": list(settings.sparklines)}
+
+
+def settings_from_spec(data: Mapping[str, list] | None) -> BoardSettings:
+    """The columns part of the settings :func:`spec` was made from (no layout)."""
+    metrics, custom = from_spec(data)
+    return BoardSettings(tuple(metrics), tuple(custom), (), tuple((data or {}).get("sparklines") or ()))
 
 
 def from_spec(data: Mapping[str, list] | None) -> tuple[list[MetricColumn], list[CustomColumn]]:
@@ -132,6 +168,15 @@ def from_spec(data: Mapping[str, list] | None) -> tuple[list[MetricColumn], list
     data = data or {}
     return ([MetricColumn(*item) for item in data.get("metrics", [])],
             [CustomColumn(*item) for item in data.get("custom", [])])
+
+
+def add_sparklines(rows: list[dict[str, Any]], lines: pd.DataFrame) -> None:
+    """Put each row's sparklines (a :meth:`RunStore.sparklines` frame) in its sparkline columns, as
+    ``[[step, value], ...]``."""
+    for row in rows:
+        for metric in lines.columns:
+            points = lines.at[row["id"], metric] if row.get("id") in lines.index else []
+            row[spark_id(metric)] = [[step, value] for step, value in points]
 
 
 def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

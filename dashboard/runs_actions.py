@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from dash import no_update
 
 from dashboard import columns as cols
@@ -40,6 +41,10 @@ def page_rows(board: Board, request: Mapping[str, Any], filter_text: str, spec: 
                              limit=max(1, end - start), skip=start, metrics=cols.metric_request(metrics),
                              columns=[c.path for c in custom])
     data = cols.rows(frame)
+    sparklines = (spec or {}).get("sparklines") or []
+    if sparklines and data:  # one read for the page's rows, never one per row
+        cols.add_sparklines(data, board.store.sparklines([row["id"] for row in data], sparklines,
+                                                         points=cols.SPARK_POINTS))
     # The last block tells the total; earlier blocks count the filter's matches in the database.
     count = start + len(data) if len(data) < end - start else board.store.count(filter_text or None)
     return {"rowData": data, "rowCount": count}
@@ -94,6 +99,7 @@ class LoadedPage:
     settings: BoardSettings
     metric_names: list[str]
     vocabulary: list[str]
+    config_keys: list[str]
 
     @property
     def sized(self) -> list[str]:
@@ -108,7 +114,27 @@ def load_page(board: Board) -> LoadedPage:
     metric_names = board.store.metric_names()
     defs = cols.column_defs(config_keys, settings, read_only=board.read_only)
     names = board.store.query_names(config_keys=config_keys, metric_names=metric_names)
-    return LoadedPage(defs, cols.spec(settings), settings, metric_names, names)
+    return LoadedPage(defs, cols.spec(settings), settings, metric_names, names, config_keys)
+
+
+def group_keys(config_keys: Sequence[str]) -> list[dict[str, str]]:
+    """What the table can be grouped by: the page's config keys, then the experiment and the host."""
+    return [{"label": key.removeprefix("config."), "value": key} for key in config_keys] + \
+        [{"label": "experiment", "value": "experiment"}, {"label": "host", "value": "host"}]
+
+
+def group_rows(board: Board, key: str, metric: str, rollup: str, filter_text: str) -> list[dict[str, Any]]:
+    """The group view's rows: one per value of ``key`` among the runs the filter matches, with the number of
+    runs and the mean, standard deviation, min and max of ``metric``'s ``rollup`` across them."""
+    frame = board.store.groups(key, f"{metric}.{rollup}", filter_text or None)
+    rows = []
+    for label, stats in frame.iterrows():
+        row = {"value": "(no value)" if label is None else label if isinstance(label, (str, int, float)) else
+               str(label)}
+        row.update({column: None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+                    for column, value in stats.items()})
+        rows.append(row)
+    return rows
 
 
 def column_defs(board: Board, settings: BoardSettings) -> list[dict[str, Any]]:
@@ -118,9 +144,10 @@ def column_defs(board: Board, settings: BoardSettings) -> list[dict[str, Any]]:
 
 def change_columns(board: Board, trigger: str | None, metric: str | None, rollup: str | None, path: str | None,
                    kept: Sequence[str] | None, visible: Sequence[str] | None,
-                   defs: Sequence[Mapping[str, Any]]) -> tuple[BoardSettings, str]:
+                   defs: Sequence[Mapping[str, Any]], spark: str | None = None) -> tuple[BoardSettings, str]:
     """Apply a change of the columns chooser to the saved settings; returns them and a message. Hiding or showing
-    a column changes only its visibility: its place and width stay as saved."""
+    a column changes only its visibility: its place and width stay as saved. ``spark``: the metric of a sparkline
+    column to add."""
     store = board.store
     settings = store.board_settings()
     message = ""
@@ -133,8 +160,12 @@ def change_columns(board: Board, trigger: str | None, metric: str | None, rollup
         if all(c.path != path for c in settings.custom_columns):
             store.save_custom_columns([*settings.custom_columns, CustomColumn(path)])
         message = f"added column {path}"
+    elif trigger == ids.ADD_SPARK and spark:
+        store.save_sparklines([*settings.sparklines, spark])
+        message = f"added a sparkline of {spark}"
     elif trigger == ids.EXTRA:
         keep = set(kept or [])
+        store.save_sparklines([name for name in settings.sparklines if f"s:{name}" in keep])
         store.save_metric_columns([c for c in settings.metric_columns if f"m:{c.metric}\x1f{c.rollup}" in keep])
         store.save_custom_columns([c for c in settings.custom_columns if f"c:{c.path}" in keep])
     elif trigger == ids.VISIBLE:

@@ -41,6 +41,14 @@ ADD_METRIC = "runs-add-metric"
 CUSTOM_PATH = "runs-custom-path"
 ADD_CUSTOM = "runs-add-custom"
 EXTRA = "runs-extra-columns"
+SPARK_METRIC = "runs-spark-metric"
+ADD_SPARK = "runs-add-spark"
+GROUP_KEY = "runs-group-key"  # the group view: runs grouped by a config key, a roll-up's spread per group
+GROUP_METRIC = "runs-group-metric"
+GROUP_ROLLUP = "runs-group-rollup"
+GROUP_BOX = "runs-groups"
+GROUP_GRID = "runs-group-grid"
+GROUP_STATUS = "runs-group-status"
 VISIBLE = "runs-visible-columns"
 DELETE = "runs-delete"
 COMPARE = "runs-compare"
@@ -49,6 +57,8 @@ EXPORT = "runs-export"
 DOWNLOAD = "runs-download"
 
 BLOCK = 100  #: rows per request of the grid
+#: Roll-ups a group's spread is taken of (a step is no quantity to average).
+GROUP_ROLLUPS = tuple(rollup for rollup in ROLLUPS if not rollup.endswith("_step"))
 #: Widest a column grows to fit its content (px); longer text is cut with its whole value in the tooltip.
 MAX_FIT_WIDTH = 480
 
@@ -87,7 +97,7 @@ def layout(board: Board) -> html.Div:
         html.Span(id=ROWS_STATUS, className="message rows-status", role="status"),
     ])
     return html.Div(className="runs-page", children=[
-        toolbar, actions, html.Div(className="runs-body", children=[
+        toolbar, _group_bar(), actions, _group_view(), html.Div(className="runs-body", children=[
             html.Div(grid, className="runs-grid-box"), _columns_drawer(board.read_only)]),
         dcc.Store(id=FILTER, data=""), dcc.Store(id=SPEC, data=None), dcc.Store(id=RELOAD, data=0),
         dcc.Store(id=SIZED, data=[]), dcc.Store(id=LOADED, data=True), dcc.Store(id=VOCABULARY, data=[]),
@@ -109,20 +119,47 @@ def _columns_drawer(read_only: bool) -> html.Aside:
                          className="metric-rollup"),
             html.Button("Add", id=ADD_METRIC, disabled=read_only),
         ]),
+        html.Label("Add a sparkline (a metric's history in each row)"),
+        html.Div(className="row", children=[
+            dcc.Dropdown(id=SPARK_METRIC, options=[], placeholder="metric", className="metric-name"),
+            html.Button("Add", id=ADD_SPARK, disabled=read_only),
+        ]),
         html.Label("Add a column by dotted path"),
         html.Div(className="row", children=[
             dcc.Input(id=CUSTOM_PATH, placeholder="config.optimizer.lr or host.cpu", debounce=False),
             html.Button("Add", id=ADD_CUSTOM, disabled=read_only),
         ]),
-        html.Label("Metric and custom columns (remove with x)"),
+        html.Label("Metric, custom and sparkline columns (remove with x)"),
         dcc.Dropdown(id=EXTRA, multi=True, disabled=read_only, options=[], value=[]),
     ])
 
 
+def _group_bar() -> html.Div:
+    """The group view's controls: a key (config keys, filled by the page's load) and a metric roll-up."""
+    return html.Div(className="toolbar group-bar", children=[
+        html.Label("Group by", htmlFor=GROUP_KEY),
+        dcc.Dropdown(id=GROUP_KEY, options=[], placeholder="config key", className="group-key"),
+        dcc.Dropdown(id=GROUP_METRIC, options=[], placeholder="metric", className="group-metric"),
+        dcc.Dropdown(id=GROUP_ROLLUP, options=list(GROUP_ROLLUPS), value="min", clearable=False,
+                     className="group-rollup"),
+        html.Span(id=GROUP_STATUS, className="message rows-status", role="status"),
+    ])
+
+
+def _group_view() -> html.Div:
+    """One row per value of the group key: runs, and the roll-up's mean, spread, min and max across them."""
+    grid = dag.AgGrid(id=GROUP_GRID, rowData=[], columnDefs=[], className="ag-theme-quartz",
+                      defaultColDef={"resizable": True, "sortable": True, "suppressHeaderMenuButton": True},
+                      dashGridOptions={"domLayout": "autoHeight", "suppressFieldDotNotation": True},
+                      style={"width": "100%"})
+    return html.Div(id=GROUP_BOX, className="group-view", hidden=True, children=[grid])
+
+
 def extra_options(settings: BoardSettings) -> dict[str, list]:
-    """Options and value of the metric and custom columns' dropdown."""
+    """Options and value of the metric, custom and sparkline columns' dropdown."""
     options = [{"label": f"{c.name or c.key}", "value": f"m:{c.metric}\x1f{c.rollup}"} for c in settings.metric_columns]
     options += [{"label": c.name or c.path, "value": f"c:{c.path}"} for c in settings.custom_columns]
+    options += [{"label": f"sparkline of {name}", "value": f"s:{name}"} for name in settings.sparklines]
     return {"options": options, "value": [option["value"] for option in options]}
 
 

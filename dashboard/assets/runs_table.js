@@ -72,3 +72,38 @@ window.runsTable = (function () {
     },
   };
 })();
+
+// A sparkline cell: the row's points ([[step, value], ...], at most 50, read for the page's rows only) as one inline
+// SVG path, x by step, y by value (lowest at the bottom); the tooltip says how many points and their range.
+(function () {
+  var funcs = (window.dashAgGridComponentFunctions = window.dashAgGridComponentFunctions || {});
+  var WIDTH = 120, HEIGHT = 24, PAD = 2;
+
+  function path(points) {
+    var xs = points.map(function (p) { return p[0]; }), ys = points.map(function (p) { return p[1]; });
+    var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs);
+    var y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
+    var sx = x1 > x0 ? (WIDTH - 2 * PAD) / (x1 - x0) : 0, sy = y1 > y0 ? (HEIGHT - 2 * PAD) / (y1 - y0) : 0;
+    return points.map(function (p, i) {
+      var x = x1 > x0 ? PAD + (p[0] - x0) * sx : WIDTH / 2, y = y1 > y0 ? HEIGHT - PAD - (p[1] - y0) * sy : HEIGHT / 2;
+      return (i ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
+    }).join(" ");
+  }
+
+  funcs.Sparkline = function (props) {
+    var points = (Array.isArray(props.value) ? props.value : []).filter(function (p) {
+      return Array.isArray(p) && typeof p[0] === "number" && typeof p[1] === "number" && isFinite(p[1]);
+    });
+    if (!points.length) { return null; }
+    var ys = points.map(function (p) { return p[1]; });
+    var last = points[points.length - 1];
+    var text = points.length + " points: last " + last[1].toPrecision(4) + " at step " + last[0] + ", min " +
+      Math.min.apply(null, ys).toPrecision(4) + ", max " + Math.max.apply(null, ys).toPrecision(4);
+    var h = React.createElement;
+    var line = points.length > 1 ?
+      h("path", {d: path(points), fill: "none", stroke: "currentColor", strokeWidth: 1.3, vectorEffect: "non-scaling-stroke"}) :
+      h("circle", {cx: WIDTH / 2, cy: HEIGHT / 2, r: 2, fill: "currentColor"});
+    return h("svg", {className: "sparkline", width: WIDTH, height: HEIGHT, viewBox: "0 0 " + WIDTH + " " + HEIGHT,
+                     role: "img", "aria-label": text}, h("title", null, text), line);
+  };
+})();

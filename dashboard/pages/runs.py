@@ -22,6 +22,7 @@ from dashboard.runs_actions import change_columns, check_filter
 from dashboard.runs_layout import (
     ADD_CUSTOM,
     ADD_METRIC,
+    ADD_SPARK,
     ATTACHED,
     COLUMNS_TOGGLE,
     COMPARE,
@@ -35,6 +36,12 @@ from dashboard.runs_layout import (
     EXTRA,
     FILTER,
     GRID,
+    GROUP_BOX,
+    GROUP_GRID,
+    GROUP_KEY,
+    GROUP_METRIC,
+    GROUP_ROLLUP,
+    GROUP_STATUS,
     LOADED,
     MAX_FIT_WIDTH,
     MESSAGE,
@@ -47,6 +54,7 @@ from dashboard.runs_layout import (
     RELOAD,
     ROWS_STATUS,
     SIZED,
+    SPARK_METRIC,
     SPEC,
     STATUS,
     TICK,
@@ -56,16 +64,18 @@ from dashboard.runs_layout import (
     layout,
     visible_options,
 )
-from sacred_gpu.read import BadQuery, BoardSettings, ReadError
+from sacred_gpu.read import BadQuery, ReadError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ADD_CUSTOM", "ADD_METRIC", "EXTRA", "VISIBLE", "change_columns", "layout", "register"]
+__all__ = ["ADD_CUSTOM", "ADD_METRIC", "ADD_SPARK", "EXTRA", "VISIBLE", "change_columns", "extra_options", "layout",
+           "register"]
 
 
 def load(_loaded: Any, _tick: int | None, spec: dict | None) -> tuple:
     """On page load (and on each refresh tick until it has loaded once): the grid's columns, the rows' spec, the
-    columns chooser, the metric names, the columns a person sized, the names a filter can use."""
+    columns chooser, the metric names (for metric, sparkline and group choices), the columns a person sized, the
+    names a filter can use, the keys to group by."""
     if spec is not None:
         raise PreventUpdate
     board = current_board()
@@ -73,10 +83,27 @@ def load(_loaded: Any, _tick: int | None, spec: dict | None) -> tuple:
         page = actions.load_page(board)
     except ReadError as error:
         logger.warning("loading the runs page failed: %s", error)
-        return (no_update,) * 10 + (f"{error}; retrying",)
+        return (no_update,) * 13 + (f"{error}; retrying",)
     extra, shown = extra_options(page.settings), visible_options(page.defs)
     return (page.defs, page.spec, extra["options"], extra["value"], shown["options"], shown["value"],
-            page.metric_names, page.sized, page.vocabulary, 1, "")
+            page.metric_names, page.metric_names, page.metric_names, actions.group_keys(page.config_keys),
+            page.sized, page.vocabulary, 1, "")
+
+
+def groups(key: str | None, metric: str | None, rollup: str | None, filter_text: str, _reload: int | None
+           ) -> tuple[Any, Any, bool, str]:
+    """The group view: one row per value of the chosen key among the runs the filter matches, the roll-up's
+    mean and spread across each group; hidden until a key and a metric are chosen."""
+    if not key or not metric or not rollup:
+        return no_update, no_update, True, ""
+    try:
+        data = actions.group_rows(current_board(), key, metric, rollup, filter_text)
+    except BadQuery as error:
+        return [], no_update, True, str(error)
+    except ReadError as error:
+        logger.warning("grouping runs failed: %s", error)
+        return no_update, no_update, False, f"{error}; retrying"
+    return data, cols.group_defs(key, f"{metric}.{rollup}"), False, ""
 
 
 def apply_filter(status: str | None, text: str | None) -> tuple[Any, str]:
@@ -147,18 +174,19 @@ def export(_clicks: int, filter_text: str, request: dict | None, spec: dict, sta
     return dcc.send_string(text, "runs.csv", type="text/csv"), ""
 
 
-def change(_m: int, _c: int, kept: list | None, visible: list | None, metric: str | None, rollup: str | None,
-           path: str | None, defs: list, spec: dict | None, reload: int) -> tuple:
+def change(_m: int, _c: int, _s: int, kept: list | None, visible: list | None, metric: str | None,
+           rollup: str | None, path: str | None, spark: str | None, defs: list, spec: dict | None,
+           reload: int) -> tuple:
     """A change in the columns chooser: saved, then the grid's columns rebuilt."""
     board, trigger = current_board(), ctx.triggered_id
     if spec is None or (trigger == VISIBLE and set(visible or []) == {d["colId"] for d in defs if not d.get("hide")}):
         raise PreventUpdate  # the page's load set the chooser: nothing changed
-    if trigger == EXTRA and set(kept or []) == set(extra_options(BoardSettings(*map(tuple, cols.from_spec(spec))))["value"]):
+    if trigger == EXTRA and set(kept or []) == set(extra_options(cols.settings_from_spec(spec))["value"]):
         raise PreventUpdate
     if board.read_only:
         return (no_update,) * 7 + ("read-only board: columns are not saved",)
     try:
-        settings, message = change_columns(board, trigger, metric, rollup, path, kept, visible, defs)
+        settings, message = change_columns(board, trigger, metric, rollup, path, kept, visible, defs, spark)
         new_defs = actions.column_defs(board, settings)
     except ReadError as error:
         return (no_update,) * 7 + (f"columns not saved: {error}",)
@@ -192,7 +220,8 @@ def register(app: Any, _board: Any = None) -> None:
     dup = {"allow_duplicate": True}
     app.callback(Output(GRID, "columnDefs", **dup), Output(SPEC, "data", **dup), Output(EXTRA, "options", **dup),
                  Output(EXTRA, "value", **dup), Output(VISIBLE, "options", **dup), Output(VISIBLE, "value", **dup),
-                 Output(METRIC_NAME, "options"), Output(SIZED, "data", **dup), Output(VOCABULARY, "data"),
+                 Output(METRIC_NAME, "options"), Output(SPARK_METRIC, "options"), Output(GROUP_METRIC, "options"),
+                 Output(GROUP_KEY, "options"), Output(SIZED, "data", **dup), Output(VOCABULARY, "data"),
                  Output(RELOAD, "data", **dup), Output(ROWS_STATUS, "children", **dup),
                  Input(LOADED, "data"), Input(TICK, "n_intervals"), State(SPEC, "data"),
                  prevent_initial_call="initial_duplicate")(load)
@@ -214,10 +243,15 @@ def register(app: Any, _board: Any = None) -> None:
     app.callback(Output(GRID, "columnDefs", **dup), Output(SPEC, "data", **dup), Output(EXTRA, "options", **dup),
                  Output(EXTRA, "value", **dup), Output(VISIBLE, "options", **dup), Output(VISIBLE, "value", **dup),
                  Output(RELOAD, "data", **dup), Output(MESSAGE, "children", **dup),
-                 Input(ADD_METRIC, "n_clicks"), Input(ADD_CUSTOM, "n_clicks"), Input(EXTRA, "value"),
-                 Input(VISIBLE, "value"), State(METRIC_NAME, "value"), State(METRIC_ROLLUP, "value"),
-                 State(CUSTOM_PATH, "value"), State(GRID, "columnDefs"), State(SPEC, "data"), State(RELOAD, "data"),
+                 Input(ADD_METRIC, "n_clicks"), Input(ADD_CUSTOM, "n_clicks"), Input(ADD_SPARK, "n_clicks"),
+                 Input(EXTRA, "value"), Input(VISIBLE, "value"), State(METRIC_NAME, "value"),
+                 State(METRIC_ROLLUP, "value"), State(CUSTOM_PATH, "value"), State(SPARK_METRIC, "value"),
+                 State(GRID, "columnDefs"), State(SPEC, "data"), State(RELOAD, "data"),
                  prevent_initial_call=True)(change)
+    app.callback(Output(GROUP_GRID, "rowData"), Output(GROUP_GRID, "columnDefs"), Output(GROUP_BOX, "hidden"),
+                 Output(GROUP_STATUS, "children"), Input(GROUP_KEY, "value"), Input(GROUP_METRIC, "value"),
+                 Input(GROUP_ROLLUP, "value"), Input(FILTER, "data"), Input(RELOAD, "data"),
+                 prevent_initial_call=True)(groups)
     # SIZED is an input too: a width a person sets reaches the store (from the grid's resize event) after the grid's
     # columnState; saved on the state alone, the width would be saved as the content's, and never again
     app.callback(Output(MESSAGE, "children", **dup), Output(VISIBLE, "options", **dup), Input(GRID, "columnState"),

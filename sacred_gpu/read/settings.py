@@ -42,6 +42,8 @@ class BoardSettings:
     custom_columns: tuple[CustomColumn, ...] = ()
     #: Column order, widths and visibility: ``[{"colId", "width", "hide"}]`` in display order.
     layout: tuple[dict, ...] = ()
+    #: Metrics shown as a sparkline column (a small line of the series' history per row).
+    sparklines: tuple[str, ...] = ()
 
 
 def _run_path(config_path: str) -> str:
@@ -70,7 +72,8 @@ class SettingsReads:
         custom_columns = [CustomColumn(_run_path(doc["config_path"]), doc.get("name") or "")
                           for doc in self.database[schema.OMNIBOARD_CUSTOM_COLUMNS].find({}).sort("_id", 1)
                           if isinstance(doc.get("config_path"), str) and doc["config_path"]]
-        return BoardSettings(tuple(metric_columns), tuple(custom_columns), tuple(own.get("layout") or ()))
+        sparklines = tuple(name for name in own.get("sparklines") or [] if isinstance(name, str))
+        return BoardSettings(tuple(metric_columns), tuple(custom_columns), tuple(own.get("layout") or ()), sparklines)
 
     def save_metric_columns(self, columns: Iterable[MetricColumn]) -> None:
         """Replace the table's metric columns; those Omniboard understands are written where Omniboard reads them."""
@@ -94,6 +97,13 @@ class SettingsReads:
                 raise BadQuery(f"invalid column path {column.path!r}")
             docs.append({"name": column.name or column.path, "config_path": column.path.removeprefix("config.")})
         self._writer.replace_documents(schema.OMNIBOARD_CUSTOM_COLUMNS, docs)
+
+    def save_sparklines(self, metrics: Iterable[str]) -> None:
+        """Replace the metrics the table shows as sparkline columns (sacred-board's own setting)."""
+        names = [str(name) for name in metrics]
+        if not all(names):
+            raise BadQuery("a sparkline needs a metric name")
+        self._writer.set_board_setting("sparklines", list(dict.fromkeys(names)))
 
     def save_layout(self, layout: Iterable[Mapping[str, Any]]) -> None:
         """Store the column order, widths and visibility: ``[{"colId", "width", "hide"}]`` in display order."""

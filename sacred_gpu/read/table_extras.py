@@ -15,6 +15,7 @@ from sacred_gpu import schema
 from sacred_gpu.read.errors import BadQuery
 from sacred_gpu.read.query import FIELDS, PREFIXES, compile_filter
 from sacred_gpu.read.rollup_reads import _stock
+from sacred_gpu.read.table_checks import CHECKED
 
 #: Points of a sparkline read per run and metric (at most).
 SPARK_POINTS = 50
@@ -129,6 +130,11 @@ class TableExtras:
             row["values"] += values
         if not rows:
             self._explain_nothing(query)  # type: ignore[attr-defined]
+        else:  # a name no run has says so (with the nearest known one) instead of groups without values
+            if all(label is None for label in rows) and path.startswith(CHECKED):
+                self._check_field(path)  # type: ignore[attr-defined]
+            if not any(row["values"] for row in rows.values()):
+                self._check_metric(name)  # type: ignore[attr-defined]
         ordered = sorted(rows.items(), key=lambda item: _order(item[0]))
         index = pd.Index([label for label, _ in ordered], dtype=object, name=by)  # None stays None, not NaN
         return pd.DataFrame([{"runs": row["runs"], **_stats(row["values"])} for _, row in ordered],

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import statistics
 
 import pytest
 from dash import no_update
@@ -215,11 +216,14 @@ def test_pages_route_and_show_a_message_when_mongodb_is_down(board, client):
 def test_page_load_fills_columns_settings_and_names_once(board):
     board.store.save_layout([{"colId": "status", "width": 222, "hide": False}, {"colId": "id", "width": None}])
     with create_app(board).server.app_context():
-        (defs, spec_data, _, _, shown, _, metric_names, sized, vocabulary, reload, status) = runs.load(True, None, None)
+        (defs, spec_data, _, _, shown, _, metric_names, spark_names, group_metrics, group_keys, sized, vocabulary,
+         reload, status) = runs.load(True, None, None)
         with pytest.raises(runs.PreventUpdate):  # loaded once: later ticks do nothing
             runs.load(True, 3, spec_data)
     assert [d["colId"] for d in defs][:2] == ["status", "id"] and [o["value"] for o in shown][:2] == ["status", "id"]
-    assert metric_names == ["acc", "loss"] and sized == ["status"] and reload == 1 and status == ""
+    assert metric_names == spark_names == group_metrics == ["acc", "loss"]
+    assert sized == ["status"] and reload == 1 and status == ""
+    assert [o["value"] for o in group_keys][:3] == ["config.lr", "config.note", "config.seed"]
     assert {"config.lr", "loss.min", "acc.last", "status", "experiment"} <= set(vocabulary)
 
 
@@ -326,3 +330,49 @@ def test_store_offers_metric_names_config_keys_and_checks_columns(store):
         with pytest.raises(ValueError, match="invalid column path"):
             store.save_custom_columns([CustomColumn(path)])
     assert store.board_settings() == BoardSettings()  # nothing half-saved
+
+
+def test_group_view_shows_each_settings_spread_across_its_runs_under_the_filter(board):
+    """Issue 15: runs grouped by a key (W&B's group by): a row per value, the number of runs, the mean, standard
+    deviation, min and max of a roll-up across them; the table's filter applies; nothing until both are chosen."""
+    with create_app(board).server.app_context():
+        assert runs.groups(None, "loss", "min", "", 0)[2] is True  # hidden: no key chosen
+        data, defs, hidden, status = runs.groups("experiment", "loss", "min", "", 0)
+        assert not hidden and status == ""
+        assert [(row["value"], row["runs"], row["count"]) for row in data] == [
+            (HOSTILE, 1, 1), ("cifar", 1, 1), ("mnist", 3, 3)]  # mnist: runs 1, 2 and the failed 4
+        mnist = data[2]
+        assert mnist["mean"] == pytest.approx(0.5) and (mnist["min"], mnist["max"]) == (0.2, 0.9)
+        assert mnist["std"] == pytest.approx(statistics.stdev([0.4, 0.2, 0.9]))
+        assert data[1]["std"] is None  # one run: no spread
+        assert [d["field"] for d in defs] == ["value", "runs", "count", "mean", "std", "min", "max"]
+        assert defs[3]["headerName"] == "mean loss.min"
+        text, _ = runs_actions.check_filter("COMPLETED", "")
+        completed = runs.groups("experiment", "loss", "min", text, 0)[0]
+        assert [(row["value"], row["runs"], row["mean"]) for row in completed][2] == ("mnist", 2, pytest.approx(0.3))
+        by_lr = runs.groups("config.lr", "loss", "last", "config.lr < 0.06", 0)[0]
+        assert [(row["value"], row["mean"]) for row in by_lr] == [(0.001, 0.6), (0.01, 0.2), (0.05, 0.25)]
+        assert "unknown metric 'los'" in runs.groups("config.lr", "los", "min", "", 0)[3]
+        assert "did you mean 'config.lr'" in runs.groups("config.lrr", "loss", "min", "", 0)[3]
+
+
+def test_sparkline_column_reads_a_few_points_for_the_page_in_one_read(board, monkeypatch):
+    """Issue 15: a sparkline of a chosen metric per row: the column is saved, its points come with the rows,
+    read for the page's rows at once (not per row), and it can be removed."""
+    settings, message = runs.change_columns(board, runs.ADD_SPARK, None, None, None, None, None, [], "loss")
+    assert message == "added a sparkline of loss" and settings.sparklines == ("loss",)
+    defs = runs_actions.column_defs(board, settings)
+    column = next(d for d in defs if d["colId"] == "sparkline:loss")
+    assert column["cellRenderer"] == "Sparkline" and column["sortable"] is False
+    reads = []
+    real = board.store.sparklines
+    monkeypatch.setattr(board.store, "sparklines", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    response = runs_actions.page_rows(board, request(), "", cols.spec(settings))
+    assert reads == [[5, 4, 3, 2, 1]]
+    lines = {row["id"]: row["sparkline:loss"] for row in response["rowData"]}
+    assert lines[1] == [[0, 0.9], [1, 0.5], [2, 0.4]] and lines[4] == [[0, 0.9], [1, 2.0]]
+    assert "sparkline:loss" not in runs_actions.page_rows(board, request(), "", spec())["rowData"][0]
+    options = runs.extra_options(settings)["options"]
+    assert {"label": "sparkline of loss", "value": "s:loss"} in options
+    settings, _ = runs.change_columns(board, runs.EXTRA, None, None, None, [], None, defs)
+    assert settings.sparklines == () and board.store.board_settings().sparklines == ()
