@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml  # PyYAML
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 
 

@@ -80,7 +80,7 @@ def test_notebook_example_runs_end_to_end():
     import sys
     from pathlib import Path
 
-    script = Path(__file__).parent.parent / "examples" / "query_runs.py"
+    script = Path(__file__).parents[2] / "examples" / "query_runs.py"
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "val_loss.min_step" in done.stdout and "recorded by examples/query_runs.py" in done.stdout
