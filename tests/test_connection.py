@@ -1,12 +1,9 @@
-"""Attaching the observer from a script's command line, the way Sacred's ``-m`` attaches its own."""
+"""``host:port:db`` specs and URIs (``sacred_gpu/connection.py``)."""
 
 from __future__ import annotations
 
-import mongomock
 import pytest
-from sacred import Experiment
 
-from sacred_gpu import GpuMongoObserver, gpu_mongo_option
 from sacred_gpu.connection import MongoSpec, parse_mongo_spec
 
 
@@ -30,35 +27,3 @@ def test_parse_mongo_spec(spec, expected):
 def test_parse_mongo_spec_rejects_malformed_specs(spec):
     with pytest.raises(ValueError, match="invalid"):
         parse_mongo_spec(spec)
-
-
-def make_experiment():
-    ex = Experiment("cli_experiment", additional_cli_options=[gpu_mongo_option], save_git_info=False)
-
-    @ex.main
-    def main(_run):
-        _run.log_scalar("loss", 0.5)
-        return 7
-
-    return ex
-
-
-@pytest.mark.parametrize(
-    ("argument", "db_name"), [("localhost:27017:cli_db", "cli_db"), ("mongodb://localhost:27017/uri_db", "uri_db")]
-)
-def test_command_line_option_attaches_the_observer(argument, db_name):
-    with mongomock.patch(servers=(("localhost", 27017),)):
-        run = make_experiment().run_commandline(["train.py", "--capture=sys", "-g", argument])
-        [observer] = run.observers
-        assert isinstance(observer, GpuMongoObserver)
-        import pymongo
-
-        doc = pymongo.MongoClient("localhost", 27017)[db_name].runs.find_one({"_id": run._id})
-    assert doc["status"] == "COMPLETED" and doc["result"] == 7
-    assert doc["meta"]["options"]["--gpu_mongo"] == argument
-
-
-def test_command_line_option_is_listed_in_help(capsys):
-    with pytest.raises(SystemExit):
-        make_experiment().run_commandline(["train.py", "--help"])
-    assert "--gpu_mongo" in capsys.readouterr().out

@@ -1,77 +1,20 @@
-"""Values BSON cannot hold and failing writes never stop a run, and nothing reaches Sacred's event loop."""
+"""No exception of ours reaches Sacred (``record/guards.py``): failing writes and vanished files, one warning per
+failing kind of event and run."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-import numpy as np
 import pytest
 from pymongo.errors import AutoReconnect
-from sacred.serializer import flatten as sacred_flatten
+from sacred.observers.base import RunObserver
 
-import sacred_gpu
-from sacred_gpu import GpuMongoObserver, schema
+from sacred_gpu import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.experiments import run_experiment
 from tests.support.faulty_client import FaultyClient
-
-
-def test_unstorable_values_are_stored_as_sacred_stores_them(observer, db):
-    weird = {
-        "array": np.arange(3),
-        "scalar": np.float32(1.5),
-        "pair": (1, 2),
-        7: "int key",
-        "dotted.key": {"$dollar": 1},
-        "nothing": object(),
-    }
-
-    def main(_run, arr):
-        _run.info["weird"] = weird
-        _run.log_scalar("np_loss", np.float32(0.25), 0)
-        _run.log_scalar("np_loss", np.int64(3), 1)
-        _run.log_scalar("np_loss", "not a number", 2)
-        return np.float32(0.5)
-
-    run = run_experiment(main, observer, config={"arr": np.arange(4)})
-    doc = db.runs.find_one({"_id": run._id})
-    assert doc["status"] == "COMPLETED" and run._failed_observers == []
-    stored = doc["info"]["weird"]
-    assert stored["array"] == {"py/object": "numpy.ndarray", "dtype": "int64", "values": [0, 1, 2]}
-    assert stored["scalar"] == {"py/object": "numpy.float32", "dtype": "float32", "value": 1.5}
-    assert stored["pair"] == {"py/tuple": [1, 2]}
-    assert stored["json://7"] == "int key"
-    assert stored["dotted.key"] == {"$dollar": 1}  # as the stock observer sends it: a server that refuses gets
-    # Sacred's form instead (tests/test_faults_wire.py)
-    assert stored["nothing"] == {"py/object": "builtins.object"}
-    assert doc["result"] == 0.5  # a numpy scalar result is stored as the number it is: filtered and sorted by value
-    assert doc["config"]["arr"] == sacred_flatten(np.arange(4))
-    series = db.metrics.find_one({"run_id": run._id, "name": "np_loss"})
-    assert series["values"] == [0.25, 3] and series["steps"] == [0, 1]  # the string is dropped, not stored
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ({"a": (1, 2)}, {"a": [1, 2]}),
-        ({"x.y": 1, "$z": 2, "n\x00l": 3}, {"x.y": 1, "$z": 2, "n\u2400l": 3}),
-        ({3: np.int64(4)}, {"3": 4}),
-        (2**80, str(2**80)),
-        ({"s": {1, 2}}, {"s": [1, 2]}),
-        (np.float64(0.5), 0.5),
-    ],
-)
-def test_bson_safe(value, expected):
-    assert schema.bson_safe(value) == expected
-
-
-def test_bson_safe_never_raises_on_unprintable_objects():
-    class Hostile:
-        def __str__(self):
-            raise RuntimeError("no")
-
-    assert schema.bson_safe(Hostile()) == "<unprintable Hostile>"
+from tests.support.recording import observer
 
 
 def test_failures_during_the_run_never_reach_sacred(db, tmp_path, caplog):
@@ -108,20 +51,27 @@ def test_failures_during_the_run_never_reach_sacred(db, tmp_path, caplog):
     assert len([m for m in messages if "reachable again" in m]) == 1
 
 
-def test_nul_in_a_config_key_and_a_metric_name_never_stops_the_run(observer, db, client):
-    """BSON keys cannot hold NUL: the config key is stored with ␀, the metric's roll-ups are still read."""
+def test_warnings_are_per_run(client, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    watcher = observer(client)
 
     def main(_run):
-        _run.info["odd\x00key"] = "value\x00kept"
-        _run.log_scalar("x\x00y", 1.0, 0)
-        _run.log_scalar("x\x00y", 3.0, 1)
-        time.sleep(0.15)  # heartbeats with the metric's roll-ups
+        _run.add_artifact(str(tmp_path / "missing.bin"))
 
-    run = run_experiment(main, observer, config={"params": {"a\x00b": 1}})
-    doc = db.runs.find_one({"_id": run._id})
-    assert doc["status"] == "COMPLETED" and run._failed_observers == []
-    assert doc["config"]["params"] == {"a\u2400b": 1} and doc["info"]["odd\u2400key"] == "value\x00kept"
-    series = db.metrics.find_one({"run_id": run._id})
-    assert series["name"] == "x\x00y" and series["values"] == [1.0, 3.0]
-    table = sacred_gpu.connect(client=client).runs(metrics={"x\x00y": ["max", "last"]})
-    assert table.loc[run._id, "x\x00y.max"] == 3.0 and table.loc[run._id, "x\x00y.last"] == 3.0
+    for _ in range(3):
+        run_experiment(main, watcher)
+    assert sum("artifact_event failed" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_another_observers_failed_start_leaves_no_warning_of_ours(client, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+
+    class Broken(RunObserver):
+        priority = 100  # called before ours
+
+        def started_event(self, *args, **kwargs):
+            raise RuntimeError("broken observer")
+
+    with pytest.raises(RuntimeError, match="broken observer"):
+        run_experiment(lambda: 1, Broken(), observer(client))
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("sacred_gpu")] == []

@@ -1,4 +1,5 @@
-"""The journal's frames: checksums, rollback of failed writes, resynchronisation past damage, locks, permissions."""
+"""The journal's frames: checksums, rollback of failed writes, resynchronisation past damage, locks, permissions.
+Segments trimmed as MongoDB acknowledges them."""
 
 from __future__ import annotations
 
@@ -164,3 +165,22 @@ def test_journals_lists_runs_and_not_the_quarantine(tmp_path):
     journal = Journal.create(tmp_path, {})
     (tmp_path / "quarantine" / journal.folder.name).mkdir(parents=True)
     assert [j.folder for j in journals(tmp_path)] == [journal.folder]
+
+
+def test_journal_is_trimmed_as_mongodb_acknowledges_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("sacred_gpu.record.journal.SEGMENT_BYTES", 2000)
+    journal = Journal.create(tmp_path, {"run_id": 1})
+    for index in range(100):
+        journal.append({"op": "update_run", "fields": {"i": index, "pad": "x" * 100}})
+    before = journal.segments()
+    assert len(before) > 5
+    records = list(journal.read(journal.acked(), max_records=60))
+    assert [r["fields"]["i"] for r, _ in records] == list(range(60))
+    journal.ack(records[-1][1])
+    after = journal.segments()
+    assert after == [s for s in before if s >= records[-1][1][0]] and len(after) < len(before) - 2
+    assert [r["fields"]["i"] for r, _ in journal.read(journal.acked())] == list(
+        range(60, 100))
+    with open(journal.folder / f"{journal.segments()[-1]:06d}.bson", "ab") as handle:
+        handle.write(b"\x40\x00\x00\x00torn")  # a record cut short by power loss
+    assert len(list(journal.read(journal.acked()))) == 40

@@ -1,23 +1,28 @@
-"""GpuMongoObserver records every part of real Sacred runs, in Sacred's format."""
+"""GpuMongoObserver records every part of real Sacred runs, in Sacred's format.
+Captured output capped, the full output as an artifact; the observer attached from a script's
+command line (``gpu_mongo_option``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import hashlib
 import logging
 import time
 from pathlib import Path
 
+import bson
 import gridfs
+import mongomock
 import pytest
 from bson import ObjectId
+from sacred import Experiment
 from sacred.utils import TimeoutInterrupt
 
-from sacred_gpu import GpuMongoObserver, schema
+from sacred_gpu import GpuMongoObserver, gpu_mongo_option, schema
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support import experiments
 from tests.support.experiments import run_experiment
+from tests.support.recording import LIMIT
 
 #: Experiments are created in tests/support/experiments.py, so Sacred records it as their main file and source.
 MAINFILE = Path(experiments.__file__)
@@ -279,41 +284,54 @@ def test_client_arguments_are_checked(client):
         GpuMongoObserver(client=client, collection_prefix="$bad")
 
 
-@pytest.mark.parametrize("fails", [False, True])
-def test_heap_is_frozen_for_the_run_and_given_back_at_its_end_when_asked(client, db, fails):
-    """With ``freeze_gc=True`` objects alive at the start skip the collector's walks during the run (shorter pauses
-    in the loop); any end of the run gives them back."""
-    seen = {}
+def test_hundred_megabytes_of_output_store_capped_with_the_full_output_as_an_artifact(client, db):
+    line = "x" * 99 + "\n"
 
     def main():
-        seen["frozen"] = gc.get_freeze_count()
-        if fails:
-            raise RuntimeError("boom")
+        print("FIRST LINE")
+        for _ in range(100):
+            print(line * 10_000, end="")  # 1 MB at a time, 100 MB in all
+        print("LAST LINE")
 
-    assert gc.get_freeze_count() == 0
-    if fails:
-        with pytest.raises(RuntimeError):
-            run_experiment(main, GpuMongoObserver(client=client, sampling=False, freeze_gc=True))
-    else:
-        run_experiment(main, GpuMongoObserver(client=client, sampling=False, freeze_gc=True))
-    assert seen["frozen"] > 1000  # the imports of this process at least
-    assert gc.get_freeze_count() == 0
-    assert db.runs.find_one()["status"] == ("FAILED" if fails else "COMPLETED")
+    observer = GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False, output_artifact=True)
+    run = run_experiment(main, observer, options={"--beat-interval": 1.0})
+    doc = db.runs.find_one({"_id": run._id})
+    assert len(bson.encode(doc)) < LIMIT and doc["status"] == "COMPLETED"
+    out = doc["captured_out"]
+    assert out.startswith("FIRST LINE") and out.endswith("LAST LINE\n") and "sacred-gpu: " in out
+    assert len(out) < schema.OUTPUT_CAP + 200
+    [artifact] = doc["artifacts"]
+    stored = gridfs.GridFS(db).get(artifact["file_id"])
+    assert artifact["name"] == "captured_out.txt" and stored.length == len("FIRST LINE\n") + 100_000_000 + 10
 
 
-def test_heap_left_alone_by_default_or_when_already_frozen(client):
-    seen = []
+def make_experiment():
+    ex = Experiment("cli_experiment", additional_cli_options=[gpu_mongo_option], save_git_info=False)
 
-    def main():
-        seen.append(gc.get_freeze_count())
+    @ex.main
+    def main(_run):
+        _run.log_scalar("loss", 0.5)
+        return 7
 
-    run_experiment(main, GpuMongoObserver(client=client, sampling=False))
-    assert seen == [0]
-    gc.freeze()  # someone else's freeze (a pre-fork server): not ours to undo
-    try:
-        frozen = gc.get_freeze_count()
-        run_experiment(main, GpuMongoObserver(client=client, sampling=False, freeze_gc=True))
-        # not frozen again (the count would grow), not unfrozen (it would drop to 0); a few frozen objects are freed
-        assert 0 < seen[1] <= frozen and 0 < gc.get_freeze_count() <= frozen
-    finally:
-        gc.unfreeze()
+    return ex
+
+
+@pytest.mark.parametrize(
+    ("argument", "db_name"), [("localhost:27017:cli_db", "cli_db"), ("mongodb://localhost:27017/uri_db", "uri_db")]
+)
+def test_command_line_option_attaches_the_observer(argument, db_name):
+    with mongomock.patch(servers=(("localhost", 27017),)):
+        run = make_experiment().run_commandline(["train.py", "--capture=sys", "-g", argument])
+        [observer] = run.observers
+        assert isinstance(observer, GpuMongoObserver)
+        import pymongo
+
+        doc = pymongo.MongoClient("localhost", 27017)[db_name].runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and doc["result"] == 7
+    assert doc["meta"]["options"]["--gpu_mongo"] == argument
+
+
+def test_command_line_option_is_listed_in_help(capsys):
+    with pytest.raises(SystemExit):
+        make_experiment().run_commandline(["train.py", "--help"])
+    assert "--gpu_mongo" in capsys.readouterr().out

@@ -1,18 +1,24 @@
 """The end of a run races Sacred's last heartbeat (issue 21): Sacred joins its heartbeat thread for 2 s only, then
 emits the run's end; the last beat, with every point logged since the beat before and the output's tail, may come
-after. Every point, the last output and the final status must be recorded, whatever the order."""
+after. Every point, the last output and the final status must be recorded, whatever the order.
+A second Ctrl-C and an outage that outlasts the run end it in bounded time too (``record/run_end.py``)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
 import sacred.run
+from pymongo.errors import ServerSelectionTimeoutError
 
 from sacred_gpu import GpuMongoObserver, connect
+from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.experiments import run_experiment
+from tests.support.faulty_client import FaultyClient
+from tests.support.recording import observer, training
 from tests.support.wire_server import WireServer
 
 POINTS = 1000
@@ -33,10 +39,6 @@ def late_beat(monkeypatch):
 
     monkeypatch.setattr(sacred.run.Run, "_emit_heartbeat", emit)
     return delay
-
-
-def observer(client, **kwargs) -> GpuMongoObserver:
-    return GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False, **kwargs)
 
 
 def logs_then(end):
@@ -124,3 +126,57 @@ def test_two_million_points_all_in_the_last_beat(client, db):
     assert db.runs.find_one({"_id": run._id})["status"] == "COMPLETED"
     series = connect(client=client).metrics(run._id, ["loss"])
     assert len(series) == count and series["step"].iloc[-1] == count - 1
+
+
+def test_outage_that_outlasts_the_run_ends_in_bounded_time_and_sync_completes_it(db, tmp_path, spool, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    faulty = FaultyClient(db.client)
+    ended = {}
+
+    def hook(step):
+        if step == 10:
+            faulty.outage(ServerSelectionTimeoutError)
+
+    def timed(_run):
+        result = training(tmp_path, steps=20, pause=0.01, hook=hook)(_run)
+        ended["at"] = time.monotonic()
+        return result
+
+    run = run_experiment(timed, observer(faulty, flush_timeout=1.0))
+    assert time.monotonic() - ended["at"] < 4  # flush_timeout plus one retry interval at most
+    stored = db.runs.find_one({"_id": run._id})
+    assert stored["status"] == "RUNNING"  # what reached MongoDB before the outage
+    kept = [r.getMessage() for r in caplog.records if "sacred-gpu sync" in r.getMessage()]
+    assert len(kept) == 1 and str(spool) in kept[0]
+
+    faulty.restore()
+    [result] = sync_spool(spool, client=faulty)
+    assert result.outcome == "synced" and result.run_id == run._id
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and [a["name"] for a in doc["artifacts"]] == ["weights.bin"]
+    assert db.metrics.find_one({"run_id": run._id, "name": "loss"})["steps"] == list(range(20))
+    assert journals(spool) == []
+
+
+def test_ctrl_c_again_while_the_run_ends_still_journals_its_end(client, spool, monkeypatch):
+    """A user presses Ctrl-C twice: the second lands while the observer waits for the sampler to stop."""
+    watcher = GpuMongoObserver(client=client, nvml=FakeNvml([]), offline=True, sample_interval=0.05)
+
+    def main(_run):
+        _run.log_scalar("loss", 0.5, 0)
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    def second_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(watcher, "_final_fields", second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(main, watcher)
+    [result] = sync_spool(spool, client=client, force=True)
+    doc = client["sacred"].runs.find_one({"_id": result.run_id})
+    assert doc["status"] == "INTERRUPTED" and doc["stop_time"] is not None
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("sacred-gpu") and "sampl" in t.name for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the sampler thread was left running"
+        time.sleep(0.05)

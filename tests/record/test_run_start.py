@@ -1,13 +1,21 @@
-"""The git repository an experiment lives in is recorded as Sacred records it: url, commit, dirty."""
+"""A run's start (``record/run_start.py``): the git repository recorded as Sacred records it, an observer attached
+twice."""
 
 from __future__ import annotations
 
 import importlib.util
 import subprocess
 import sys
+import threading
+
+import pytest
+from sacred import Experiment
 
 from sacred_gpu import GpuMongoObserver
+from sacred_gpu.record.sync import journals
 from sacred_gpu.testing.fake_nvml import FakeNvml
+from tests.support.experiments import FAST
+from tests.support.recording import observer, wait_for
 
 EXPERIMENT = '''
 from sacred import Experiment
@@ -61,3 +69,19 @@ def test_repository_url_commit_and_dirty_flag(client, db, tmp_path):
     # the changed file is a new source document; the unchanged content was not stored twice
     assert dirty["experiment"]["sources"][0][1] != clean["experiment"]["sources"][0][1]
     assert db.fs.files.count_documents({"filename": str(script)}) == 2
+
+
+def test_an_observer_attached_twice_fails_the_run_once_and_leaves_nothing_behind(client, db, spool):
+    watcher = observer(client)
+    ex = Experiment("twice", save_git_info=False)
+    ex.main(lambda: 1)
+    ex.observers.extend([watcher, watcher])  # a notebook cell that appends it, run twice
+    with pytest.raises(Exception, match="attached to the run twice"):
+        ex.run(options=FAST)
+    [doc] = list(db.runs.find({}))
+    assert doc["status"] == "FAILED" and "attached to the run twice" in "".join(doc["fail_trace"])
+    assert journals(spool) == []
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("sacred-gpu")],
+             "the observer's threads ending")
+    ex.observers.pop()  # fixed: the next run of the same observer is recorded as usual
+    assert ex.run(options=FAST).status == "COMPLETED" and db.runs.count_documents({"status": "COMPLETED"}) == 1

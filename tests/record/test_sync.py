@@ -1,54 +1,28 @@
-"""Issue 13's faults, with real Sacred runs: damaged journals, full disks, refused and unencodable records, values
-past 16 MB, names MongoDB cannot store as keys, and a spool that cannot be written."""
+"""``sacred-gpu sync`` (``record/sync.py``): offline runs synced equal to online ones, damaged and cut journals,
+interrupted syncs, killed processes, passwords from the environment."""
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import stat
+import signal
 import subprocess
-import tempfile
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import bson
+import gridfs
 import pytest
+from pymongo.errors import NetworkTimeout
 
 from sacred_gpu import GpuMongoObserver, cli
-from sacred_gpu.read.store import RunStore
 from sacred_gpu.record import quarantine
-from sacred_gpu.record.journal import Journal
-from sacred_gpu.record.recorder import Recorder
-from sacred_gpu.record.spool import private_fallback
 from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.experiments import run_experiment
-from tests.support.fault_matrix import FullDisk
-
-STEPS = 300
-
-
-def observer(client, **kwargs) -> GpuMongoObserver:
-    return GpuMongoObserver(client=client, nvml=FakeNvml([]), **{"sampling": False, **kwargs})
-
-
-def logging_steps(steps: int = STEPS, pause: float = 0.0005, hook=None):
-    """A run that logs ``loss`` at every step, a heartbeat's worth of points per record."""
-
-    def main(_run):
-        for step in range(steps):
-            _run.log_scalar("loss", float(step), step)
-            if hook:
-                hook(step)
-            time.sleep(pause)
-        return "done"
-
-    return main
-
-
-def stored_steps(db, run_id, name: str = "loss") -> list[int]:
-    return [step for doc in db.metrics.find({"run_id": run_id, "name": name}) for step in doc["steps"]]
+from tests.support.faulty_client import FaultyClient
+from tests.support.recording import STEPS, logging_steps, observer, stored_steps, training
 
 
 def journal_steps(path: Path) -> dict[int, tuple[list[int], int]]:
@@ -79,7 +53,6 @@ def mock_sync(client, monkeypatch):
                                                                                       "url": None}))
 
 
-# -- 1. damaged journals ------------------------------------------------------------------------------------------
 def test_a_flipped_byte_sets_one_record_aside_and_every_other_point_and_the_end_reach_mongodb(
         client, db, spool, capsys, mock_sync):
     run = run_experiment(logging_steps(), observer(client, offline=True))
@@ -123,126 +96,6 @@ def test_a_journal_cut_at_60_percent_keeps_what_is_before_and_says_what_is_gone(
     assert stored_steps(db, run_id)[:len(kept)] == kept and db.runs.find_one({"_id": run_id})["status"] == "RUNNING"
 
 
-def test_a_full_disk_mid_run_warns_once_holds_the_records_and_journals_them_when_space_returns(
-        client, db, spool, monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="sacred_gpu")
-    with FullDisk(room=3000).installed() as disk:
-        run = run_experiment(logging_steps(hook=lambda step: step == 200 and disk.free()),
-                             observer(client, offline=True))
-    assert disk.refused > 0 and run.result == "done"
-    messages = [r.getMessage() for r in caplog.records]
-    assert sum("cannot write the journal" in m for m in messages) == 1
-    assert sum("can be written again" in m for m in messages) == 1
-    [result] = sync_spool(spool, client=client)
-    assert result.outcome == "synced" and result.set_aside == 0 and quarantine.entries(spool) == []
-    assert stored_steps(db, result.run_id) == list(range(STEPS))
-
-
-def test_a_real_full_filesystem_then_space_freed(client, db, tmp_path, monkeypatch, caplog):
-    """The same on a real 1 MiB tmpfs, where the machine lets the test mount one (root on Linux)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "none", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); the file-layer test above covers the same path")
-    try:
-        filler = mount / "filler"
-        with open(filler, "wb") as handle:  # leave two pages: the run's first records fill them
-            handle.write(b"f" * (shutil.disk_usage(mount).free - 8192))
-        caplog.set_level(logging.WARNING, logger="sacred_gpu")
-
-        def hook(step):
-            if step == 1500:
-                filler.unlink()
-
-        run_experiment(logging_steps(steps=2000, pause=0.0005, hook=hook),
-                       observer(client, offline=True, spool_dir=mount / "spool"))
-        assert any("No space left on device" in r.getMessage() for r in caplog.records)
-        [result] = sync_spool(mount / "spool", client=client)
-        assert result.outcome == "synced" and result.set_aside == 0
-        assert stored_steps(db, result.run_id) == list(range(2000))
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-# -- 2. refused and unencodable records ---------------------------------------------------------------------------
-def test_an_unencodable_record_is_quarantined_and_the_records_after_it_go_on(client, spool, tmp_path):
-    journal = Journal.create(spool, {"db_name": "sacred"})
-    recorder = Recorder(journal, None, "r1")
-    recorder.submit({"op": "update_run", "fields": {"bad": object()}})
-    recorder.submit({"op": "update_run", "fields": {"good": 1}})
-    [entry] = quarantine.entries(spool)
-    assert entry.kind == "unencodable" and "object" in entry.path.read_text() and "InvalidDocument" in entry.reason
-    assert [rec["fields"] for rec, _ in journal.read(journal.acked())] == [{"good": 1}]
-
-
-# -- 4, 5. values past 16 MB, names that are no keys --------------------------------------------------------------
-def test_a_twenty_megabyte_config_value_is_stored_in_gridfs_and_read_back(client, db):
-    blob = "c" * (20 * 1024 * 1024)
-
-    def main(_run):
-        _run.info["notes"] = "n" * (17 * 1024 * 1024)
-        _run.log_scalar("loss", 1.0, 0)
-        time.sleep(0.2)  # several heartbeats carry the same large info value
-        raise ValueError("E" * (17 * 1024 * 1024))
-
-    with pytest.raises(ValueError):
-        run_experiment(main, observer(client), config={"data": {"blob": blob}})
-    doc = db.runs.find_one({})
-    assert doc["status"] == "FAILED" and len(bson.encode(doc)) < 16 * 1024 * 1024
-    assert doc["config"]["data"]["blob"]["sacred_gpu_stub"] == "gridfs"
-    run = RunStore(db).run(doc["_id"])
-    assert run["config"]["data"]["blob"] == blob and run["info"]["notes"] == "n" * (17 * 1024 * 1024)
-    assert "E" * 1000 in "".join(run["fail_trace"])
-    assert db["fs.files"].count_documents({"filename": {"$regex": "^stub://"}}) == 3  # each value uploaded once
-
-
-def test_a_nul_in_a_metric_name_and_names_that_differ_by_dot_or_comma(observer, db):
-    def main(_run):
-        _run.log_scalar("x\x00y", 1.0, 0)
-        _run.log_scalar("val.loss", 1.0, 0)
-        _run.log_scalar("val,loss", 5.0, 0)
-        time.sleep(0.15)
-
-    run = run_experiment(main, observer)
-    doc = db.runs.find_one({"_id": run._id})
-    assert doc["status"] == "COMPLETED" and doc["heartbeat"] is not None
-    assert {m["name"] for m in db.metrics.find({"run_id": run._id})} == {"x\x00y", "val.loss", "val,loss"}
-    assert doc["metric_rollups"]["val%2Eloss"]["max"] == 1.0 and doc["metric_rollups"]["val,loss"]["max"] == 5.0
-    assert doc["metric_rollups"]["x%00y"]["count"] == 1
-
-
-# -- 7. a spool that cannot be written ----------------------------------------------------------------------------
-def test_no_writable_spool_anywhere_runs_to_completion_without_a_phantom_run_and_says_so_once(
-        client, db, tmp_path, monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="sacred_gpu")
-    (tmp_path / "a-file").write_text("")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a-file"))
-    run = run_experiment(logging_steps(steps=20), observer(client, spool_dir=tmp_path / "a-file" / "spool"))
-    assert run.result == "done" and run.status == "COMPLETED"
-    assert db.runs.count_documents({}) == 0 and db.metrics.count_documents({}) == 0
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "NOT recorded" in errors[0].getMessage()
-
-
-def test_a_fallback_folder_made_by_someone_else_is_never_used(client, tmp_path, monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="sacred_gpu")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    planted = tmp_path / f"sacred-gpu-spool-{os.getuid()}"
-    planted.mkdir(mode=0o777)
-    os.chmod(planted, 0o777)
-    (tmp_path / "not-a-dir").write_text("")
-    run = run_experiment(logging_steps(steps=5), observer(client, offline=True, spool_dir=tmp_path / "not-a-dir"))
-    assert list(planted.iterdir()) == []
-    used = private_fallback()
-    assert used != planted and stat.S_IMODE(used.stat().st_mode) == 0o700
-    [kept] = [r.getMessage() for r in caplog.records if "is kept in" in r.getMessage()]
-    spool = Path(kept.split("sacred-gpu sync ")[-1].rstrip("`"))
-    [journal] = journals(spool)
-    assert spool.parent == tmp_path and spool.name.startswith(planted.name) and str(run._id).endswith(
-        journal.folder.name.removeprefix("run-"))
-
-
 def test_the_journal_holds_no_password_and_sync_takes_it_from_the_environment(spool, monkeypatch):
     url = "mongodb://bob:s3cret@127.0.0.1:9/?serverSelectionTimeoutMS=200"
     run_experiment(lambda: 1, GpuMongoObserver(url=url, offline=True, nvml=FakeNvml([]), sampling=False))
@@ -259,3 +112,99 @@ def test_the_journal_holds_no_password_and_sync_takes_it_from_the_environment(sp
     [result] = sync_spool(spool, timeout=0.5)
     assert result.outcome == "unreachable"
     assert seen == ["mongodb://bob:s3cret@127.0.0.1:9/?serverSelectionTimeoutMS=200"]
+
+
+def comparable(db, run_id) -> dict:
+    """A run as its readers see it, without what differs between two recordings (ids, times, the host's clock)."""
+    doc = db.runs.find_one({"_id": run_id})
+    fs = gridfs.GridFS(db)
+    metrics = {m["name"]: (m["steps"], m["values"]) for m in db.metrics.find({"run_id": run_id})}
+    refs = sorted(ref["name"] for ref in doc["info"].pop("metrics", []))
+    artifacts = []
+    for artifact in doc.pop("artifacts"):
+        stored = fs.get(artifact["file_id"])
+        artifacts.append((artifact["name"], stored.read(), stored.metadata, stored._file.get("contentType"),
+                          stored.filename.replace(f"/{run_id}/", "/ID/")))
+    sources = [(name, fs.get(file_id).read()) for name, file_id in doc["experiment"].pop("sources")]
+    for key in ("_id", "start_time", "stop_time", "heartbeat"):
+        doc.pop(key)
+    doc["meta"].pop("options")
+    return {"doc": doc, "metrics": metrics, "refs": refs, "artifacts": artifacts, "sources": sources}
+
+
+def test_offline_run_synced_later_equals_the_run_recorded_online(client, tmp_path, spool):
+    online = run_experiment(training(tmp_path), observer(client, db_name="online"), config={"seed": 1})
+    offline = run_experiment(training(tmp_path), observer(client, db_name="synced", offline=True),
+                             config={"seed": 1})
+    assert str(offline._id).startswith("offline-") and client["synced"].runs.count_documents({}) == 0
+
+    [result] = sync_spool(spool, client=client)
+    assert result.outcome == "synced" and result.run_id == 1
+    assert comparable(client["online"], online._id) == comparable(client["synced"], 1)
+    assert journals(spool) == []  # a synced, finished run leaves no journal behind
+    assert sync_spool(spool, client=client) == []  # a second sync finds nothing to do
+    assert client["synced"].metrics.count_documents({}) == 2
+
+
+def test_sync_is_safe_to_interrupt_and_to_run_again(client, tmp_path, spool):
+    run_experiment(training(tmp_path, steps=50), observer(client, offline=True))
+    faulty = FaultyClient(client)
+    budget = {"calls": 0}
+    original = faulty.check
+
+    def fail_midway():
+        budget["calls"] += 1
+        if budget["calls"] > 12:
+            raise NetworkTimeout("injected: connection lost during sync")
+        original()
+
+    faulty.check = fail_midway
+    [first] = sync_spool(spool, client=faulty, timeout=0.5)
+    assert first.outcome == "unreachable" and journals(spool)
+    [second] = sync_spool(spool, client=client)
+    assert second.outcome == "synced" and second.run_id == first.run_id  # the id was kept in the journal
+    db = client["sacred"]
+    assert db.runs.count_documents({}) == 1 and db.runs.find_one()["status"] == "COMPLETED"
+    loss = db.metrics.find_one({"name": "loss"})
+    assert loss["steps"] == list(range(50))
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from sacred import Experiment
+    from sacred_gpu import GpuMongoObserver
+    ex = Experiment("killed", save_git_info=False)
+
+    @ex.main
+    def main(_run):
+        step = 0
+        while True:
+            _run.log_scalar("loss", float(step), step)
+            step += 1
+            if step == 50:
+                print("fifty", flush=True)
+            time.sleep(0.01)
+
+    ex.observers.append(GpuMongoObserver(sampling=False))
+    ex.run(options={"--beat-interval": 0.1, "--capture": "sys"})
+""")
+
+
+def test_journal_of_a_process_killed_with_sigkill_syncs(client, spool, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = dict(os.environ, SACRED_GPU_OFFLINE="1", SACRED_GPU_SPOOL=str(spool))
+    child = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "fifty"
+        time.sleep(0.5)  # a few heartbeats journal the points
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    [result] = sync_spool(spool, client=client)  # the dead process's journal is not "running"
+    assert result.outcome == "synced"
+    doc = client["sacred"].runs.find_one({"_id": result.run_id})
+    assert doc["status"] == "RUNNING" and doc["experiment"]["name"] == "killed"
+    steps = client["sacred"].metrics.find_one({"name": "loss"})["steps"]
+    assert len(steps) >= 50 and steps == list(range(len(steps)))
+    assert journals(spool)  # kept: the run never finished, later records could not come, but it is not lost

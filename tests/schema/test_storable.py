@@ -1,25 +1,27 @@
-"""Nothing a user can log makes a record unencodable: keys (NUL, dots, ``$``), roll-up keys that never collide, and
-values past MongoDB's 16 MB limit moved to GridFS and read back through the store."""
+"""Nothing a user can log makes a record unencodable (``schema/storable.py``): keys (NUL, dots, ``$``), values BSON
+cannot hold stored as Sacred stores them, roll-up keys that never collide."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 
 import bson
-import gridfs
+import numpy as np
 import pandas as pd
 import pytest
 from bson import ObjectId
 from sacred.observers.mongo import force_valid_bson_key
+from sacred.serializer import flatten as sacred_flatten
 
 import sacred_gpu
 from sacred_gpu import schema
+from tests.support.experiments import run_experiment
 
 MB = 1024 * 1024
 
 
-# -- keys ---------------------------------------------------------------------------------------------------------
 def test_nul_in_keys_is_replaced_so_the_record_encodes():
     config = schema.flatten({"a\x00b": {"c\x00": 1, "ok": "value\x00kept"}, "lr": 0.1})
     assert config == {"a\u2400b": {"c\u2400": 1, "ok": "value\x00kept"}, "lr": 0.1}  # NUL in values is legal BSON
@@ -55,7 +57,6 @@ def test_values_and_keys_bson_cannot_hold_become_storable():
     assert schema.metric_value(Hostile()) is None and schema.metric_value(3) == 3
 
 
-# -- roll-up keys -------------------------------------------------------------------------------------------------
 COLLIDING = [("val.loss", "val,loss"), ("a%2Eb", "a.b"), ("$x", "%24x"), ("x\x00y", "x%00y"), ("@x", "$x"),
              ("", "%"), ("a.b", "a%2Eb"), ("%", "%25"), ("\udcff", "%ED%B3%BF")]
 
@@ -104,136 +105,6 @@ def test_find_rollup_falls_back_to_the_old_key_only_for_old_runs():
     assert schema.find_rollup(None, "loss") is None and schema.find_rollup({}, "loss", []) is None
 
 
-# -- large values -------------------------------------------------------------------------------------------------
-def _size(doc: dict) -> int:
-    return len(bson.encode(doc))
-
-
-def _value(large: schema.LargeValue):
-    return schema.load_stub({"sacred_gpu_stub": "gridfs", "file_id": large.file_id},
-                           {large.file_id: large.data}.__getitem__)
-
-
-def test_a_20_mb_config_string_is_moved_out_and_round_trips():
-    blob = "x" * (20 * MB)
-    doc = {"_id": 3, "status": "RUNNING", "config": {"lr": 0.1, "data": {"blob": blob}}, "info": {}}
-    out, large = schema.stub_large_values(doc)
-    assert _size(doc) > schema.MAX_DOCUMENT and _size(out) < schema.STUB_BUDGET < schema.MAX_DOCUMENT
-    assert doc["config"]["data"]["blob"] is blob  # the input is never changed
-    stub = out["config"]["data"]["blob"]
-    assert [item.path for item in large] == ["config.data.blob"] and schema.is_stub(stub)
-    assert stub == {"sacred_gpu_stub": "gridfs", "file_id": large[0].file_id, "bytes": len(large[0].data),
-                    "type": "str", "path": "config.data.blob"}
-    assert out["config"]["lr"] == 0.1 and out["_id"] == 3 and out["status"] == "RUNNING"
-    assert _value(large[0]) == blob
-    assert schema.load_stub(stub, {large[0].file_id: large[0].data}.__getitem__) == blob
-
-
-def test_a_small_document_comes_back_unchanged():
-    doc = {"config": {"lr": 0.1, "text": "y" * 200_000}, "info": {"metrics": []}}
-    out, large = schema.stub_large_values(doc)
-    assert out is doc and large == []
-
-
-def test_only_as_many_values_as_needed_are_moved_the_largest_first():
-    config = {f"v{i}": "y" * (4 * MB + i * 1000) for i in range(6)}  # about 24 MB in all
-    out, large = schema.stub_large_values({"config": config, "info": {"tiny": "z" * 100_000}})
-    assert [item.path for item in large] == ["config.v5", "config.v4", "config.v3"]
-    assert _size(out) <= schema.STUB_BUDGET
-    assert [key for key, value in out["config"].items() if not schema.is_stub(value)] == ["v0", "v1", "v2"]
-    assert out["info"] == {"tiny": "z" * 100_000}
-    assert [_value(item) for item in large] == [config["v5"], config["v4"], config["v3"]]
-
-
-def test_a_17_mb_fail_trace_and_dotted_set_fields():
-    trace = ["Traceback (most recent call last):\n", '  File "train.py", line 3\n', "E" * (17 * MB)]
-    out, large = schema.stub_large_values({"status": "FAILED", "fail_trace": trace})
-    assert out["fail_trace"][:2] == trace[:2] and out["fail_trace"][2]["path"] == "fail_trace.2"
-    assert _value(large[0]) == trace[2] and _size(out) < schema.STUB_BUDGET
-    lines = [f"line {i} " + "e" * 90 + "\n" for i in range(180_000)]  # no single line is large: the list moves
-    out, large = schema.stub_large_values({"fail_trace": lines})
-    assert schema.is_stub(out["fail_trace"]) and out["fail_trace"]["type"] == "list" and _value(large[0]) == lines
-    dotted = {"info.weird": {"blob": b"\x00" * (17 * MB)}, "heartbeat": dt.datetime(2026, 1, 1)}
-    out, large = schema.stub_large_values(dotted)
-    assert out["info.weird"]["blob"]["path"] == "info.weird.blob" and _value(large[0]) == b"\x00" * (17 * MB)
-    out, large = schema.stub_large_values({"captured_out": "o" * (17 * MB)})
-    assert out["captured_out"]["type"] == "str" and _value(large[0]) == "o" * (17 * MB)
-
-
-def test_a_value_holding_moved_values_is_moved_whole_once():
-    history = ["s" * 100] * 170_000 + ["B" * (3 * MB)]  # 3 MB item moved first, then the list is still too large
-    out, large = schema.stub_large_values({"info": {"history": history}})
-    assert [item.path for item in large] == ["info.history"] and _value(large[0]) == history
-    assert out["info"]["history"]["bytes"] == len(large[0].data)
-
-
-def test_seeded_ids_give_the_same_stub_for_the_same_value():
-    doc = {"config": {"blob": "q" * (17 * MB)}}
-    (first, [a]), (again, [b]) = schema.stub_large_values(doc, seed=7), schema.stub_large_values(doc, seed=7)
-    assert a.file_id == b.file_id and first == again
-    assert schema.stub_large_values(doc, seed=8)[1][0].file_id != a.file_id
-    assert schema.stub_large_values(doc)[1][0].file_id != schema.stub_large_values(doc)[1][0].file_id
-    assert schema.stub_file_ids(first) == [a.file_id]
-
-
-def test_a_custom_budget_and_the_id_field():
-    doc = {"_id": "x" * 300_000, "config": {"a": "a" * 200_000, "b": "b" * 100_000}}
-    out, large = schema.stub_large_values(doc, budget=450_000)
-    assert out["_id"] == doc["_id"] and [item.path for item in large] == ["config.a"]
-
-
-class _Odd:
-    pass
-
-
-@pytest.mark.parametrize("doc", [None, [], "text", 3, {"a\x00": "x" * (17 * MB)}, {"x": _Odd()}, {1: 2},
-                                 {"a": {"b": {1, 2}}}, {"big": "x" * (17 * MB), "odd": _Odd()}])
-def test_stub_large_values_never_raises(doc):
-    out, large = schema.stub_large_values(doc)
-    assert out is doc and large == []
-
-
-def test_resolve_stubs_reads_nested_values_and_leaves_unreadable_stubs():
-    inner, _ = schema.stub_large_values({"v": "i" * (17 * MB)})
-    files = {}
-    outer, large = schema.stub_large_values({"config": {"deep": ["keep", {"blob": "d" * (17 * MB)}]},
-                                            "result": inner, "lost": {"sacred_gpu_stub": "gridfs",
-                                                                      "file_id": ObjectId()}})
-    files.update((item.file_id, item.data) for item in large)
-    resolved = schema.resolve_stubs(outer, files.__getitem__)
-    assert resolved["config"]["deep"] == ["keep", {"blob": "d" * (17 * MB)}]
-    assert schema.is_stub(resolved["lost"]) and schema.is_stub(outer["config"]["deep"][1]["blob"])
-    with pytest.raises(ValueError):
-        schema.load_stub({"file_id": "nope"}, files.__getitem__)
-
-
-# -- the store ----------------------------------------------------------------------------------------------------
-def test_the_store_reads_moved_values_back_from_gridfs(client, db):
-    blob = "b" * (17 * MB)
-    trace = ["Traceback\n", "E" * (18 * MB)]
-    doc, large = schema.stub_large_values({"_id": 1, "format": schema.FORMAT, "status": "FAILED",
-                                          "experiment": {"name": "big"}, "start_time": dt.datetime(2026, 1, 1),
-                                          "config": {"lr": 0.1, "data": {"blob": blob}}, "fail_trace": trace,
-                                          "result": {"values": list(range(2_000_000))}}, seed=1)
-    assert [item.path for item in large] == ["result.values", "fail_trace.1", "config.data.blob"]  # largest first
-    fs = gridfs.GridFS(db, collection=schema.GRIDFS_BUCKET)
-    for item in large:
-        fs.put(item.data, _id=item.file_id, filename=schema.stub_filename("runs", 1, item.path))
-    db.runs.insert_one(doc)
-    store = sacred_gpu.connect(client=client)
-    run = store.run(1)
-    assert run["config"] == {"lr": 0.1, "data": {"blob": blob}} and run["fail_trace"] == trace
-    assert run["result"] == {"values": list(range(2_000_000))}
-    assert store.run(1, ["config.data"])["config"]["data"]["blob"] == blob
-    assert schema.is_stub(store.run(1, resolve=False)["config"]["data"]["blob"])
-    table = store.runs(columns=["fail_trace"])  # the table reads no file: a cell says what was moved
-    assert table.loc[1, "config.lr"] == 0.1
-    assert table.loc[1, "config.data.blob"] == f"[str, {len(large[2].data):,} bytes in GridFS]"
-    assert table.loc[1, "result"] == {"values": f"[list, {len(large[0].data):,} bytes in GridFS]"}
-    assert table.loc[1, "fail_trace"] == ["Traceback\n", f"[str, {len(large[1].data):,} bytes in GridFS]"]
-    assert "config.data.blob" in store.config_keys()
-
-
 def _legacy_runs(db) -> None:
     """Run 1 recorded before roll-up keys (``val.loss`` under ``val,loss``), run 2 after, run 3 a newer run that only
     logged ``val,loss``."""
@@ -278,3 +149,94 @@ def test_sacred_keys_rewrite_as_sacred_does_and_never_make_two_keys_one():
                                       "ok": "v.$"}
     assert schema.sacred_keys({"a.b": 1}) == {"a,b": 1} and schema.sacred_keys([1, "a.b"]) == [1, "a.b"]
     assert schema.bson_safe({"a.b": {"$c": 1}}) == {"a.b": {"$c": 1}}  # kept as logged until a server refuses
+
+
+def test_unstorable_values_are_stored_as_sacred_stores_them(observer, db):
+    weird = {
+        "array": np.arange(3),
+        "scalar": np.float32(1.5),
+        "pair": (1, 2),
+        7: "int key",
+        "dotted.key": {"$dollar": 1},
+        "nothing": object(),
+    }
+
+    def main(_run, arr):
+        _run.info["weird"] = weird
+        _run.log_scalar("np_loss", np.float32(0.25), 0)
+        _run.log_scalar("np_loss", np.int64(3), 1)
+        _run.log_scalar("np_loss", "not a number", 2)
+        return np.float32(0.5)
+
+    run = run_experiment(main, observer, config={"arr": np.arange(4)})
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and run._failed_observers == []
+    stored = doc["info"]["weird"]
+    assert stored["array"] == {"py/object": "numpy.ndarray", "dtype": "int64", "values": [0, 1, 2]}
+    assert stored["scalar"] == {"py/object": "numpy.float32", "dtype": "float32", "value": 1.5}
+    assert stored["pair"] == {"py/tuple": [1, 2]}
+    assert stored["json://7"] == "int key"
+    assert stored["dotted.key"] == {"$dollar": 1}  # as the stock observer sends it: a server that refuses gets
+    # Sacred's form instead (tests/end_to_end/test_faults_wire.py)
+    assert stored["nothing"] == {"py/object": "builtins.object"}
+    assert doc["result"] == 0.5  # a numpy scalar result is stored as the number it is: filtered and sorted by value
+    assert doc["config"]["arr"] == sacred_flatten(np.arange(4))
+    series = db.metrics.find_one({"run_id": run._id, "name": "np_loss"})
+    assert series["values"] == [0.25, 3] and series["steps"] == [0, 1]  # the string is dropped, not stored
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"a": (1, 2)}, {"a": [1, 2]}),
+        ({"x.y": 1, "$z": 2, "n\x00l": 3}, {"x.y": 1, "$z": 2, "n\u2400l": 3}),
+        ({3: np.int64(4)}, {"3": 4}),
+        (2**80, str(2**80)),
+        ({"s": {1, 2}}, {"s": [1, 2]}),
+        (np.float64(0.5), 0.5),
+    ],
+)
+def test_bson_safe(value, expected):
+    assert schema.bson_safe(value) == expected
+
+
+def test_bson_safe_never_raises_on_unprintable_objects():
+    class Hostile:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert schema.bson_safe(Hostile()) == "<unprintable Hostile>"
+
+
+def test_nul_in_a_config_key_and_a_metric_name_never_stops_the_run(observer, db, client):
+    """BSON keys cannot hold NUL: the config key is stored with ␀, the metric's roll-ups are still read."""
+
+    def main(_run):
+        _run.info["odd\x00key"] = "value\x00kept"
+        _run.log_scalar("x\x00y", 1.0, 0)
+        _run.log_scalar("x\x00y", 3.0, 1)
+        time.sleep(0.15)  # heartbeats with the metric's roll-ups
+
+    run = run_experiment(main, observer, config={"params": {"a\x00b": 1}})
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and run._failed_observers == []
+    assert doc["config"]["params"] == {"a\u2400b": 1} and doc["info"]["odd\u2400key"] == "value\x00kept"
+    series = db.metrics.find_one({"run_id": run._id})
+    assert series["name"] == "x\x00y" and series["values"] == [1.0, 3.0]
+    table = sacred_gpu.connect(client=client).runs(metrics={"x\x00y": ["max", "last"]})
+    assert table.loc[run._id, "x\x00y.max"] == 3.0 and table.loc[run._id, "x\x00y.last"] == 3.0
+
+
+def test_a_nul_in_a_metric_name_and_names_that_differ_by_dot_or_comma(observer, db):
+    def main(_run):
+        _run.log_scalar("x\x00y", 1.0, 0)
+        _run.log_scalar("val.loss", 1.0, 0)
+        _run.log_scalar("val,loss", 5.0, 0)
+        time.sleep(0.15)
+
+    run = run_experiment(main, observer)
+    doc = db.runs.find_one({"_id": run._id})
+    assert doc["status"] == "COMPLETED" and doc["heartbeat"] is not None
+    assert {m["name"] for m in db.metrics.find({"run_id": run._id})} == {"x\x00y", "val.loss", "val,loss"}
+    assert doc["metric_rollups"]["val%2Eloss"]["max"] == 1.0 and doc["metric_rollups"]["val,loss"]["max"] == 5.0
+    assert doc["metric_rollups"]["x%00y"]["count"] == 1

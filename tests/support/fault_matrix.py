@@ -1,7 +1,7 @@
 """The fault matrix: real Sacred runs recorded through the wire-protocol server, each under one fault, then
 ``sacred-gpu sync``, and every point, sample, artifact and end status counted.
 
-:func:`run_fault` runs one fault and returns its :class:`Outcome`; ``tests/test_fault_matrix.py`` asserts on the
+:func:`run_fault` runs one fault and returns its :class:`Outcome`; ``tests/end_to_end/test_fault_matrix.py`` asserts on the
 outcomes and ``benchmarks/faults.py`` prints them. A run trains for :data:`STEPS` steps of :data:`STEP_SECONDS`,
 logging ``loss`` every step and ``refusable`` every 10th, sampling two simulated GPUs, and adds one artifact.
 """
