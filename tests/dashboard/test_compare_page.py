@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from dash import dcc, html
 
 from dashboard import compare_actions as actions
 from dashboard.app import create_app, route
@@ -15,6 +16,7 @@ from dashboard.pages import compare
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support.board_data import RUNS, record_runs
+from tests.support.components import by_id, of_type, text
 from tests.support.experiments import run_experiment
 
 
@@ -104,18 +106,24 @@ def test_gpu_utilization_and_memory_are_one_overlay_each_a_line_per_run_and_gpu(
 
 def test_layout_does_no_database_work_and_the_page_load_fills_it(store):
     unreadable = Board(store=None)  # any database work in the layout would fail on it
-    page = str(route(unreadable, "/compare", "?runs=1,2,999"))
-    assert compare.RUNS in page and "Compare runs" in page and "not found" not in page
-    assert "no runs to compare" in str(route(unreadable, "/compare", ""))
+    page = route(unreadable, "/compare", "?runs=1,2,999")
+    assert by_id(page, compare.RUNS).data == [1, 2, 999] and text(by_id(page, compare.TITLE)) == "Compare runs"
+    assert text(by_id(page, compare.COMPARED)) == compare.LOADING and "not found" not in text(page)
+    [said] = of_type(route(unreadable, "/compare", ""), html.P)
+    assert text(said).startswith("no runs to compare: ")
     board = Board(store)
     with create_app(board).server.app_context():
         title, compared, options, legend, metrics, diff, par_options, par_metric, gpu = compare.load([1, 2, 999])
         drawn = compare.draw_metrics(legend, "step", 0.0, [1, 2], [{"type": compare.METRIC, "name": "loss"}])
-    assert title == "Compare 2 runs" and "not found: 999" in str(compared) and "#2" in str(compared)
+    assert title == "Compare 2 runs" and text(compared[0]) == "not found: 999"
+    assert [link.href for link in of_type(compared, dcc.Link)] == ["/run/1", "/run/2"]
     assert options == ["lr", "seed"] and legend == ["lr", "seed"]
-    assert "'name': 'acc'" in str(metrics) and "'name': 'loss'" in str(metrics) and "compare-config-diff" in str(diff)
+    assert [graph.id for graph in of_type(metrics, dcc.Graph)] == [{"type": compare.METRIC, "name": "acc"},
+                                                                   {"type": compare.METRIC, "name": "loss"}]
+    assert diff.id == "compare-config-diff" and [text(row.children[0]) for row in of_type(diff, html.Tbody)[0].children
+                                                 ] == ["lr", "seed"]
     assert par_options == ["acc", "loss"] and par_metric == "acc"
-    assert "no GPU data for #1, #2" in str(gpu)
+    assert [text(note) for note in of_type(gpu, html.P)] == ["no GPU data for #1, #2"] and not of_type(gpu, dcc.Graph)
     assert [trace.name for trace in drawn[0].data] == [f"#1 lr=0.1 seed={store.run(1)['config']['seed']}",
                                                         f"#2 lr=0.01 seed={store.run(2)['config']['seed']}"]
 

@@ -177,9 +177,13 @@ def test_sampler_stops_with_every_end_state(client, db, gpus, exception, status)
 
 def test_stored_values_are_always_finite_numbers(client, db, gpus):
     run = run_experiment(lambda: time.sleep(0.3), observer_for(client, FakeNvml(gpus)))
-    for sample in db.system_samples.find({"run_id": run._id}, {"_id": 0, "t": 0, "run_id": 0}):
+    samples = list(db.system_samples.find({"run_id": run._id}, {"_id": 0, "t": 0, "run_id": 0}))
+    assert samples and all(sample for sample in samples)  # no sample, or an empty one, would check nothing
+    for sample in samples:
         assert all(isinstance(v, float) and math.isfinite(v) for v in sample.values())
-    for doc in db.metrics.find({"run_id": run._id}):
+    docs = list(db.metrics.find({"run_id": run._id}))
+    assert "sys/gpu0/util_pct" in {doc["name"] for doc in docs}
+    for doc in docs:
         assert all(isinstance(v, float) and math.isfinite(v) for v in doc["values"])
 
 
