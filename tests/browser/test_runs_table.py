@@ -147,7 +147,7 @@ def test_export_csv_of_the_current_view(page, served):
     wait_for_ids(page, [5, 3, 2])
     with page.expect_download() as download:
         page.click("#runs-export")
-    text = open(download.value.path(), encoding="utf-8").read()
+    text = Path(download.value.path()).read_text(encoding="utf-8")
     table = list(csv.DictReader(io.StringIO(text)))
     assert [row["id"] for row in table] == ["5", "3", "2"]
     assert {"status", "config.lr", "experiment"} <= set(table[0])
@@ -176,7 +176,7 @@ def test_hostile_strings_render_as_text(page, served):
     assert cell(page, 1, "tags").inner_text() == f"{HOSTILE}, {SCRIPT}"
     assert cell(page, 1, "notes").inner_text() == SCRIPT + HOSTILE
     assert page.locator(".ag-root img").count() == 0
-    page.goto(served.url + "/run/5")
+    page.goto(served.url + "/run/5/config")  # the run page's Config tab
     page.wait_for_selector("#run-config")
     assert SCRIPT in page.inner_text("#run-config")
     assert page.evaluate("window.__xss") is None
@@ -195,9 +195,11 @@ def test_read_only_board_offers_no_edits(page, client, serve):
 def test_clicking_a_run_opens_its_page(page, served):
     open_board(page, served)
     page.click('.ag-row[row-id="4"] [col-id="id"] a')
-    page.wait_for_selector("#run-config")
+    page.wait_for_selector("#run-tags")  # the run page opens on its Overview tab
     assert page.url.endswith("/run/4")
-    assert "FAILED" in page.inner_text(".run-page h2") and '"lr": 0.5' in page.inner_text("#run-config")
+    assert page.inner_text("#run-status") == "FAILED"
+    page.click(".run-tabs a:text-is('Config')")
+    assert '"lr": 0.5' in page.locator("#run-config").inner_text()
     page.click("text=All runs")
     page.wait_for_selector(".ag-row [col-id=id] a")
 
@@ -323,3 +325,62 @@ def test_columns_drawer_hides_and_shows_a_column_in_its_place(page, served):
     assert header_ids(page) == before
     page.click("#runs-columns-toggle")
     page.wait_for_selector("#runs-columns-drawer", state="hidden")
+
+
+def group_rows(page: Any) -> list[dict[str, str]]:
+    """The group view's rows in display order, each as {column id: text shown}."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('#runs-group-grid .ag-center-cols-container .ag-row')]
+             .sort((a, b) => Number(a.getAttribute('row-index')) - Number(b.getAttribute('row-index')))
+             .map(row => Object.fromEntries([...row.querySelectorAll('[col-id]')]
+                                            .map(c => [c.getAttribute('col-id'), c.innerText])))""")
+
+
+def wait_for_groups(page: Any, expected: list[dict[str, str]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (shown := [{key: row.get(key) for key in expected[0]} for row in group_rows(page)]) != expected:
+        if time.monotonic() > deadline:
+            assert shown == expected
+        time.sleep(0.1)
+
+
+def test_group_by_a_config_key_shows_each_groups_spread_under_the_filter(page, served):
+    """Issue 15: W&B's group by: a row per value of the key, its runs, the mean and spread of a roll-up."""
+    open_board(page, served)
+    wait_for_ids(page, [5, 4, 3, 2, 1])
+    assert page.locator("#runs-groups").is_hidden()
+    choose(page, "#runs-group-key", "experiment")
+    choose(page, "#runs-group-metric", "loss")
+    page.wait_for_selector("#runs-groups", state="visible")
+    # loss.min: mnist runs 1, 2 and the failed 4 (0.4, 0.2, 0.9); cifar 0.6; the hostile name (as text) 0.25
+    wait_for_groups(page, [{"value": HOSTILE, "runs": "1", "mean": "0.25", "std": ""},
+                           {"value": "cifar", "runs": "1", "mean": "0.6", "std": ""},
+                           {"value": "mnist", "runs": "3", "mean": "0.5", "std": "0.36056"}])
+    assert group_rows(page)[2]["min"] == "0.2" and group_rows(page)[2]["max"] == "0.9"
+    assert page.evaluate("window.__xss") is None
+    page.click('#runs-status input[value="COMPLETED"]')  # the table's filter applies to the groups
+    wait_for_groups(page, [{"value": HOSTILE, "runs": "1", "mean": "0.25"}, {"value": "cifar", "runs": "1", "mean": "0.6"},
+                           {"value": "mnist", "runs": "2", "mean": "0.3"}])
+    choose(page, "#runs-group-key", "lr")
+    wait_for_groups(page, [{"value": "0.001", "runs": "1"}, {"value": "0.01", "runs": "1"},
+                           {"value": "0.05", "runs": "1"}, {"value": "0.1", "runs": "1"}])
+
+
+def test_sparkline_column_draws_each_runs_history(page, served):
+    """Issue 15: a sparkline of a chosen metric per row, an inline SVG path (no plot per cell)."""
+    open_board(page, served)
+    wait_for_ids(page, [5, 4, 3, 2, 1])
+    page.click("#runs-columns-toggle")
+    choose(page, "#runs-spark-metric", "loss")
+    page.click("#runs-add-spark")
+    line = page.locator('.ag-row[row-id="1"] [col-id="sparkline:loss"] svg.sparkline path')
+    line.wait_for()
+    commands = [part for part in line.get_attribute("d").split(" ") if part[0] in "ML"]
+    assert len(commands) == 3  # run 1 logged loss 0.9, 0.5, 0.4 at steps 0, 1, 2
+    ys = [float(y) for y in line.get_attribute("d").replace("M", "").replace("L", "").split(" ")[1::2]]
+    assert ys[0] < ys[1] < ys[2]  # falling loss: the line goes down (SVG's y grows downwards)
+    title = page.locator('.ag-row[row-id="4"] [col-id="sparkline:loss"] svg title').text_content()
+    assert title == "2 points: last 2.000 at step 1, min 0.9000, max 2.000"
+    assert page.locator(".plotly, .js-plotly-plot").count() == 0
+    page.reload()  # saved for every browser
+    page.locator('.ag-row[row-id="2"] [col-id="sparkline:loss"] svg.sparkline path').wait_for()
