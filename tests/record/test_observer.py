@@ -251,30 +251,6 @@ def test_collection_prefix(client):
     assert db.fs.files.find_one({"filename": f"artifact://vision_runs/{run._id}/a.txt"}) is not None
 
 
-def test_indexes_are_created_idempotently(client, db):
-    run_experiment(lambda: None, GpuMongoObserver(client=client))
-    run_experiment(lambda: None, GpuMongoObserver(client=client))
-    run_keys = {tuple(index["key"]) for index in db.runs.index_information().values()}
-    assert {(("start_time", -1), ("_id", -1)), (("status", 1),), (("experiment.name", 1),),
-            (("heartbeat", -1),)} <= run_keys
-    metric_keys = {tuple(index["key"]) for index in db.metrics.index_information().values()}
-    assert (("run_id", 1), ("name", 1)) in metric_keys
-
-
-def test_unreachable_database_at_start_means_an_offline_run(spool, caplog):
-    caplog.set_level(logging.WARNING, logger="sacred_gpu")
-    observer = GpuMongoObserver(url="mongodb://127.0.0.1:9", serverSelectionTimeoutMS=300, nvml=FakeNvml([]))
-    started = time.monotonic()
-    run = run_experiment(lambda: 7, observer)
-    assert run.result == 7 and str(run._id).startswith("offline-")
-    assert time.monotonic() - started < 10
-    [warning] = [r.getMessage() for r in caplog.records if "OFFLINE" in r.getMessage()]
-    assert "mongodb://127.0.0.1:9 (database 'sacred') cannot be reached: ServerSelectionTimeoutError" in warning
-    assert len(warning) < 500 and str(spool) in warning
-    [journal] = [p for p in spool.iterdir() if p.is_dir()]
-    assert str(journal) in warning
-
-
 def test_client_arguments_are_checked(client):
     with pytest.raises(ValueError, match="not both"):
         GpuMongoObserver(url="mongodb://localhost", client=client)

@@ -1,12 +1,14 @@
 """A run's start (``record/run_start.py``): the git repository recorded as Sacred records it, an observer attached
-twice."""
+twice, an unreachable database (an offline run)."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from sacred import Experiment
@@ -14,7 +16,7 @@ from sacred import Experiment
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.record.sync import journals
 from sacred_gpu.testing.fake_nvml import FakeNvml
-from tests.support.experiments import FAST
+from tests.support.experiments import FAST, run_experiment
 from tests.support.recording import observer, wait_for
 
 EXPERIMENT = '''
@@ -85,3 +87,17 @@ def test_an_observer_attached_twice_fails_the_run_once_and_leaves_nothing_behind
              "the observer's threads ending")
     ex.observers.pop()  # fixed: the next run of the same observer is recorded as usual
     assert ex.run(options=FAST).status == "COMPLETED" and db.runs.count_documents({"status": "COMPLETED"}) == 1
+
+
+def test_unreachable_database_at_start_means_an_offline_run(spool, caplog):
+    caplog.set_level(logging.WARNING, logger="sacred_gpu")
+    observer = GpuMongoObserver(url="mongodb://127.0.0.1:9", serverSelectionTimeoutMS=300, nvml=FakeNvml([]))
+    started = time.monotonic()
+    run = run_experiment(lambda: 7, observer)
+    assert run.result == 7 and str(run._id).startswith("offline-")
+    assert time.monotonic() - started < 10
+    [warning] = [r.getMessage() for r in caplog.records if "OFFLINE" in r.getMessage()]
+    assert "mongodb://127.0.0.1:9 (database 'sacred') cannot be reached: ServerSelectionTimeoutError" in warning
+    assert len(warning) < 500 and str(spool) in warning
+    [journal] = [p for p in spool.iterdir() if p.is_dir()]
+    assert str(journal) in warning

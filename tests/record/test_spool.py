@@ -1,5 +1,5 @@
 """Where journals live (``record/spool.py``): a spool that cannot be written, a fallback folder someone else made,
-a run that changes directory."""
+a run that changes directory; folders and files private to the user."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.spool import private_fallback
 from sacred_gpu.record.sync import journals
 from tests.support.experiments import run_experiment
+from tests.support.journals import segment_file
 from tests.support.recording import logging_steps, observer
 
 
@@ -67,3 +69,19 @@ def test_a_run_that_changes_directory_keeps_its_journal(client, db, tmp_path, mo
     assert doc["status"] == "COMPLETED" and [a["name"] for a in doc["artifacts"]] == ["model.bin"]
     assert db.metrics.find_one({"run_id": run._id, "name": "loss"})["steps"] == list(range(5))
     assert watcher.spool_dir == tmp_path / "journal" and journals(tmp_path / "journal") == []
+
+
+def test_folders_and_files_are_private_to_the_user(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "umask", os.umask)  # restored after the test
+    os.umask(0o022)
+    journal = Journal.create(tmp_path / "spool", {"url": "mongodb://bob@db"})
+    journal.append({"seq": 1})
+    (tmp_path / "artifact.bin").write_bytes(b"a")
+    spooled = journal.spool_file(tmp_path / "artifact.bin")
+    journal.ack((1, 0))
+    for path in [tmp_path / "spool", journal.folder, journal.files]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in [journal.folder / "state.json", segment_file(journal), journal.files / spooled,
+                 journal.folder / "acked"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert not list(journal.folder.glob("*.tmp"))

@@ -1,5 +1,5 @@
 """``sacred-gpu sync`` (``record/sync.py``): offline runs synced equal to online ones, damaged and cut journals,
-interrupted syncs, killed processes, passwords from the environment."""
+interrupted syncs, killed processes, passwords from the environment; the journals of a spool, not its quarantine."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pymongo.errors import NetworkTimeout
 
 from sacred_gpu import GpuMongoObserver, cli
 from sacred_gpu.record import quarantine
+from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.sync import journals, sync_spool
 from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.experiments import run_experiment
@@ -208,3 +209,9 @@ def test_journal_of_a_process_killed_with_sigkill_syncs(client, spool, tmp_path)
     steps = client["sacred"].metrics.find_one({"name": "loss"})["steps"]
     assert len(steps) >= 50 and steps == list(range(len(steps)))
     assert journals(spool)  # kept: the run never finished, later records could not come, but it is not lost
+
+
+def test_journals_lists_runs_and_not_the_quarantine(tmp_path):
+    journal = Journal.create(tmp_path, {})
+    (tmp_path / "quarantine" / journal.folder.name).mkdir(parents=True)
+    assert [j.folder for j in journals(tmp_path)] == [journal.folder]

@@ -1,5 +1,5 @@
 """The writer (``record/writer.py``): run ids from an atomic counter, records applied once however often they are
-replayed, a time-series collection for samples where the server has them."""
+replayed, a time-series collection for samples where the server has them; indexes created idempotently."""
 
 from __future__ import annotations
 
@@ -166,3 +166,13 @@ def test_write_error_mid_batch_is_retried_without_duplicates(db, monkeypatch):
     assert faulty._batch_failure is None  # the injected failure happened
     times = [s["t"] for s in db.system_samples.find({"run_id": run._id})]
     assert len(times) == len(set(times)) == db.runs.find_one({"_id": run._id})["system"]["samples"]
+
+
+def test_indexes_are_created_idempotently(client, db):
+    run_experiment(lambda: None, GpuMongoObserver(client=client))
+    run_experiment(lambda: None, GpuMongoObserver(client=client))
+    run_keys = {tuple(index["key"]) for index in db.runs.index_information().values()}
+    assert {(("start_time", -1), ("_id", -1)), (("status", 1),), (("experiment.name", 1),),
+            (("heartbeat", -1),)} <= run_keys
+    metric_keys = {tuple(index["key"]) for index in db.metrics.index_information().values()}
+    assert (("run_id", 1), ("name", 1)) in metric_keys
