@@ -34,7 +34,7 @@ TICK = "run-plots-tick"  # dcc.Interval: re-reads a running run, which redraws i
 METRICS = "run-plots-metrics"  # the metric panels; a running run's new metrics join them
 SHOWN = "run-plots-shown"  # dcc.Store: the metric names that have a panel
 METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric>}
-METRIC_ZOOM = "run-plots-metric-zoom"  # dcc.Store per metric panel: the x range it shows (None: the whole series)
+METRIC_ZOOM = "run-plots-metric-zoom"  # dcc.Store per metric panel: what it shows (shown_state())
 #: Most metric panels a tab draws at once (the filter finds the others).
 MAX_PANELS = 48
 #: The smoothing slider's marks: far enough apart to read at the slider's width.
@@ -92,9 +92,9 @@ def layout(board: Board, view: RunPlots) -> html.Div:
 
 
 def metric_panels(run: Mapping[str, Any], drawn: Mapping[str, go.Figure] | None = None,
-                  zooms: Mapping[str, list] | None = None) -> list[Any]:
+                  states: Mapping[str, dict] | None = None) -> list[Any]:
     """One panel per metric of ``run`` (a trimmed context), its figure from ``drawn`` or else from the metric
-    callback, the x range it shows from ``zooms``; or a note that there are none."""
+    callback, what it shows (:func:`shown_state`) from ``states``; or a note that there are none."""
     names = run["metric_names"]
     if not names:
         return [html.P("This run logged no metrics." if not run["metric_total"] else "No metric matches the filter.",
@@ -103,9 +103,29 @@ def metric_panels(run: Mapping[str, Any], drawn: Mapping[str, go.Figure] | None 
     for name in names:
         panel = graph(name, {"type": METRIC, "name": name}, figure=(drawn or {}).get(name),
                       csv=series_csv.metric_url(run["run_id"], name))
-        panel.children.append(dcc.Store(id={"type": METRIC_ZOOM, "name": name}, data=(zooms or {}).get(name)))
+        panel.children.append(dcc.Store(id={"type": METRIC_ZOOM, "name": name}, data=(states or {}).get(name)))
         panels.append(panel)
     return panels
+
+
+def shown_state(x_mode: str | None, smoothing: float | None, log_y: list | None, zoom: Any = None) -> dict:
+    """What a metric panel shows, kept beside it: x mode, smoothing, log y and the x range (None: the whole
+    series). A redraw is skipped only where it shows what the controls ask for."""
+    return {"x": x_mode or "step", "smoothing": float(smoothing or 0), "log": "log" in (log_y or []),
+            "range": list(zoom) if isinstance(zoom, tuple) else None}
+
+
+def _wanted_zoom(triggered: Mapping[str, Any], graph_id: dict, relayout: dict | None, shown: dict,
+                 wanted: dict) -> tuple[Any, Any] | str | None:
+    """The range to draw: :func:`zoom_to_draw`'s, except that a relayout that leaves x alone still redraws a
+    panel that does not show what the controls ask for (an x-axis click whose request was overtaken by Plotly's
+    autosize relayout, which Dash sends as a new request and whose answer replaces the click's)."""
+    try:
+        return zoom_to_draw(triggered, [(graph_id, relayout)], shown.get("range"), X_MODE)
+    except PreventUpdate:
+        if all(shown.get(key) == value for key, value in wanted.items() if key != "range"):
+            raise
+        return tuple(shown["range"]) if shown.get("range") and shown.get("x") == wanted["x"] else None
 
 
 def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = "step", smoothing: float = 0.0,
@@ -136,20 +156,22 @@ def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = 
 
 # -- callbacks: named functions, registered by register() ------------------------------------------------------------
 def draw(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, run: dict, graph_id: dict,
-         shown: list | None) -> tuple[Any, Any, Any]:
+         shown: dict | None) -> tuple[Any, Any, Any]:
     """One metric panel drawn again: a control changed, it was zoomed, or the run was re-read."""
-    zoom = zoom_to_draw(ctx.triggered_prop_ids, [(graph_id, relayout)], shown, X_MODE)
+    shown = shown if isinstance(shown, dict) else {}
+    wanted = shown_state(x_mode, smoothing, log_y)
+    zoom = _wanted_zoom(ctx.triggered_prop_ids, graph_id, relayout, shown, wanted)
     try:
-        figure = metric_panel(current_board(), run, graph_id["name"], x_mode or "step", float(smoothing or 0),
-                              "log" in (log_y or []), zoom)
+        figure = metric_panel(current_board(), run, graph_id["name"], wanted["x"], wanted["smoothing"],
+                              wanted["log"], zoom)
     except ReadError as error:
         logger.warning("metric %r of run %r: %s", graph_id["name"], run["run_id"], error)
         return message(str(error)), no_update, no_update
-    kept = list(zoom) if isinstance(zoom, tuple) else None
-    return figure, None if f"{X_MODE}.value" in ctx.triggered_prop_ids else no_update, kept
+    reset = f"{X_MODE}.value" in ctx.triggered_prop_ids or shown.get("x", wanted["x"]) != wanted["x"]
+    return figure, None if reset else no_update, shown_state(x_mode, smoothing, log_y, zoom)
 
 
-def panels(run: dict, shown: list | None, x_mode: str, smoothing: float | None, log_y: list | None, ranges: list,
+def panels(run: dict, shown: list | None, x_mode: str, smoothing: float | None, log_y: list | None, states: list,
            ids: list) -> tuple[list, list, str]:
     """The panels again where the metrics shown changed (the filter, or a metric logged for the first time),
     drawn here (a new graph's first draw can lose to the relayout Plotly sends as it sizes the empty graph), each
@@ -157,16 +179,18 @@ def panels(run: dict, shown: list | None, x_mode: str, smoothing: float | None, 
     if run["metric_names"] == shown:
         raise PreventUpdate
     board = current_board()
-    zooms = {store["name"]: shown_range for store, shown_range in zip(ids, ranges) if shown_range}
-    drawn = {}
+    x_mode = x_mode or "step"
+    zooms = {store["name"]: state["range"] for store, state in zip(ids, states)
+             if isinstance(state, dict) and state.get("range") and state.get("x") == x_mode}
+    drawn, kept = {}, {}
     for name in run["metric_names"]:
         zoom = tuple(zooms[name]) if name in zooms else None
         try:
-            drawn[name] = metric_panel(board, run, name, x_mode or "step", float(smoothing or 0),
-                                       "log" in (log_y or []), zoom)
+            drawn[name] = metric_panel(board, run, name, x_mode, float(smoothing or 0), "log" in (log_y or []), zoom)
+            kept[name] = shown_state(x_mode, smoothing, log_y, zoom)
         except ReadError as error:
             drawn[name] = message(str(error))
-    return metric_panels(run, drawn, zooms), run["metric_names"], count_text(run)
+    return metric_panels(run, drawn, kept), run["metric_names"], count_text(run)
 
 
 def find(query: str | None, run: dict) -> Any:

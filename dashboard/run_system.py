@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 X_MODE = "run-system-x"
 RUN = "run-system-run"  # dcc.Store: the run's plot context
 TICK = "run-system-tick"
-ZOOM = "run-plots-system-zoom"  # dcc.Store: the x range the system panels show (None: the whole run)
+ZOOM = "run-plots-system-zoom"  # dcc.Store: the x mode and range the system panels show (range None: the whole run)
 SYSTEM = "run-plots-system"  # pattern id type: {"type": SYSTEM, "panel": <panel key>}
 PANELS = "run-system-panels"  # the panels, by group; rebuilt when a running run records a new series
 
@@ -131,18 +131,25 @@ def system_figures(board: Board, run: Mapping[str, Any], keys: Sequence[str], x_
 
 
 # -- callbacks: named functions, registered by register() ------------------------------------------------------------
-def draw(x_mode: str, relayouts: list, run: dict, ids: list, shown: list | None) -> tuple[list, list, Any]:
+def draw(x_mode: str, relayouts: list, run: dict, ids: list, shown: dict | None) -> tuple[list, list, Any]:
     """Every system panel drawn again, over one range: the x axis changed, one was zoomed, or the run re-read."""
     if not ids:
         raise PreventUpdate
-    zoom = zoom_to_draw(ctx.triggered_prop_ids, list(zip(ids, relayouts)), shown, X_MODE)
+    x_mode = x_mode or "elapsed"
+    shown = shown if isinstance(shown, dict) else {}
     try:
-        out = system_figures(current_board(), run, [item["panel"] for item in ids], x_mode or "elapsed", zoom)
+        zoom = zoom_to_draw(ctx.triggered_prop_ids, list(zip(ids, relayouts)), shown.get("range"), X_MODE)
+    except PreventUpdate:  # a relayout that leaves x alone: redraw only where the panels show another x mode
+        if shown.get("x") == x_mode:  # (an x-axis click overtaken by Plotly's autosize relayout)
+            raise
+        zoom = None
+    try:
+        out = system_figures(current_board(), run, [item["panel"] for item in ids], x_mode, zoom)
     except ReadError as error:
         logger.warning("system samples of run %r: %s", run["run_id"], error)
         out = [message(str(error))] * len(ids)
-    kept = list(zoom) if isinstance(zoom, tuple) else None
-    reset = f"{X_MODE}.value" in ctx.triggered_prop_ids
+    reset = f"{X_MODE}.value" in ctx.triggered_prop_ids or shown.get("x", x_mode) != x_mode
+    kept = {"x": x_mode, "range": list(zoom) if isinstance(zoom, tuple) else None}
     return out, [None if reset else no_update] * len(ids), kept
 
 

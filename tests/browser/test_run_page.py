@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
+from sacred_gpu import GpuMongoObserver
+from sacred_gpu.read import connect
+from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.board_data import HOSTILE, SCRIPT
+from tests.support.experiments import run_experiment
 from tests.support.run_page_data import record_page_runs, tiny_png
 
 pytestmark = pytest.mark.browser
@@ -209,3 +213,22 @@ def test_read_only_board_offers_no_edits_on_the_page(page, client, serve, tmp_pa
     open_run(page, served, 1)
     assert page.locator("#run-tags").is_disabled() and page.locator("#run-notes").is_disabled()
     assert page.locator("#run-save").is_disabled()
+
+
+def test_a_run_that_failed_at_once_shows_what_it_printed(page, client, serve):
+    """Issue 15 (13): a failed run's page said "no output captured" though the script printed two lines (Sacred's
+    capture is read at heartbeats only; the observer keeps what a failing run printed since the last one)."""
+    def main():
+        print("loading the data")
+        print("building the model")
+        raise MemoryError("out of memory")
+
+    with pytest.raises(MemoryError):
+        run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False),
+                       options={"--capture": "sys"})
+    served = serve(connect(client=client), refresh=1.0)
+    open_run(page, served, 1, "output")
+    assert page.inner_text("#run-status") == "FAILED"
+    assert page.locator("#run-output .out-line").all_inner_texts()[:2] == ["loading the data", "building the model"]
+    open_run(page, served, 1)
+    assert "MemoryError: out of memory" in page.inner_text("#run-fail-trace")

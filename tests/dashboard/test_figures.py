@@ -196,6 +196,22 @@ def test_zoom_a_callback_draws_from_what_set_it_off():
         draw({acc_key: acc}, [(loss, zoomed), (acc, autosize)], [7, 9])
 
 
+def test_a_click_overtaken_by_an_autosize_relayout_is_still_drawn():
+    """Issue 15 (14): the "wall time" click was lost after the run page's tests. Plotly's autosize relayout, sent
+    while the click's request was in flight, came as a new request whose answer (nothing to redraw) replaced the
+    click's. The panel keeps what it shows; a relayout that leaves x alone redraws a panel that shows another x
+    mode, smoothing or scale than the controls ask for."""
+    loss = {"type": run_metrics.METRIC, "name": "loss"}
+    key = '{"name":"loss","type":"run-plots-metric"}.relayoutData'
+    step = run_metrics.shown_state("step", 0, [], (2, 5))
+    wall = run_metrics.shown_state("wall", 0, [])
+    assert run_metrics._wanted_zoom({key: loss}, loss, {"autosize": True}, step, wall) is None  # drawn, in wall time
+    smoothed = run_metrics.shown_state("step", 0.6, [])
+    assert run_metrics._wanted_zoom({key: loss}, loss, {"autosize": True}, step, smoothed) == (2, 5)  # range kept
+    with pytest.raises(PreventUpdate):  # it shows what is asked: nothing to redraw
+        run_metrics._wanted_zoom({key: loss}, loss, {"autosize": True}, step, run_metrics.shown_state("step", 0, []))
+
+
 # -- on recorded runs ----------------------------------------------------------------------------------------------
 @pytest.fixture
 def long_run(client, monkeypatch):
@@ -352,9 +368,9 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     (panel,) = run_metrics.metric_panels(later, {"loss": run_metrics.metric_panel(board, later, "loss")})
     assert len(panel.children[1].children.figure.data[0].x) == 12
     assert panel.children[2].data is None  # the range it shows: the whole series
-    (zoomed,) = run_metrics.metric_panels(later, zooms={"loss": [2, 4]})
+    (zoomed,) = run_metrics.metric_panels(later, states={"loss": run_metrics.shown_state("step", 0, [], (2, 4))})
     assert zoomed.children[2].id == {"type": run_metrics.METRIC_ZOOM, "name": "loss"}
-    assert zoomed.children[2].data == [2, 4]
+    assert zoomed.children[2].data == {"x": "step", "smoothing": 0.0, "log": False, "range": [2, 4]}
     assert "logged no metrics" in str(run_metrics.metric_panels(run_metrics.trimmed({**later, "metric_names": []})))
     ended = run_plots.refreshed_context(board, later, run_metrics.trimmed)
     assert ended is not None and not ended["running"] and ended["stop"] is not None
