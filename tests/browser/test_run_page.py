@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sacred_gpu import GpuMongoObserver
+from sacred_gpu import GpuMongoObserver, schema
 from sacred_gpu.read import connect
 from sacred_gpu.testing.fake_nvml import FakeNvml
 from tests.support.board_data import HOSTILE, SCRIPT
@@ -232,3 +232,39 @@ def test_a_run_that_failed_at_once_shows_what_it_printed(page, client, serve):
     assert page.locator("#run-output .out-line").all_inner_texts()[:2] == ["loading the data", "building the model"]
     open_run(page, served, 1)
     assert "MemoryError: out of memory" in page.inner_text("#run-fail-trace")
+
+
+def test_a_silent_run_a_missing_run_and_a_run_of_ten_thousand_metrics(page, served, db):
+    """Issue 15: a run without a recent heartbeat is not said to be live (9); a run id no MongoDB integer holds is
+    "no such run", not a server error (10); a run with 10,000 metrics renders, its panels found by name (12); a
+    series of one point is drawn (1)."""
+    old = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=2)
+    db.runs.update_one({"_id": 1}, {"$set": {"status": "RUNNING", "heartbeat": old}})
+    open_run(page, served, 1)
+    assert page.inner_text("#run-status") == "PROBABLY_DEAD"
+    live = page.inner_text("#run-live")
+    assert live.startswith("no heartbeat since") and "probably died" in live and "live:" not in live
+
+    page.goto(f"{served.url}/run/99999999999999999999999")
+    page.wait_for_selector("h2:text-is('No such run')")
+
+    names = [f"layer{i}/grad_norm" for i in range(10_000)]
+    metrics = db.metrics.insert_many([{"run_id": 70, "name": name, "steps": [0], "values": [0.5],
+                                       "timestamps": [old]} for name in names[:60]]).inserted_ids
+    db.runs.insert_one({"_id": 70, "status": "FAILED", "format": schema.FORMAT, "start_time": old, "stop_time": old,
+                        "experiment": {"name": "wide"}, "info": {"metrics": [
+                            {"id": str(metrics[i]) if i < 60 else f"m{i}", "name": name}
+                            for i, name in enumerate(names)]},
+                        "metric_rollups": {schema.rollup_key(name): {"count": 1, "first_step": 0, "last_step": 0}
+                                           for name in names}})
+    open_run(page, served, 70, "metrics")
+    assert page.inner_text("#run-metrics-count").startswith("48 of 10,000 matching metrics shown")
+    assert page.locator(".run-plot").count() == 48
+    page.fill("#run-metrics-filter", "layer59/")
+    page.wait_for_selector("#run-metrics-count:text-is('1 of 1 matching metrics shown (10,000 in all)')")
+    page.wait_for_function("""() => {
+        const graph = document.querySelector('.run-plot .js-plotly-plot');
+        return graph && graph._fullData && graph._fullData.length === 1 && graph._fullData[0].x.length === 1
+            && graph._fullData[0].mode === 'markers';
+    }""")  # one point: a marker, not an empty line
+    assert page.js_errors == []
