@@ -89,11 +89,11 @@ def column_defs(config_keys: Iterable[str], settings: BoardSettings, *, read_onl
 
 def group_defs(key: str, rollup: str) -> list[dict[str, Any]]:
     """Column definitions of the group view: the key's value, the runs, and the roll-up's spread across them."""
-    number = {**_NUMBER, "width": 110}
-    return [{"field": "value", "headerName": key.removeprefix("config."), "headerTooltip": key, "width": 160,
-             "valueFormatter": {"function": "formatValue(params.value)"}},
+    number = {**_NUMBER, "width": 120}
+    return [{"field": "value", "headerName": key.removeprefix("config."), "headerTooltip": key, "width": 220,
+             "maxWidth": 480, "tooltipField": "value", "valueFormatter": {"function": "formatValue(params.value)"}},
             {"field": "runs", "headerName": "Runs", "width": 80, "type": "rightAligned"},
-            {"field": "count", "headerName": f"with {rollup}", "width": 110, "type": "rightAligned",
+            {"field": "count", "headerName": f"with {rollup}", "width": 120, "type": "rightAligned",
              "headerTooltip": f"runs of the group with a value of {rollup}"},
             {"field": "mean", "headerName": f"mean {rollup}", **number},
             {"field": "std", "headerName": "std", "headerTooltip": f"sample standard deviation of {rollup} across "

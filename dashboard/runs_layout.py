@@ -149,7 +149,8 @@ def _group_bar() -> html.Div:
 def _group_view() -> html.Div:
     """One row per value of the group key: runs, and the roll-up's mean, spread, min and max across them."""
     grid = dag.AgGrid(id=GROUP_GRID, rowData=[], columnDefs=[], className="ag-theme-quartz",
-                      defaultColDef={"resizable": True, "sortable": True, "suppressHeaderMenuButton": True},
+                      defaultColDef={"resizable": True, "sortable": True, "suppressHeaderMenuButton": True,
+                                     "wrapHeaderText": True, "autoHeaderHeight": True},
                       dashGridOptions={"domLayout": "autoHeight", "suppressFieldDotNotation": True},
                       style={"width": "100%"})
     return html.Div(id=GROUP_BOX, className="group-view", hidden=True, children=[grid])
