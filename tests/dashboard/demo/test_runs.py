@@ -6,21 +6,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import signal
 import time
 from typing import Any
 
 import mongomock
-import numpy as np
 import pytest
 
-from dashboard import cli as demo_cli
 from dashboard.demo import background, simulated
 from dashboard.demo import runs as demo_runs
-from dashboard.demo.live import LiveRun
 from sacred_gpu import connect, connection
 from sacred_gpu.schema import SAMPLING_FIELD
-from sacred_gpu.testing.fake_gpus import Workload
 
 DB = "demo_db"
 
@@ -152,50 +147,6 @@ def test_simulated_gpus_are_named_so(runs):
         assert names == [simulated.SIMULATED_GPU] * 2 and "(simulated)" in simulated.SIMULATED_GPU
 
 
-def readings(workload: Workload, seconds: float = 30.0, step: float = 0.1) -> dict[str, np.ndarray]:
-    """A simulated GPU's readings under ``workload``, every ``step`` s from 0 to ``seconds``."""
-    gpu, rows = simulated.simulated_gpus()[0], []
-    for t in np.arange(0.0, seconds, step):
-        workload.apply(gpu, float(t), pid=1)
-        rows.append((t, workload.phase(float(t)), gpu.util_pct, gpu.memory_used_bytes, gpu.power_mw, gpu.temp_c,
-                     len(gpu.processes)))
-    columns = list(zip(*rows))
-    return dict(zip(["t", "phase", "util", "memory", "power", "temp", "processes"], map(np.array, columns)))
-
-
-def test_simulated_gpus_follow_the_phases_of_a_training_job():
-    workload = Workload.for_run(7, 0.9)
-    seen = readings(workload)
-    phase, util, power = seen["phase"], seen["util"], seen["power"]
-    assert {"starting", "loading", "training", "evaluating"} == set(phase)
-    plateau = util[phase == "training"]
-    assert plateau.min() > 60 and util[phase == "loading"].max() < 0.3 * plateau.min()  # data loading dips
-    assert 0.3 * plateau.mean() < util[phase == "evaluating"].mean() < 0.7 * plateau.mean()  # evaluation dips
-    ramp = seen["memory"][phase == "starting"]
-    assert ramp[0] < ramp[-1] and (np.diff(ramp) >= 0).all()  # allocations ramp up, then hold
-    assert seen["memory"][phase == "training"].min() >= ramp[-1] * 0.9
-    assert np.corrcoef(util, power)[0, 1] > 0.95  # power follows utilization
-    temp, lagged = seen["temp"].astype(float), power.astype(float).copy()
-    for i in range(1, len(lagged)):  # power through a first-order lag of the workload's lag_s
-        lagged[i] = lagged[i - 1] + (power[i] - lagged[i - 1]) * (1 - np.exp(-0.1 / workload.lag_s))
-    assert np.corrcoef(temp, lagged)[0, 1] > 0.95 > np.corrcoef(temp, power)[0, 1] + 0.2  # temperature lags power
-    assert temp[phase == "starting"].max() < temp[-50:].min()  # and climbs over the run
-    assert (seen["processes"] == 1).all()
-
-
-def test_idle_simulated_gpu_stays_idle():
-    seen = readings(Workload.for_run(7, 0.0), seconds=5)
-    assert not seen["util"].any() and not seen["memory"].any() and not seen["processes"].any()
-    assert len(set(seen["temp"])) == 1 and seen["power"].max() < 80_000
-
-
-def test_runs_draw_different_gpu_curves():
-    first, second = readings(Workload.for_run(1, 0.9)), readings(Workload.for_run(2, 0.9))
-    assert not np.array_equal(first["util"], second["util"]) and not np.array_equal(first["temp"], second["temp"])
-    same = readings(Workload.for_run(1, 0.9))
-    assert np.array_equal(first["util"], same["util"])  # drawn from the seed, not from the clock
-
-
 def test_recorded_runs_gpu_series_differ_and_have_shape(recorded, runs):
     client, _ = recorded
     store = connect(client=client, db_name=DB)
@@ -210,13 +161,6 @@ def test_recorded_runs_gpu_series_differ_and_have_shape(recorded, runs):
     assert not gpu0[0].equals(gpu0[1]) and not gpu0[1].equals(gpu0[2])
 
 
-def test_no_background_runs_where_signals_cannot_end_processes(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(background, "signals_end_processes", lambda: False)
-    with caplog.at_level(logging.INFO, logger="dashboard.demo"):
-        assert background.start_background(tmp_path, DB, epochs=3) == []
-    assert "need POSIX signals" in caplog.text
-
-
 def test_training_lines_stay_out_of_the_terminal_and_in_the_runs_output(runs):
     lines = TERMINAL.lines()
     assert lines and all(line.startswith(("dashboard.demo", "sacred_gpu")) for line in lines), lines
@@ -226,48 +170,3 @@ def test_training_lines_stay_out_of_the_terminal_and_in_the_runs_output(runs):
         assert "training on" in out and "/3  train_" in out  # the example's prints
         assert f"Started run with ID \"{doc['_id']}\"" in out and "Completed after" in out  # Sacred's own lines
         assert "sacred_gpu_demo" not in out  # logged as Sacred logs them, under the experiment's name
-
-
-def test_live_run_keeps_recording_while_served_and_stops_as_ctrl_c_would():
-    client = connection.open_client(client=mongomock.MongoClient())
-    live = LiveRun(client, DB, pace=0.05, epochs=10_000).start()  # would train for many minutes
-    store = connect(client=client, db_name=DB, dead_after=demo_cli.DEMO_DEAD_AFTER)
-
-    def grown(than: tuple[int, int]) -> tuple[int, int]:
-        """Metric points and GPU samples of the live run, once both exceed ``than`` (waits up to 60 s)."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if live.run_id is not None:
-                counts = (len(store.metrics(live.run_id)), len(store.system(live.run_id)))
-                if counts[0] > than[0] and counts[1] > than[1]:
-                    return counts
-            time.sleep(0.2)
-        raise AssertionError(f"the live run's records did not grow past {than} in 60 s")
-
-    try:
-        first = grown((0, 0))
-        assert store.runs(f"id == {live.run_id}").loc[live.run_id, "status"] == "RUNNING"
-        assert grown(first) > first  # read again later: more points, more samples, still RUNNING
-        assert store.runs(f"id == {live.run_id}").loc[live.run_id, "status"] == "RUNNING"
-        doc = store.run(live.run_id)
-        assert doc["omniboard"]["tags"] == ["live"] and "training while the board serves" in doc["omniboard"]["notes"]
-    finally:
-        assert live.stop()
-    assert not live.running and live.status == "INTERRUPTED"
-    doc = store.run(live.run_id)
-    assert doc["status"] == "INTERRUPTED" and doc["stop_time"] is not None
-    assert "epoch   2/10000" in doc["captured_out"]
-    assert [gpu["name"] for gpu in doc["host"]["gpu_inventory"]] == [simulated.SIMULATED_GPU] * 2
-
-
-@pytest.mark.skipif(not background.signals_end_processes(), reason="POSIX signals")
-def test_ctrl_c_reaches_a_background_run_where_the_board_ignores_it(tmp_path):
-    """A board started with ``&`` from a script ignores SIGINT, and its children would inherit that."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        job = background.Subprocess(background.BACKGROUND_RUNS[1], tmp_path / "spool", DB, epochs=3)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    client = connection.open_client(client=mongomock.MongoClient())
-    run_id = job.upload(client, DB)
-    assert not job.problem and client[DB]["runs"].find_one({"_id": run_id})["status"] == "INTERRUPTED"
