@@ -19,8 +19,8 @@ import sacred_gpu
 from sacred_gpu import schema
 from tests.support.experiments import run_experiment
 
-MB = 1024 * 1024
 
+# -- keys ---------------------------------------------------------------------------------------------------------
 
 def test_nul_in_keys_is_replaced_so_the_record_encodes():
     config = schema.flatten({"a\x00b": {"c\x00": 1, "ok": "value\x00kept"}, "lr": 0.1})
@@ -56,6 +56,8 @@ def test_values_and_keys_bson_cannot_hold_become_storable():
     assert schema.metric_value(10**400) is None and schema.metric_value(2**70) == float(2**70)
     assert schema.metric_value(Hostile()) is None and schema.metric_value(3) == 3
 
+
+# -- roll-up keys -------------------------------------------------------------------------------------------------
 
 COLLIDING = [("val.loss", "val,loss"), ("a%2Eb", "a.b"), ("$x", "%24x"), ("x\x00y", "x%00y"), ("@x", "$x"),
              ("", "%"), ("a.b", "a%2Eb"), ("%", "%25"), ("\udcff", "%ED%B3%BF")]
@@ -105,6 +107,8 @@ def test_find_rollup_falls_back_to_the_old_key_only_for_old_runs():
     assert schema.find_rollup(None, "loss") is None and schema.find_rollup({}, "loss", []) is None
 
 
+# -- the store ----------------------------------------------------------------------------------------------------
+
 def _legacy_runs(db) -> None:
     """Run 1 recorded before roll-up keys (``val.loss`` under ``val,loss``), run 2 after, run 3 a newer run that only
     logged ``val,loss``."""
@@ -150,6 +154,8 @@ def test_sacred_keys_rewrite_as_sacred_does_and_never_make_two_keys_one():
     assert schema.sacred_keys({"a.b": 1}) == {"a,b": 1} and schema.sacred_keys([1, "a.b"]) == [1, "a.b"]
     assert schema.bson_safe({"a.b": {"$c": 1}}) == {"a.b": {"$c": 1}}  # kept as logged until a server refuses
 
+
+# -- through real runs and bson_safe ------------------------------------------------------------------------------
 
 def test_unstorable_values_are_stored_as_sacred_stores_them(observer, db):
     weird = {
