@@ -130,24 +130,27 @@ def test_system_tab_draws_every_series_and_zooms_together(page, served):
     page.goto(f"{served.url}/run/1/system")
     page.wait_for_selector("text=GPU memory used: peak of each GPU, highest of the 2 GPUs")
     gpu = wait_for(page, SYSTEM, "gpu-util", lambda s: s["names"] == ["gpu0", "gpu1"])
-    assert gpu["title"] == "time since start (s)" and len(gpu["xs"]) >= 4 and "every sample" in gpu["note"]
+    assert gpu["title"] == "time since start (s)" and "every sample" in gpu["note"]
+    # every panel's data as CSV, from its panel: every sample
+    with page.expect_download() as download:
+        page.locator(".run-plot", has=page.locator("h5:has-text('GPU utilization')")).locator("a.panel-csv").click()
+    header, *rows = Path(download.value.path()).read_text().splitlines()
+    assert header == "time,gpu0,gpu1" and len(rows) >= 4
+    assert len(gpu["xs"]) <= len(rows)  # drawn: a run of equal values as its two ends (issue 16: a light page)
     power = wait_for(page, SYSTEM, "gpu-power", lambda s: s["names"] == ["gpu0", "gpu1", "gpu0 limit", "gpu1 limit"])
-    assert power["points"][0] == len(gpu["xs"])
+    assert power["points"][2] == 2  # a limit that never changed: two points
     assert page.locator(".run-system h4").all_inner_texts() == ["GPU", "Run's processes", "Host"]
     page.click("#run-system-x label:has-text('wall time')")
     wait_for(page, SYSTEM, "gpu-util", lambda s: s["title"] == "wall time (UTC)")
     page.click("#run-system-x label:has-text('time since start')")
     wait_for(page, SYSTEM, "gpu-util", lambda s: s["title"] == "time since start (s)")
     # zooming one system panel shows the same range in every system panel
-    low, high = sorted(gpu["xs"])[1], sorted(gpu["xs"])[-2]  # seconds since the start of samples taken
+    start = dt.datetime.fromisoformat(served.store.run_plots(1).context["start"])
+    seconds = sorted((dt.datetime.fromisoformat(row.split(",")[0]) - start).total_seconds() for row in rows)
+    low, high = seconds[1], seconds[-2]
     memory = zoom(page, SYSTEM, "gpu-util", {"xaxis.range[0]": low, "xaxis.range[1]": high},
                   lambda s: s["range"] == [low, high], watch=(SYSTEM, "gpu-mem"))
-    assert memory["note"].startswith("every sample in range") and memory["points"][0] == len(gpu["xs"]) - 2
-    # every panel's data as CSV, from its panel
-    with page.expect_download() as download:
-        page.locator(".run-plot", has=page.locator("h5:has-text('GPU utilization')")).locator("a.panel-csv").click()
-    header, *rows = Path(download.value.path()).read_text().splitlines()
-    assert header == "time,gpu0,gpu1" and len(rows) == len(gpu["xs"])
+    assert memory["note"] == f"every sample in range: {len(rows) - 2:,}"
     assert page.js_errors == []
 
 
