@@ -1,11 +1,13 @@
 """The read side: everything notebooks and sacred-board learn of the database goes through :class:`RunStore`.
 
 - :mod:`.store`: ``connect()`` and :class:`RunStore` (one run, its files, the edits readers make).
-- :mod:`.runs_table`, :mod:`.series`, :mod:`.settings`: the runs table, metric series and system samples, and the
-  table's settings, as mixins of :class:`RunStore`.
-- :mod:`.query` (with :mod:`.query_parser`): the query language and the whitelist of dict filters.
-- :mod:`.views`: what a page shows of a run, as plain data (``RunPlots``); :mod:`.plot_reads`: how much of a
-  long series or of a run's samples a plot reads.
+- :mod:`.runs_table`, :mod:`.series`, :mod:`.settings`: the runs table (with :mod:`.table_extras`: groups and
+  sparklines), metric series and system samples, and the table's settings, as mixins of :class:`RunStore`;
+  :mod:`.read_bounds`: every read bounded on the server.
+- :mod:`.query` (with :mod:`.query_parser` and :mod:`.regex_check`): the query language and the whitelist of dict
+  filters.
+- :mod:`.views`: what a page shows of a run, as plain data (``RunPage``, ``RunPlots``, ``SystemSummary``);
+  :mod:`.plot_reads`: how much of a long series or of a run's samples a plot reads.
 - :mod:`.errors`: what a failed read raises (``Unavailable``, ``Refused``, ``NotFound``, ``BadQuery``).
 
 Readers (the dashboard) import from here: the names below, and the schema's facts a reader needs (statuses, the
