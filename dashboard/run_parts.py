@@ -200,7 +200,8 @@ def info_section(doc: Mapping[str, Any], component_id: str) -> list[Any]:
     host = doc.get("host") or {}
     known = {"hostname", "os", "python_version", "cpu", "ENV", "gpus", "gpu_inventory"}
     other = {key: value for key, value in host.items() if key not in known}
-    return [html.H3("Info"), *listed, tree_view(info, component_id, open_depth=1, empty="no info"),
+    empty = "nothing else in info" if listed else "no info"
+    return [html.H3("Info"), *listed, tree_view(info, component_id, open_depth=1, empty=empty),
             html.H3("Meta"), tree_view(doc.get("meta"), open_depth=1),
             html.H3("Environment variables"), tree_view(host.get("ENV"), open_depth=0, empty="none recorded"),
             *([html.H3("Other host facts"), tree_view(other, open_depth=1)] if other else [])]
