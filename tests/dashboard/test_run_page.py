@@ -27,6 +27,7 @@ from dashboard.pages import run as page
 from sacred_gpu import schema
 from sacred_gpu.read.store import RunStore, connect
 from tests.support.board_data import HOSTILE, SCRIPT
+from tests.support.components import by_id, of_type, text, walk
 from tests.support.faulty_client import FaultyClient
 from tests.support.run_page_data import CSV_TEXT, HOSTILE_HTML, RED, RESET, record_page_runs, tiny_png
 
@@ -39,38 +40,6 @@ def store(client, tmp_path):
 @pytest.fixture
 def board(store):
     return Board(store, refresh=2.0)
-
-
-def walk(component: Any) -> list[Any]:
-    """The component and every component below it."""
-    found = [component] if hasattr(component, "_traverse") else []
-    if hasattr(component, "_traverse"):
-        found += list(component._traverse())
-    elif isinstance(component, (list, tuple)):
-        for item in component:
-            found += walk(item)
-    return found
-
-
-def text(component: Any) -> str:
-    """The text a component shows (its string children, depth first)."""
-    if component is None:
-        return ""
-    if isinstance(component, str):
-        return component
-    if isinstance(component, (int, float)):
-        return str(component)
-    if isinstance(component, (list, tuple)):
-        return "".join(text(item) for item in component)
-    return text(getattr(component, "children", None))
-
-
-def by_id(root: Any, component_id: Any) -> Any:
-    return next(c for c in walk(root) if getattr(c, "id", None) == component_id)
-
-
-def of_type(root: Any, kind: type) -> list[Any]:
-    return [c for c in walk(root) if isinstance(c, kind)]
 
 
 def shown(board: Board, run_id: Any, tab: str = "overview") -> html.Div:
