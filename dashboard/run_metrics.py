@@ -108,11 +108,20 @@ def metric_panels(run: Mapping[str, Any], drawn: Mapping[str, go.Figure] | None 
     return panels
 
 
-def shown_state(x_mode: str | None, smoothing: float | None, log_y: list | None, zoom: Any = None) -> dict:
-    """What a metric panel shows, kept beside it: x mode, smoothing, log y and the x range (None: the whole
-    series). A redraw is skipped only where it shows what the controls ask for."""
+def shown_state(x_mode: str | None, smoothing: float | None, log_y: list | None, zoom: Any = None,
+                seen: list | None = None) -> dict:
+    """What a metric panel shows, kept beside it: x mode, smoothing, log y, the x range (None: the whole series)
+    and ``seen``, the series' point count and last step when it was drawn. A redraw is skipped only where it shows
+    what the controls ask for."""
     return {"x": x_mode or "step", "smoothing": float(smoothing or 0), "log": "log" in (log_y or []),
-            "range": list(zoom) if isinstance(zoom, tuple) else None}
+            "range": list(zoom) if isinstance(zoom, tuple) else None, "seen": seen}
+
+
+def _seen(run: Mapping[str, Any], name: str) -> list | None:
+    """The point count and last step of metric ``name`` in a plot context (None where unknown: runs of Sacred's
+    own observer store no roll-ups, and their panels are redrawn at every re-read)."""
+    rollup = (run.get("rollups") or {}).get(name) or {}
+    return [rollup["count"], rollup.get("last_step")] if rollup.get("count") is not None else None
 
 
 def _wanted_zoom(triggered: Mapping[str, Any], graph_id: dict, relayout: dict | None, shown: dict,
@@ -123,7 +132,7 @@ def _wanted_zoom(triggered: Mapping[str, Any], graph_id: dict, relayout: dict | 
     try:
         return zoom_to_draw(triggered, [(graph_id, relayout)], shown.get("range"), X_MODE)
     except PreventUpdate:
-        if all(shown.get(key) == value for key, value in wanted.items() if key != "range"):
+        if all(shown.get(key) == wanted[key] for key in ("x", "smoothing", "log")):
             raise
         return tuple(shown["range"]) if shown.get("range") and shown.get("x") == wanted["x"] else None
 
@@ -160,6 +169,10 @@ def draw(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dic
     """One metric panel drawn again: a control changed, it was zoomed, or the run was re-read."""
     shown = shown if isinstance(shown, dict) else {}
     wanted = shown_state(x_mode, smoothing, log_y)
+    seen = _seen(run, graph_id["name"])
+    if set(ctx.triggered_prop_ids) == {f"{RUN}.data"} and seen is not None and shown.get("seen") == seen \
+            and all(shown.get(key) == wanted[key] for key in ("x", "smoothing", "log")):
+        raise PreventUpdate  # the run was re-read, this series has no new point: nothing is sent for its panel
     zoom = _wanted_zoom(ctx.triggered_prop_ids, graph_id, relayout, shown, wanted)
     try:
         figure = metric_panel(current_board(), run, graph_id["name"], wanted["x"], wanted["smoothing"],
@@ -168,7 +181,7 @@ def draw(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dic
         logger.warning("metric %r of run %r: %s", graph_id["name"], run["run_id"], error)
         return message(str(error)), no_update, no_update
     reset = f"{X_MODE}.value" in ctx.triggered_prop_ids or shown.get("x", wanted["x"]) != wanted["x"]
-    return figure, None if reset else no_update, shown_state(x_mode, smoothing, log_y, zoom)
+    return figure, None if reset else no_update, shown_state(x_mode, smoothing, log_y, zoom, seen)
 
 
 def panels(run: dict, shown: list | None, x_mode: str, smoothing: float | None, log_y: list | None, states: list,
@@ -187,7 +200,7 @@ def panels(run: dict, shown: list | None, x_mode: str, smoothing: float | None, 
         zoom = tuple(zooms[name]) if name in zooms else None
         try:
             drawn[name] = metric_panel(board, run, name, x_mode, float(smoothing or 0), "log" in (log_y or []), zoom)
-            kept[name] = shown_state(x_mode, smoothing, log_y, zoom)
+            kept[name] = shown_state(x_mode, smoothing, log_y, zoom, _seen(run, name))
         except ReadError as error:
             drawn[name] = message(str(error))
     return metric_panels(run, drawn, kept), run["metric_names"], count_text(run)

@@ -4,6 +4,7 @@ functions behind the plots' callbacks, on runs recorded by the real observer."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from typing import Any
 
@@ -370,7 +371,7 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     assert panel.children[2].data is None  # the range it shows: the whole series
     (zoomed,) = run_metrics.metric_panels(later, states={"loss": run_metrics.shown_state("step", 0, [], (2, 4))})
     assert zoomed.children[2].id == {"type": run_metrics.METRIC_ZOOM, "name": "loss"}
-    assert zoomed.children[2].data == {"x": "step", "smoothing": 0.0, "log": False, "range": [2, 4]}
+    assert zoomed.children[2].data == {"x": "step", "smoothing": 0.0, "log": False, "range": [2, 4], "seen": None}
     assert "logged no metrics" in str(run_metrics.metric_panels(run_metrics.trimmed({**later, "metric_names": []})))
     ended = run_plots.refreshed_context(board, later, run_metrics.trimmed)
     assert ended is not None and not ended["running"] and ended["stop"] is not None
@@ -379,3 +380,37 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
         run_plots.refreshed_context(board, dict(ended, run_id=99))
     finished = run_metrics.layout(board, board.store.run_plots(1))
     assert next(c for c in finished.children if getattr(c, "id", None) == run_metrics.TICK).disabled is True
+
+
+def test_a_reread_run_sends_nothing_for_a_panel_without_new_points(long_run):
+    """Issue 16: a running run's refresh sends nothing for an unchanged panel. Through Dash's HTTP path: the run's
+    context re-read (its heartbeat moved) with no new point of 'loss' answers 204; a new point redraws it."""
+    from dashboard.app import create_app
+
+    board, layout, _ = long_run
+    run = run_data(layout)
+    app = create_app(board)
+    key = next(k for k in app.callback_map if '"type":"run-plots-metric"}.figure' in k)
+    graph = {"name": "loss", "type": run_metrics.METRIC}
+    zoom_id = {"name": "loss", "type": run_metrics.METRIC_ZOOM}
+
+    def reread(context: dict, shown: dict | None) -> Any:
+        return app.server.test_client().post("/_dash-update-component", json={
+            "output": key, "outputs": [{"id": graph, "property": "figure"}, {"id": graph, "property": "relayoutData"},
+                                       {"id": zoom_id, "property": "data"}],
+            "inputs": [{"id": run_metrics.X_MODE, "property": "value", "value": "step"},
+                       {"id": run_metrics.SMOOTHING, "property": "value", "value": 0},
+                       {"id": run_metrics.LOG_Y, "property": "value", "value": []},
+                       {"id": graph, "property": "relayoutData", "value": None},
+                       {"id": run_metrics.RUN, "property": "data", "value": context}],
+            "state": [{"id": graph, "property": "id", "value": graph}, {"id": zoom_id, "property": "data", "value": shown}],
+            "changedPropIds": [f"{run_metrics.RUN}.data"]})
+
+    first = reread(run, None)
+    assert first.status_code == 200
+    shown = first.get_json()["response"][json.dumps(zoom_id, separators=(",", ":"), sort_keys=True)]["data"]
+    assert shown["seen"] == [30_000, 29_999]
+    moved = {**run, "stop": "2099-01-01T00:00:00"}  # a heartbeat: the context changed, 'loss' did not
+    assert reread(moved, shown).status_code == 204
+    grown = {**moved, "rollups": {**run["rollups"], "loss": {**run["rollups"]["loss"], "count": 30_001}}}
+    assert reread(grown, shown).status_code == 200
