@@ -157,10 +157,13 @@ class RunsTable(BoundedReads, RollupReads, TableChecks, TableExtras):
         return self._documents(ids, projection)
 
     def count(self, filter: str | dict | None = None) -> int:
-        """How many runs match ``filter``."""
+        """How many runs match ``filter``; all runs from the collection's metadata (counting documents with an
+        empty filter reads every one of them)."""
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        return self._runs.count_documents(self._with_metric_conditions(compile_filter(filter, now=now,
-                                                                                      dead_after=self.dead_after)))
+        mongo_filter = self._with_metric_conditions(compile_filter(filter, now=now, dead_after=self.dead_after))
+        if not mongo_filter:
+            return self._runs.estimated_document_count()
+        return self._runs.count_documents(mongo_filter)
 
     def _sort_key(self, sort: str | None) -> tuple[str, int]:
         if not sort:

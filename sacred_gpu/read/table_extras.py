@@ -163,7 +163,7 @@ class TableExtras:
             for i in range(points):
                 project[f"s{i}"], project[f"v{i}"] = at("steps", i), at("values", i)
             match = {"run_id": {"$in": run_ids}, "name": {"$in": names},
-                     schema.ORIGIN: {"$ne": schema.SYSTEM_ORIGIN}}
+                     schema.ORIGIN: None}  # a user's series: no origin
             for doc in self._metrics.aggregate([{"$match": match}, {"$project": project}]):
                 picked: list[tuple[Any, float]] = []
                 seen: set[int] = set()

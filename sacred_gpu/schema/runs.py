@@ -165,8 +165,9 @@ def series_names(doc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def series_filter(run_id: Any, system: bool) -> dict[str, Any]:
-    """The ``metrics`` (and chunk) documents of ``run_id``'s system series, or of its user series."""
-    return {"run_id": run_id, ORIGIN: SYSTEM_ORIGIN if system else {"$ne": SYSTEM_ORIGIN}}
+    """The ``metrics`` (and chunk) documents of ``run_id``'s system series, or of its user series (no ``origin``:
+    equality on None, which an index bounds, where ``$ne`` would be a range)."""
+    return {"run_id": run_id, ORIGIN: SYSTEM_ORIGIN if system else None}
 
 
 #: Time field and per-run field of a sample document; the other fields are metric names without ``sys/``.
@@ -186,9 +187,14 @@ def sample_document(run_id: Any, time: _dt.datetime, values: dict[str, float]) -
 #: Indexes we create, as ``(collection attribute, [(field, direction), ...])``. ``create_index`` is idempotent.
 INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("metrics", [("run_id", 1), ("name", 1)]),
+    # a run's user or system series, all or by name (series_filter; sparklines): equality on the three fields
+    ("metrics", [("run_id", 1), (ORIGIN, 1), ("name", 1)]),
     ("runs", [("start_time", -1), ("_id", -1)]),  # the runs table's default order, ties broken by id
     ("runs", [("status", 1)]),
     ("runs", [("experiment.name", 1)]),
+    # the runs table filtered by status or experiment in its default order: equality, then the sort
+    ("runs", [("status", 1), ("start_time", -1), ("_id", -1)]),
+    ("runs", [("experiment.name", 1), ("start_time", -1), ("_id", -1)]),
     ("runs", [("heartbeat", -1)]),
     ("samples", [(SAMPLE_RUN, 1), (SAMPLE_TIME, 1)]),
     ("chunks", [("metric_id", 1), ("seq", 1)]),
