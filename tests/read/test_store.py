@@ -20,6 +20,7 @@ from sacred_gpu.read.query import QueryError
 from sacred_gpu.read.read_bounds import TooSlow
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support.experiments import run_experiment
+from tests.support.recording import until_sampled
 
 LOSSES = {0.1: [0.9, 0.5, 0.7, 0.2], 0.01: [0.8, 0.6, 0.4, 0.3], 0.001: [0.95, 0.9, 0.85, 0.99]}
 
@@ -31,7 +32,7 @@ def trainer(tmp_path):
             _run.log_scalar("train.acc", 1 - loss, step * 10)
         (tmp_path / "model.txt").write_text(f"lr={lr}")
         _run.add_artifact(str(tmp_path / "model.txt"))
-        time.sleep(0.4)  # a few system samples
+        until_sampled(_run)  # a few system samples
         return 1 - min(LOSSES[lr])
 
     return main

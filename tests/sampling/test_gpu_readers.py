@@ -4,7 +4,6 @@ training thread, and the newest calls are used where the driver has them."""
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from sacred_gpu import GpuMongoObserver
 from sacred_gpu.testing.fake_nvml import DRIVERS, FakeGpu, driver
 from tests.support.experiments import run_experiment
 from tests.support.gpu_sampling import sample_once
+from tests.support.recording import until_sampled
 
 #: NVML calls that read a field's value (slow ones among them): the sampler thread's alone.
 SAMPLER_ONLY = {"nvmlDeviceGetUtilizationRates", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetTotalEnergyConsumption",
@@ -31,7 +31,7 @@ def test_every_driver_branch_gives_every_metric_it_has_and_blocks_no_caller(clie
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     nvml = driver(version, [busy_gpu()])
     watcher = GpuMongoObserver(client=client, nvml=nvml, sample_interval=0.02, slow_sample_interval=0.05)
-    run_experiment(lambda: time.sleep(0.4), watcher)
+    run_experiment(lambda _run: until_sampled(_run), watcher)
     samples = list(client["sacred"].system_samples.find({}, {"_id": 0}))
     seen = {key for sample in samples for key in sample}
     for field in ("util_pct", "mem_used_mib", "temp_c", "throttle_reasons", "power_w", "pcie_tx_mib_s"):

@@ -16,6 +16,7 @@ from sacred_gpu import GpuMongoObserver
 from sacred_gpu.schema import catalog
 from sacred_gpu.testing.fake_nvml import FakeGpu, FakeNvml, two_gpus
 from tests.support.experiments import run_experiment
+from tests.support.recording import until_sampled
 
 FAST_SAMPLING = {"sample_interval": 0.02, "slow_sample_interval": 0.1}
 
@@ -208,7 +209,7 @@ def test_a_field_added_to_the_catalog_reaches_samples_series_rollups_and_a_panel
     monkeypatch.setattr(catalog, "PANELS", (*catalog.PANELS, catalog.PanelSpec("gpu-occupancy", "SM occupancy", "%")))
     monkeypatch.setitem(gpu_readers.READERS, "sm_occupancy_pct", lambda lib, handle: 30.0 + handle * 20)
 
-    run = run_experiment(lambda: time.sleep(0.4), observer_for(client, FakeNvml(gpus)),
+    run = run_experiment(lambda _run: until_sampled(_run), observer_for(client, FakeNvml(gpus)),
                          options={"--beat-interval": 0.1})
     doc = db.runs.find_one({"_id": run._id})
     reads = store.connect(client=client)

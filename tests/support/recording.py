@@ -63,3 +63,13 @@ def wait_for(condition, what: str, seconds: float = 10.0) -> None:
 
 
 LIMIT = 16 * 1024 * 1024
+
+
+def until_sampled(run, samples: int = 6, timeout: float = 30.0) -> None:
+    """Wait until every sampling observer of Sacred's ``run`` has taken ``samples`` samples (at most ``timeout``
+    seconds). A sampler's thread probes its devices before its first sample, which takes longer on a busy machine:
+    a run that slept a fixed time got as few as two samples."""
+    deadline = time.monotonic() + timeout
+    monitors = [obs.monitor for obs in run.observers if getattr(obs, "monitor", None) is not None]
+    while any(monitor.sampler.ticks < samples for monitor in monitors) and time.monotonic() < deadline:
+        time.sleep(0.01)
