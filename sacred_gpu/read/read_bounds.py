@@ -98,6 +98,19 @@ def _takes_keywords(method: Callable[..., Any]) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD or p.name == "maxTimeMS" for p in parameters)
 
 
+class _Bounded:
+    """A collection attribute of :class:`BoundedReads`: what is set is kept bounded (see ``BoundedReads._bounded``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = f"_bounded{name}"
+
+    def __get__(self, store: Any, owner: type | None = None) -> Any:
+        return self if store is None else store.__dict__[self.key]
+
+    def __set__(self, store: Any, collection: Any) -> None:
+        store.__dict__[self.key] = store._bounded(collection)
+
+
 class BoundedReads:
     """Mixed into the store: the collections it reads (``_runs``, ``_metrics``, ``_chunks``, ``_samples``, set by
     the store) are bounded by ``max_time_ms`` milliseconds."""
@@ -109,34 +122,7 @@ class BoundedReads:
             return collection
         return BoundedCollection(collection, lambda: self.max_time_ms)
 
-    @property
-    def _runs(self) -> Any:
-        return self.__dict__["_bounded_runs"]
-
-    @_runs.setter
-    def _runs(self, collection: Any) -> None:
-        self.__dict__["_bounded_runs"] = self._bounded(collection)
-
-    @property
-    def _metrics(self) -> Any:
-        return self.__dict__["_bounded_metrics"]
-
-    @_metrics.setter
-    def _metrics(self, collection: Any) -> None:
-        self.__dict__["_bounded_metrics"] = self._bounded(collection)
-
-    @property
-    def _chunks(self) -> Any:
-        return self.__dict__["_bounded_chunks"]
-
-    @_chunks.setter
-    def _chunks(self, collection: Any) -> None:
-        self.__dict__["_bounded_chunks"] = self._bounded(collection)
-
-    @property
-    def _samples(self) -> Any:
-        return self.__dict__["_bounded_samples"]
-
-    @_samples.setter
-    def _samples(self, collection: Any) -> None:
-        self.__dict__["_bounded_samples"] = self._bounded(collection)
+    _runs = _Bounded()
+    _metrics = _Bounded()
+    _chunks = _Bounded()
+    _samples = _Bounded()
