@@ -171,6 +171,14 @@ def gpu_section(host: Mapping[str, Any]) -> list[Any]:
     return [html.P(html.Em("No GPU recorded for this run."), className="gpu-none")]
 
 
+#: The host fields the page shows in their own places; the others are listed as they are.
+_HOST_SHOWN = frozenset({"hostname", "os", "python_version", "cpu", "ENV", "gpus", "gpu_inventory"})
+
+
+def _other_host_facts(host: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in host.items() if key not in _HOST_SHOWN}
+
+
 def host_section(host: Mapping[str, Any] | None, environment: bool = True) -> list[Any]:
     """Host facts (hostname, OS, Python, CPU), the GPUs and (``environment``) the recorded environment variables
     and other host fields."""
@@ -179,8 +187,7 @@ def host_section(host: Mapping[str, Any] | None, environment: bool = True) -> li
     os_text = " ".join(str(part) for part in os_info) if isinstance(os_info, (list, tuple)) else os_info
     facts = [("Hostname", host.get("hostname")), ("OS", os_text), ("Python", host.get("python_version")),
              ("CPU", host.get("cpu"))]
-    known = {"hostname", "os", "python_version", "cpu", "ENV", "gpus", "gpu_inventory"}
-    other = {key: value for key, value in host.items() if key not in known}
+    other = _other_host_facts(host)
     return [
         html.Dl([part for name, value in facts if value for part in (html.Dt(name), html.Dd(str(value)))],
                 className="run-facts"),
@@ -198,8 +205,7 @@ def info_section(doc: Mapping[str, Any], component_id: str) -> list[Any]:
     listed = [html.P(f"{len(series):,} metric series are recorded (info.metrics); the Metrics and System tabs draw "
                      "them.", className="note")] if isinstance(series, list) and series else []
     host = doc.get("host") or {}
-    known = {"hostname", "os", "python_version", "cpu", "ENV", "gpus", "gpu_inventory"}
-    other = {key: value for key, value in host.items() if key not in known}
+    other = _other_host_facts(host)
     empty = "nothing else in info" if listed else "no info"
     return [html.H3("Info"), *listed, tree_view(info, component_id, open_depth=1, empty=empty),
             html.H3("Meta"), tree_view(doc.get("meta"), open_depth=1),
