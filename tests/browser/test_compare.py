@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
-from sacred_gpu import GpuMongoObserver
-from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
-from tests.support.board_data import RUNS, SCRIPT, record_runs
+from tests.support.board_data import RUNS, SCRIPT, gpu_run, record_runs
 from tests.support.browser_pages import open_board
-from tests.support.experiments import run_experiment
 
 pytestmark = pytest.mark.browser
 
@@ -56,15 +52,8 @@ def test_gpus_of_every_run_on_one_overlay_and_a_lone_metric_names_its_run(page, 
     """GPU utilization and memory: one panel each, a line per run and GPU, x from each run's start; a metric only
     one run logged still has a legend saying which run it is."""
     store = record_runs(client, RUNS[:2])
-    for lr, metric in ((0.3, "grad_norm"), (0.4, None)):
-        def main(_run, metric=metric):
-            for step in range(3):
-                if metric:
-                    _run.log_scalar(metric, 1.0 + step, step)
-                time.sleep(0.2)
-
-        run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
-                       config={"lr": lr, "note": "gpu"})
+    gpu_run(client, 0.3, metric="grad_norm")
+    gpu_run(client, 0.4)
     served = serve(store)
     page.goto(f"{served.url}/compare?runs=1,2,3,4")
     page.wait_for_selector(".compare-page h2:has-text('Compare 4 runs')")

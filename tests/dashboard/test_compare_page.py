@@ -3,8 +3,6 @@ coordinates, GPU overlays; a layout without database work, filled by a callback 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from dash import dcc, html
 
@@ -13,29 +11,13 @@ from dashboard.app import create_app, route
 from dashboard.board import Board
 from dashboard.compare_figures import parcoords_figure
 from dashboard.pages import compare
-from sacred_gpu import GpuMongoObserver
-from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
-from tests.support.board_data import RUNS, record_runs
+from tests.support.board_data import RUNS, gpu_run, record_runs
 from tests.support.components import by_id, of_type, text
-from tests.support.experiments import run_experiment
 
 
 @pytest.fixture
 def store(client):
     return record_runs(client, RUNS)
-
-
-def gpu_run(client, lr: float, metric: str | None = None) -> None:
-    """A run on two simulated GPUs sampled every 0.05 s; it logs ``metric`` (three points) when given."""
-
-    def main(_run):
-        for step in range(3):
-            if metric:
-                _run.log_scalar(metric, 1.0 + step, step)
-            time.sleep(0.2)
-
-    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
-                   config={"lr": lr, "note": "gpu"})
 
 
 def test_run_ids_come_from_the_url():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from sacred_gpu import GpuMongoObserver
 from sacred_gpu.read.store import RunStore, connect
-from sacred_gpu.testing.fake_nvml import FakeNvml
+from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support.experiments import run_experiment
 
 HOSTILE = '<img src=x onerror="window.__xss=1">'
@@ -44,3 +45,16 @@ RUNS = [
     {"lr": 0.5, "losses": [0.9, 2.0], "fail": True},
     {"lr": 0.05, "losses": [0.7, 0.35, 0.25], "name": HOSTILE, "note": SCRIPT},
 ]
+
+
+def gpu_run(client, lr: float, metric: str | None = None) -> None:
+    """A run on two simulated GPUs sampled every 0.05 s; it logs ``metric`` (three points) when given."""
+
+    def main(_run):
+        for step in range(3):
+            if metric:
+                _run.log_scalar(metric, 1.0 + step, step)
+            time.sleep(0.2)
+
+    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
+                   config={"lr": lr, "note": "gpu"})
