@@ -25,7 +25,7 @@ _STOCK_RUNS = {"format": {"$nin": list(schema.FORMATS)}, schema.METRIC_ROLLUPS_F
                "status": {"$ne": schema.QUEUED}}
 
 
-def _stock(doc: Mapping[str, Any]) -> bool:
+def is_stock_run(doc: Mapping[str, Any]) -> bool:
     """Whether ``doc`` (a run document) is one of :data:`_STOCK_RUNS`."""
     return (doc.get("format") not in schema.FORMATS and schema.METRIC_ROLLUPS_FIELD not in doc
             and doc.get("status") != schema.QUEUED)

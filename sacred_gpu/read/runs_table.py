@@ -15,7 +15,7 @@ from sacred_gpu.read.errors import BadQuery
 from sacred_gpu.read.query import FIELDS, PREFIXES, compile_filter
 from sacred_gpu.read.query import ROLLUPS as FILTER_ROLLUPS
 from sacred_gpu.read.read_bounds import BoundedReads
-from sacred_gpu.read.rollup_reads import RollupReads, _rollup_fields, _stock
+from sacred_gpu.read.rollup_reads import RollupReads, _rollup_fields, is_stock_run
 from sacred_gpu.read.table_checks import TableChecks, merged_projection, value_at
 from sacred_gpu.read.table_extras import TableExtras
 
@@ -92,7 +92,7 @@ class RunsTable(BoundedReads, RollupReads, TableChecks, TableExtras):
                                           for field in _rollup_fields(name))])
         by_metric = _sorted_metric(sort, key[0])
         docs = self._page(mongo_filter, key, skip, limit, projection, by_metric)
-        stock = self._stock_rollups([d["_id"] for d in docs if _stock(d)], wanted)
+        stock = self._stock_rollups([d["_id"] for d in docs if is_stock_run(d)], wanted)
         names = self._legacy_metric_names(docs, wanted)
         rows = [self._row(doc, now, wanted, stock.get(doc["_id"], {}), columns, names.get(doc["_id"], ()))
                 for doc in docs]

@@ -19,7 +19,7 @@ from sacred_gpu import connection, schema
 from sacred_gpu.read import views
 from sacred_gpu.read.errors import NotFound, translated
 from sacred_gpu.read.plot_reads import PlotReads
-from sacred_gpu.read.rollup_reads import _stock
+from sacred_gpu.read.rollup_reads import is_stock_run
 from sacred_gpu.read.runs_table import RunsTable
 from sacred_gpu.read.series import SeriesReads
 from sacred_gpu.read.settings import SettingsReads
@@ -101,7 +101,7 @@ class RunStore(RunsTable, SeriesReads, PlotReads, SettingsReads):
             names = plots.context["metric_names"]
             stored = doc.get(schema.METRIC_ROLLUPS_FIELD)
             rollups = {name: schema.find_rollup(stored, name, names) for name in names} if stored is not None \
-                else self._stock_values([doc["_id"]], names).get(doc["_id"], {}) if _stock(doc) else {}
+                else self._stock_values([doc["_id"]], names).get(doc["_id"], {}) if is_stock_run(doc) else {}
             summary = views.metric_summary(names, rollups)
         listed = self._files([a for a in doc.get("artifacts") or [] if isinstance(a, dict)]) if files else []
         return RunPage(self._row(doc, now, [], {}, []), doc, plots, listed, sources, summary)

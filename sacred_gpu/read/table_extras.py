@@ -14,7 +14,7 @@ import pandas as pd
 from sacred_gpu import schema
 from sacred_gpu.read.errors import BadQuery
 from sacred_gpu.read.query import FIELDS, PREFIXES, compile_filter
-from sacred_gpu.read.rollup_reads import _stock
+from sacred_gpu.read.rollup_reads import is_stock_run
 from sacred_gpu.read.table_checks import CHECKED
 
 #: Points of a sparkline read per run and metric (at most).
@@ -108,7 +108,7 @@ class TableExtras:
                     {"$group": {"_id": "$key", "runs": {"$sum": 1}, "members": {"$push": "$$ROOT"}}}]
         grouped = list(self._runs.aggregate(pipeline))
         stock = {m["_id"] for group in grouped for m in group["members"]
-                 if _stock({"format": m.get("format"), "status": m.get("status"),
+                 if is_stock_run({"format": m.get("format"), "status": m.get("status"),
                             **({schema.METRIC_ROLLUPS_FIELD: {}} if m.get("stored") else {})})}
         computed = self._stock_values(list(stock), [name]) if stock else {}  # type: ignore[attr-defined]
         rows: dict[Any, dict[str, Any]] = {}
