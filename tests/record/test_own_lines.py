@@ -58,3 +58,59 @@ def test_our_log_lines_stay_out_of_the_captured_output_under_capture_fd(tmp_path
     for ours in ("No NVIDIA GPU found", "a warning of ours", "over two lines", "with a traceback", "our own failure",
                  "Traceback"):
         assert ours not in stored, stored
+
+
+def _printed_by(handler, emit):
+    """What ``handler`` (on the root logger, as Sacred's is) printed while ``emit()`` ran, and an attached OwnLines."""
+    import io
+    import logging
+
+    from sacred_gpu.record.own_lines import OwnLines
+
+    stream = io.StringIO()
+    handler.setStream(stream)
+    root = logging.getLogger()
+    own = OwnLines()
+    root.addHandler(handler)
+    own.attach()
+    try:
+        emit()
+    finally:
+        own.detach()
+        root.removeHandler(handler)
+    return stream.getvalue(), own
+
+
+def test_a_users_line_sharing_a_line_with_ours_is_kept_whole():
+    """stdout and stderr reach Sacred's capture through two ``tee`` processes: a user's line whose newline had not
+    been written yet shares its line with our record. Only our record's text leaves; the user's text stays whole (it
+    was lost with the whole line once, found by a suite run)."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+
+    def emit():
+        try:
+            raise ValueError("our own failure")
+        except ValueError:
+            logging.getLogger("sacred_gpu.record").warning("sacred-gpu: with a traceback", exc_info=True)
+
+    ours, own = _printed_by(handler, emit)
+    assert ours.startswith("WARNING - sacred_gpu.record - sacred-gpu: with a traceback\nTraceback")
+    output = "hello from main\nthe user's line after ours" + ours + "\nand the next one\n"
+    assert own.strip(output) == "hello from main\nthe user's line after ours\nand the next one\n"
+
+
+def test_a_record_printed_differently_leaves_only_its_own_text():
+    """A record whose printed text is not found whole (a formatter that prints something new each time) has its
+    message lines and traceback removed, and nothing around them."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours, own = _printed_by(handler, lambda: logging.getLogger("sacred_gpu").warning("sacred-gpu: a\ntwo-line one"))
+    assert ours == "sacred-gpu: a\ntwo-line one\n"
+    output = "user text [12:00:01] sacred-gpu: a\ntwo-line one\nmore user text\n"
+    assert own.strip(output) == "user text [12:00:01] more user text\n"
+    assert own.strip("nothing of ours\n") == "nothing of ours\n"
