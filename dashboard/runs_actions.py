@@ -4,7 +4,9 @@ completed, pages of rows read, edits saved, runs deleted, the table exported as 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,11 +179,43 @@ def change_columns(board: Board, trigger: str | None, metric: str | None, rollup
     return store.board_settings(), message
 
 
-def save_layout(board: Board, column_state: Sequence[Mapping[str, Any]], sized: Sequence[str] | None) -> bool:
+class _InOrder:
+    """Each page's layouts saved in the order the page sent them: the server answers callbacks on several threads,
+    so a save can overtake an earlier one; the earlier one, arriving last, is dropped instead of written over it."""
+
+    def __init__(self, pages: int = 1024) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict()  # page -> number of its newest save; the oldest pages go
+        self._pages = pages
+        self._lock = threading.Lock()
+
+    def write(self, page: str | None, seq: int | None, write: Callable[[], bool]) -> bool:
+        """``write()`` unless ``page`` already had a save numbered ``seq`` or later; what ``write`` returned, or
+        ``False`` when dropped. Saves are written one at a time."""
+        with self._lock:
+            if page is not None and seq is not None:
+                if self._last.get(page, -1) >= seq:
+                    return False
+                self._last[page] = seq
+                self._last.move_to_end(page)
+                while len(self._last) > self._pages:
+                    self._last.popitem(last=False)
+            return write()
+
+
+_IN_ORDER = _InOrder()
+
+
+def save_layout(board: Board, column_state: Sequence[Mapping[str, Any]], sized: Sequence[str] | None,
+                page: str | None = None, seq: int | None = None) -> bool:
     """Save the grid's column order, visibility and the widths a person set (``sized``; the other columns fit
-    their content); returns whether anything changed (an unchanged layout is not written again)."""
+    their content); returns whether anything changed (an unchanged layout, or one that ``page`` sent before its
+    save numbered ``seq`` was saved, is not written)."""
     layout = cols.layout_from_state(column_state, set(sized or []))
-    if [dict(item) for item in board.store.board_settings().layout] == layout:
-        return False
-    board.store.save_layout(layout)
-    return True
+
+    def write() -> bool:
+        if [dict(item) for item in board.store.board_settings().layout] == layout:
+            return False
+        board.store.save_layout(layout)
+        return True
+
+    return _IN_ORDER.write(page, seq, write)

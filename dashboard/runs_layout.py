@@ -25,6 +25,7 @@ FILTER = "runs-filter"  # dcc.Store: the filter in force
 SPEC = "runs-spec"  # dcc.Store: metric and custom columns, for rows requests (None until the page has loaded)
 RELOAD = "runs-reload"  # dcc.Store: bumped to reload the table from its first row
 SIZED = "runs-sized"  # dcc.Store: ids of the columns a person sized (the others fit their content)
+LAYOUT = "runs-layout"  # dcc.Store: the grid's columns as a person left them, to save ({columns, sized, page, seq})
 LOADED = "runs-loaded"  # dcc.Store: fires the page's load callback once
 TICK = "runs-tick"
 PURGED = "runs-purged"  # dcc.Store outputs of the client-side callbacks that drive the grid
@@ -100,7 +101,8 @@ def layout(board: Board) -> html.Div:
         toolbar, _group_bar(), actions, _group_view(), html.Div(className="runs-body", children=[
             html.Div(grid, className="runs-grid-box"), _columns_drawer(board.read_only)]),
         dcc.Store(id=FILTER, data=""), dcc.Store(id=SPEC, data=None), dcc.Store(id=RELOAD, data=0),
-        dcc.Store(id=SIZED, data=[]), dcc.Store(id=LOADED, data=True), dcc.Store(id=VOCABULARY, data=[]),
+        dcc.Store(id=SIZED, data=[]), dcc.Store(id=LAYOUT), dcc.Store(id=LOADED, data=True),
+        dcc.Store(id=VOCABULARY, data=[]),
         dcc.Store(id=PURGED), dcc.Store(id=REFRESHED), dcc.Store(id=ATTACHED),
         dcc.Interval(id=TICK, interval=int(board.refresh * 1000)),
     ])

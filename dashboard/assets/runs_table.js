@@ -2,9 +2,11 @@
 // content (AG Grid's own autoSizeColumns, header included) unless a person sized them, completion of the query.
 window.runsTable = (function () {
   var noUpdate = function () { return window.dash_clientside.no_update; };
-  var state = {sized: new Set(), vocabulary: [], maxWidth: 480};
-  // Column sizes a person made (dragging an edge, or the grid's API); the grid's own sizing is not one.
-  var PERSON_SIZED = {uiColumnResized: true, uiColumnDragged: true, api: true};
+  // ``page`` tells this page's layouts from other pages'; ``seq`` orders them (see ``save``).
+  var state = {sized: new Set(), vocabulary: [], maxWidth: 480, seq: 0,
+               page: Date.now().toString(36) + Math.random().toString(36).slice(2)};
+  // A column size a person made (dragging its edge); the grid's own sizing, and sizes applied by code, are not.
+  var PERSON_SIZED = {uiColumnResized: true};
   var STATUSES = ["RUNNING", "PROBABLY_DEAD", "COMPLETED", "FAILED", "INTERRUPTED", "TIMEOUT", "QUEUED"];
 
   function fit(api) {
@@ -13,6 +15,23 @@ window.runsTable = (function () {
       .map(function (column) { return column.getColId(); })
       .filter(function (id) { return !state.sized.has(id) && id.indexOf("ag-Grid-") !== 0; });
     if (ids.length) { api.autoSizeColumns({colIds: ids, skipHeader: false, defaultMaxWidth: state.maxWidth}); }
+  }
+
+  // The grid's ``columnState`` prop set at once to what the grid shows. dash-ag-grid copies the grid's state into it
+  // 500 ms after a change, and a callback updating the grid in between (a refresh's rows) applies the older copy
+  // back: a person's resize was undone that way (and, applied by code, taken for the person's).
+  function follow(api, gridId) {
+    var columnState = api.getColumnState();
+    window.dash_clientside.set_props(gridId, {columnState: columnState});
+    return columnState;
+  }
+
+  // The layout to save, with what a person sized, as one value: saved from two inputs, a width reached the server
+  // with the state from before it. ``seq`` lets the server drop a save that a later one of this page overtook.
+  function save(api, gridId, layoutId) {
+    state.seq += 1;
+    window.dash_clientside.set_props(layoutId, {data: {
+      columns: follow(api, gridId), sized: Array.from(state.sized), page: state.page, seq: state.seq}});
   }
 
   // The query's last word completed from the names a filter can use (a status after "status ==").
@@ -47,8 +66,9 @@ window.runsTable = (function () {
       return noUpdate();
     },
     suggestions: suggestions,
-    // Listeners added once per grid and query box; ``sized`` and ``vocabulary`` come from the page's load.
-    attach: async function (gridId, queryId, sizedId, sized, vocabulary, maxWidth) {
+    // Listeners added once per grid and query box; ``sized`` and ``vocabulary`` come from the page's load. A
+    // person's resize, a move and a hide are saved (``layoutId``); every other change of the columns is followed.
+    attach: async function (gridId, queryId, layoutId, sized, vocabulary, maxWidth) {
       (sized || []).forEach(function (id) { state.sized.add(id); });  // a person's sizing here is kept
       state.vocabulary = vocabulary || [];
       state.maxWidth = maxWidth;
@@ -57,10 +77,14 @@ window.runsTable = (function () {
         api.__runsTable = true;
         api.addEventListener("modelUpdated", function () { fit(api); });
         api.addEventListener("columnResized", function (event) {
-          if (!event.finished || !PERSON_SIZED[event.source] || !event.columns) { return; }
+          if (!event.finished) { return; }
+          if (!PERSON_SIZED[event.source] || !event.columns) { follow(api, gridId); return; }
           event.columns.forEach(function (column) { state.sized.add(column.getColId()); });
-          window.dash_clientside.set_props(sizedId, {data: Array.from(state.sized)});
+          save(api, gridId, layoutId);
         });
+        api.addEventListener("columnMoved", function (event) { if (event.finished) { save(api, gridId, layoutId); } });
+        api.addEventListener("columnVisible", function () { save(api, gridId, layoutId); });
+        api.addEventListener("displayedColumnsChanged", function () { follow(api, gridId); });
         fit(api);
       }
       var input = document.getElementById(queryId);

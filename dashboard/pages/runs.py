@@ -42,6 +42,7 @@ from dashboard.runs_layout import (
     GROUP_METRIC,
     GROUP_ROLLUP,
     GROUP_STATUS,
+    LAYOUT,
     LOADED,
     MAX_FIT_WIDTH,
     MESSAGE,
@@ -195,11 +196,12 @@ def change(_m: int, _c: int, _s: int, kept: list | None, visible: list | None, m
             (reload or 0) + 1, message)
 
 
-def save_layout(state: list | None, sized: list | None, spec: dict | None, defs: list | None,
-                options: list | None) -> tuple[Any, Any]:
-    """Save the column order, visibility and the widths a person set, for every browser; the columns chooser
-    follows the grid's order (a column dragged in the grid moves in the chooser too)."""
+def save_layout(sent: dict | None, spec: dict | None, defs: list | None, options: list | None) -> tuple[Any, Any]:
+    """Save the column order, visibility and the widths a person set, for every browser (``sent`` by
+    ``runs_table.js``: the grid's ``columns`` state, the ids a person ``sized``, the sending ``page`` and its
+    ``seq``); the columns chooser follows the grid's order (a column dragged in the grid moves in the chooser too)."""
     board = current_board()
+    state = (sent or {}).get("columns")
     if not state or spec is None:
         return no_update, no_update
     ordered = visible_options(cols.apply_layout([dict(d) for d in defs or []], cols.layout_from_state(state)))
@@ -208,7 +210,7 @@ def save_layout(state: list | None, sized: list | None, spec: dict | None, defs:
     if board.read_only:
         return no_update, moved
     try:
-        actions.save_layout(board, state, sized)
+        actions.save_layout(board, state, sent.get("sized"), sent.get("page"), sent.get("seq"))
     except ReadError as error:
         return f"layout not saved: {error}", moved
     return no_update, moved
@@ -252,10 +254,8 @@ def register(app: Any, _board: Any = None) -> None:
                  Output(GROUP_STATUS, "children"), Input(GROUP_KEY, "value"), Input(GROUP_METRIC, "value"),
                  Input(GROUP_ROLLUP, "value"), Input(FILTER, "data"), Input(RELOAD, "data"),
                  prevent_initial_call=True)(groups)
-    # SIZED is an input too: a width a person sets reaches the store (from the grid's resize event) after the grid's
-    # columnState; saved on the state alone, the width would be saved as the content's, and never again
-    app.callback(Output(MESSAGE, "children", **dup), Output(VISIBLE, "options", **dup), Input(GRID, "columnState"),
-                 Input(SIZED, "data"), State(SPEC, "data"), State(GRID, "columnDefs"), State(VISIBLE, "options"),
+    app.callback(Output(MESSAGE, "children", **dup), Output(VISIBLE, "options", **dup), Input(LAYOUT, "data"),
+                 State(SPEC, "data"), State(GRID, "columnDefs"), State(VISIBLE, "options"),
                  prevent_initial_call=True)(save_layout)
     _register_clientside(app)
 
@@ -269,7 +269,7 @@ def _register_clientside(app: Any) -> None:
     app.clientside_callback(f"(tick) => window.runsTable.refresh('{GRID}')", Output(REFRESHED, "data"),
                             Input(TICK, "n_intervals"), prevent_initial_call=True)
     app.clientside_callback(
-        f"(sized, vocabulary) => window.runsTable.attach('{GRID}', '{QUERY}', '{SIZED}', sized, vocabulary, "
+        f"(sized, vocabulary) => window.runsTable.attach('{GRID}', '{QUERY}', '{LAYOUT}', sized, vocabulary, "
         f"{MAX_FIT_WIDTH})", Output(ATTACHED, "data"), Input(SIZED, "data"), Input(VOCABULARY, "data"))
     app.clientside_callback("(clicks) => !(clicks % 2)", Output(DRAWER, "hidden"), Input(COLUMNS_TOGGLE, "n_clicks"),
                             prevent_initial_call=True)

@@ -36,6 +36,21 @@ def wait_for_ids(page: Any, expected: list[int], timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+def drag_edge(page: Any, column: str, by: float) -> int:
+    """Drag ``column``'s right edge ``by`` pixels with the mouse, as a person widens a column; its new width."""
+    page.locator(f'.ag-header-cell[col-id="{column}"]').hover()
+    box = page.locator(f'.ag-header-cell[col-id="{column}"] .ag-header-cell-resize').bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    before = page.evaluate(f"dash_ag_grid.getApi('runs-grid').getColumn('{column}').getActualWidth()")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + by, y, steps=10)
+    page.mouse.up()
+    after = page.evaluate(f"dash_ag_grid.getApi('runs-grid').getColumn('{column}').getActualWidth()")
+    assert after > before
+    return after
+
+
 def cell(page: Any, run_id: int, column: str) -> Any:
     return page.locator(f'.ag-row[row-id="{run_id}"] [col-id="{column}"]').first
 
@@ -99,17 +114,19 @@ def test_tag_is_saved_and_kept_after_reload_and_layout_is_shared(page, browser, 
     page.click("#runs-columns-toggle")
     page.locator(".visible-columns label", has_text="Host").locator("input").uncheck()
     page.wait_for_selector('.ag-header-cell[col-id="host"]', state="detached")
-    # move a column (what dragging its header does) and widen one: saved for everyone
+    # move a column (what dragging its header does) and widen one by dragging its edge: saved for everyone
     page.evaluate("dash_ag_grid.getApi('runs-grid').moveColumns(['result'], 2)")
-    page.evaluate("dash_ag_grid.getApi('runs-grid').setColumnWidths([{key: 'notes', newWidth: 333}])")
+    widened = drag_edge(page, "notes", 150)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         layout = {item["colId"]: item for item in served.store.board_settings().layout}
         order = [item["colId"] for item in served.store.board_settings().layout]
-        if layout.get("notes", {}).get("width") == 333 and order.index("result") < order.index("experiment"):
+        if layout.get("notes", {}).get("width") == widened and order.index("result") < order.index("experiment"):
             break
         time.sleep(0.2)
-    assert layout["notes"]["width"] == 333 and order.index("result") < order.index("experiment")
+    assert layout["notes"]["width"] == widened and order.index("result") < order.index("experiment")
+    assert layout["status"]["width"] is None  # fitted to its content, not sized by the person
+    assert page.evaluate("dash_ag_grid.getApi('runs-grid').getColumn('notes').getActualWidth()") == widened
     other = browser.new_page()
     other.goto(served.url)
     other.wait_for_selector(".ag-row[row-id='2'] [col-id=tags]")
@@ -118,7 +135,7 @@ def test_tag_is_saved_and_kept_after_reload_and_layout_is_shared(page, browser, 
     assert other.locator('.ag-header-cell[col-id="status"]').count() == 1
     headers = other.eval_on_selector_all(".ag-header-cell[col-id]", "cells => cells.map(c => c.getAttribute('col-id'))")
     assert headers.index("result") < headers.index("experiment")
-    assert other.locator('.ag-header-cell[col-id="notes"]').bounding_box()["width"] == 333
+    assert other.locator('.ag-header-cell[col-id="notes"]').bounding_box()["width"] == widened
     other.close()
 
 

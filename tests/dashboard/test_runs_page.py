@@ -252,6 +252,25 @@ def test_unknown_metric_in_a_filter_says_so_in_the_page(board):
     assert status == "unknown metric 'los' (no run logged it); did you mean 'loss'?"
 
 
+def test_a_layout_overtaken_by_a_later_one_of_its_page_is_not_written_over_it(board):
+    """The server answers callbacks on several threads: a page's earlier save arriving after its later one is
+    dropped; another page's saves are their own."""
+    def state(width: int) -> list[dict]:
+        return [{"colId": "status", "width": width}, {"colId": "id", "width": 70}]
+
+    def saved_width() -> int:
+        return board.store.board_settings().layout[0]["width"]
+
+    assert runs_actions.save_layout(board, state(300), ["status"], "page-a", 2)
+    assert not runs_actions.save_layout(board, state(120), ["status"], "page-a", 1)  # sent before, arrived after
+    assert saved_width() == 300
+    assert not runs_actions.save_layout(board, state(120), ["status"], "page-a", 2)  # the same save twice
+    assert runs_actions.save_layout(board, state(250), ["status"], "page-b", 1)
+    assert saved_width() == 250
+    assert runs_actions.save_layout(board, state(310), ["status"], "page-a", 3)
+    assert saved_width() == 310
+
+
 def test_custom_config_column_beside_the_config_columns(board):
     """Issue 15, item 10: a custom config.* column (projected under config) shows its values, no path collision."""
     settings, message = runs.change_columns(board, runs.ADD_CUSTOM, None, None, "config.lr", None, None, [])
