@@ -11,7 +11,7 @@ import dash
 from dash import Input, Output, dcc, html
 from flask import Response, request
 
-from dashboard import run_metrics, run_system, series_csv
+from dashboard import prometheus_route, run_metrics, run_system, series_csv
 from dashboard.board import BOARD_CONFIG, URL, Board, current_board
 from dashboard.pages import compare as compare_page
 from dashboard.pages import run as run_page
@@ -43,6 +43,7 @@ def create_app(board: Board, *, auth: tuple[str, str] | None = None) -> dash.Das
     run_metrics.register(app)
     run_system.register(app)
     series_csv.register(app.server)
+    prometheus_route.register(app.server)
     if auth:
         _require_basic_auth(app.server, *auth)
     return app

@@ -75,9 +75,9 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _metrics_table(args: argparse.Namespace) -> int:
-    from sacred_gpu.schema.catalog import markdown_table
+    from sacred_gpu.schema.catalog import markdown_table, prometheus_table
 
-    sys.stdout.write(markdown_table() + "\n")
+    sys.stdout.write((prometheus_table() if args.prometheus else markdown_table()) + "\n")
     return 0
 
 
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="delete what is quarantined (records MongoDB refused, damaged journal bytes) after listing")
     sync.set_defaults(handler=_sync)
     table = commands.add_parser("metrics-table", help="print the table of system metrics (Markdown)")
+    table.add_argument("--prometheus", action="store_true", help="the table of their Prometheus gauges instead")
     table.set_defaults(handler=_metrics_table)
     return parser
 

@@ -8,6 +8,7 @@
   filters.
 - :mod:`.views`: what a page shows of a run, as plain data (``RunPage``, ``RunPlots``, ``SystemSummary``);
   :mod:`.plot_reads`: how much of a long series or of a run's samples a plot reads.
+- :mod:`.live`: what the running runs are doing now (``LiveRun``), as Prometheus gauges (``gauges``).
 - :mod:`.errors`: what a failed read raises (``Unavailable``, ``Refused``, ``NotFound``, ``BadQuery``).
 
 Readers (the dashboard) import from here: the names below, and the schema's facts a reader needs (statuses, the
@@ -17,6 +18,7 @@ roll-ups, the dead rule's threshold).
 from __future__ import annotations
 
 from sacred_gpu.read.errors import BadQuery, NotFound, ReadError, Refused, Unavailable
+from sacred_gpu.read.live import Gauge, LiveRun, gauges
 from sacred_gpu.read.plot_reads import MetricPoints, context_time
 from sacred_gpu.read.query import QueryError, compile_filter
 from sacred_gpu.read.settings import BoardSettings, CustomColumn, MetricColumn
@@ -26,7 +28,7 @@ from sacred_gpu.schema import DEAD_AFTER, PROBABLY_DEAD, ROLLUPS, STATUSES
 
 __all__ = [
     "DEAD_AFTER", "OUTPUT_CUT", "PROBABLY_DEAD", "ROLLUPS", "STATUSES", "BadQuery", "BoardSettings", "CustomColumn",
-    "MetricColumn", "MetricPoints", "NotFound", "Panel", "QueryError", "ReadError", "Refused", "RunPage", "RunPlots",
-    "RunStore", "SystemSummary", "Unavailable", "compile_filter", "connect", "context_time", "system_panels",
-    "system_summary",
+    "Gauge", "LiveRun", "MetricColumn", "MetricPoints", "NotFound", "Panel", "QueryError", "ReadError", "Refused",
+    "RunPage", "RunPlots", "RunStore", "SystemSummary", "Unavailable", "compile_filter", "connect", "context_time",
+    "gauges", "system_panels", "system_summary",
 ]

@@ -16,8 +16,9 @@ from typing import Any
 import gridfs
 
 from sacred_gpu import connection, schema
-from sacred_gpu.read import views
+from sacred_gpu.read import live, views
 from sacred_gpu.read.errors import NotFound, translated
+from sacred_gpu.read.live import LiveRun
 from sacred_gpu.read.plot_reads import PlotReads
 from sacred_gpu.read.rollup_reads import is_stock_run
 from sacred_gpu.read.runs_table import RunsTable
@@ -105,6 +106,15 @@ class RunStore(RunsTable, SeriesReads, PlotReads, SettingsReads):
             summary = views.metric_summary(names, rollups)
         listed = self._files([a for a in doc.get("artifacts") or [] if isinstance(a, dict)]) if files else []
         return RunPage(self._row(doc, now, [], {}, []), doc, plots, listed, sources, summary)
+
+    def live_runs(self) -> list[LiveRun]:
+        """The RUNNING runs (PROBABLY_DEAD ones included), oldest first, as their last heartbeat left them
+        (:class:`~sacred_gpu.read.live.LiveRun`): one read, served by the status index, whatever the number of
+        finished runs."""
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        docs = self._runs.find({"status": schema.RUNNING}, dict.fromkeys(live.LIVE_FIELDS, 1)) \
+            .sort([("start_time", 1), ("_id", 1)])
+        return [live.live_run(doc, now, self.dead_after) for doc in docs]
 
     def artifact(self, run_id: Any, name: str) -> bytes:
         """The content of the run's (last) artifact ``name``. Raises ``NotFound`` if it has none by that name."""

@@ -75,7 +75,10 @@ class RunRecords:
                 self._append_series(name, [step], [value], [stamp], info, system=True)
         except Exception as exc:  # noqa: BLE001 - the heartbeat's own fields are still recorded
             self._report_failure("system metrics", exc)
-        return {schema.SYSTEM_FIELD: window.rollups} if window.rollups else {}
+        fields: dict[str, Any] = {schema.SYSTEM_FIELD: window.rollups} if window.rollups else {}
+        if window.latest:
+            fields[schema.LATEST_FIELD] = schema.latest_document(window.time, window.latest)
+        return fields
 
     def _final_fields(self) -> dict[str, Any]:
         """Stop sampling and record what is left; the roll-ups (and info, for new series) go with the final status."""

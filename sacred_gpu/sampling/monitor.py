@@ -22,6 +22,10 @@ class Window:
     samples: list[tuple[dt.datetime, dict[str, float]]] = field(default_factory=list)
     points: dict[str, tuple[int, float, dt.datetime]] = field(default_factory=dict)
     rollups: dict[str, Any] = field(default_factory=dict)
+    #: each metric's value over this window (by its window rule, before thinning; a slow metric sampled in no
+    #: sample of it: its value in the last window that had it) and the window's last sample time
+    latest: dict[str, float] = field(default_factory=dict)
+    time: dt.datetime | None = None
 
 
 class SystemMonitor:
@@ -53,6 +57,7 @@ class SystemMonitor:
                                                                 devices=devices)] if reads_gpus else [])
         self.sampler = sampler or Sampler(collectors, interval, slow_interval)
         self.rollups = Rollups(gpu_names)
+        self._latest: dict[str, float] = {}  # each metric's value in the last window that had it
         self.thinner = SeriesThinner()
         self._last_step = -1
         self._lock = threading.Lock()
@@ -83,8 +88,11 @@ class SystemMonitor:
             self._last_step = step
             stamp = samples[-1].time
             points = {}
-            for name, value in summarize(samples).items():
+            summary = summarize(samples)
+            for name, value in summary.items():
                 point = self.thinner.add(name, step, value, stamp)
                 if point is not None:
                     points[name] = point
-            return Window([(s.time, s.values) for s in samples], points, self.rollups.document())
+            self._latest.update(summary)  # slow metrics are sampled in some windows only
+            return Window([(s.time, s.values) for s in samples], points, self.rollups.document(), dict(self._latest),
+                          stamp)

@@ -54,6 +54,10 @@ class MetricSpec:
     #: how the summary is titled on a run's page, and its unit where ``scale`` changes it
     title: str | None = None
     summary_unit: str | None = None
+    #: the Prometheus gauge it is exposed as (base units, :data:`PROMETHEUS_SCALE`), and DCGM exporter's field
+    #: for the same reading, where DCGM has one (README's mapping table)
+    prometheus: str | None = None
+    dcgm: str | None = None
 
     @property
     def field(self) -> str:
@@ -63,6 +67,13 @@ class MetricSpec:
             if self.name.startswith(template):
                 return self.name.removeprefix(template)
         return self.name
+
+
+#: The factor from a row's unit to the base unit its Prometheus name says (``_ratio``, ``_bytes``, ``_hertz``, ...).
+PROMETHEUS_SCALE: dict[str, float] = {
+    "%": 0.01, "% of a core": 0.01, "MiB": 2.0**20, "GiB": 2.0**30, "MiB/s": 2.0**20, "MHz": 1e6, "W": 1.0, "J": 1.0,
+    "°C": 1.0, "bitmask": 1.0, "errors": 1.0, "threads": 1.0, "processes": 1.0,
+}
 
 
 @dataclass(frozen=True)
@@ -118,80 +129,114 @@ def _gpu(field: str, unit: str, tier: Tier, window: Window, source: str, descrip
 
 CATALOG: tuple[MetricSpec, ...] = (
     _gpu("util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().gpu", "time a kernel was running",
-         panel="gpu-util", summary="util_mean_pct", summarize="mean", total="mean", title="GPU utilization"),
+         panel="gpu-util", summary="util_mean_pct", summarize="mean", total="mean", title="GPU utilization",
+         prometheus="sacred_gpu_utilization_ratio", dcgm="DCGM_FI_DEV_GPU_UTIL"),
     _gpu("mem_util_pct", "%", "fast", "mean", "nvmlDeviceGetUtilizationRates().memory",
-         "time device memory was being read or written (not how much of its bandwidth)", panel="gpu-mem-util"),
+         "time device memory was being read or written (not how much of its bandwidth)", panel="gpu-mem-util",
+         prometheus="sacred_gpu_memory_activity_ratio", dcgm="DCGM_FI_DEV_MEM_COPY_UTIL"),
     _gpu("mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(v2).used", "memory used, all processes",
-         panel="gpu-mem", summary="mem_peak_mib", summarize="max", total="max", title="GPU memory used"),
+         panel="gpu-mem", summary="mem_peak_mib", summarize="max", total="max", title="GPU memory used",
+         prometheus="sacred_gpu_memory_used_bytes", dcgm="DCGM_FI_DEV_FB_USED"),
     _gpu("power_w", "W", "fast", "mean", "nvmlDeviceGetPowerUsage", "power draw", panel="gpu-power",
-         summary="power_mean_w", summarize="mean", total="sum", title="GPU power"),
+         summary="power_mean_w", summarize="mean", total="sum", title="GPU power",
+         prometheus="sacred_gpu_power_watts", dcgm="DCGM_FI_DEV_POWER_USAGE"),
     _gpu("energy_j", "J", "fast", "last", "nvmlDeviceGetTotalEnergyConsumption", "energy used since the run started",
          panel="gpu-energy", summary="energy_wh", summarize="last", scale=1 / 3600, total="sum", title="GPU energy",
-         summary_unit="Wh"),
+         summary_unit="Wh",
+         prometheus="sacred_gpu_energy_joules", dcgm="DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"),
     _gpu("sm_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(SM)", "streaming multiprocessor clock",
-         panel="gpu-clocks", label="{device} SM"),
+         panel="gpu-clocks", label="{device} SM",
+         prometheus="sacred_gpu_sm_clock_hertz", dcgm="DCGM_FI_DEV_SM_CLOCK"),
     _gpu("mem_clock_mhz", "MHz", "fast", "mean", "nvmlDeviceGetClockInfo(MEM)", "memory clock", panel="gpu-clocks",
-         label="{device} memory"),
+         label="{device} memory",
+         prometheus="sacred_gpu_memory_clock_hertz", dcgm="DCGM_FI_DEV_MEM_CLOCK"),
     _gpu("throttle_reasons", "bitmask", "fast", "or", "nvmlDeviceGetCurrentClocksEventReasons",
-         "why clocks were lowered (NVML clocks-event bits, OR over the window)", panel="gpu-throttle"),
+         "why clocks were lowered (NVML clocks-event bits, OR over the window)", panel="gpu-throttle",
+         prometheus="sacred_gpu_throttle_reasons", dcgm="DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"),
     _gpu("fan_pct", "%", "fast", "mean", "nvmlDeviceGetFanSpeed", "fan speed (absent on passively cooled GPUs)",
-         panel="gpu-fan"),
+         panel="gpu-fan",
+         prometheus="sacred_gpu_fan_speed_ratio", dcgm="DCGM_FI_DEV_FAN_SPEED"),
     _gpu("mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(v2).total", "memory size",
-         panel="gpu-mem", label="{device} total", reference=True),
+         panel="gpu-mem", label="{device} total", reference=True,
+         prometheus="sacred_gpu_memory_total_bytes"),
     _gpu("power_limit_w", "W", "slow", "last", "nvmlDeviceGetEnforcedPowerLimit", "enforced power limit",
-         panel="gpu-power", label="{device} limit", reference=True),
+         panel="gpu-power", label="{device} limit", reference=True,
+         prometheus="sacred_gpu_power_limit_watts", dcgm="DCGM_FI_DEV_POWER_MGMT_LIMIT"),
     _gpu("temp_c", "°C", "slow", "max", "nvmlDeviceGetTemperatureV(GPU)", "GPU die temperature", panel="gpu-temp",
-         summary="temp_max_c", summarize="max", title="GPU temperature"),
+         summary="temp_max_c", summarize="max", title="GPU temperature",
+         prometheus="sacred_gpu_temperature_celsius", dcgm="DCGM_FI_DEV_GPU_TEMP"),
     _gpu("pcie_tx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetFieldValues(PCIE_COUNT_TX_BYTES)",
          "PCIe sent by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)",
-         panel="gpu-pcie", label="{device} sent"),
+         panel="gpu-pcie", label="{device} sent",
+         prometheus="sacred_gpu_pcie_transmit_bytes_per_second", dcgm="DCGM_FI_PROF_PCIE_TX_BYTES"),
     _gpu("pcie_rx_mib_s", "MiB/s", "slow", "mean", "nvmlDeviceGetFieldValues(PCIE_COUNT_RX_BYTES)",
          "PCIe received by the GPU, between two slow samples (older drivers: a 20 ms nvmlDeviceGetPcieThroughput)",
-         panel="gpu-pcie", label="{device} received"),
+         panel="gpu-pcie", label="{device} received",
+         prometheus="sacred_gpu_pcie_receive_bytes_per_second", dcgm="DCGM_FI_PROF_PCIE_RX_BYTES"),
     _gpu("ecc_corrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(CORRECTED, VOLATILE)",
-         "corrected ECC errors since the driver loaded", panel="gpu-ecc", label="{device} corrected"),
+         "corrected ECC errors since the driver loaded", panel="gpu-ecc", label="{device} corrected",
+         prometheus="sacred_gpu_ecc_corrected_errors", dcgm="DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"),
     _gpu("ecc_uncorrected", "errors", "slow", "last", "nvmlDeviceGetTotalEccErrors(UNCORRECTED, VOLATILE)",
-         "uncorrected ECC errors since the driver loaded", panel="gpu-ecc", label="{device} uncorrected"),
+         "uncorrected ECC errors since the driver loaded", panel="gpu-ecc", label="{device} uncorrected",
+         prometheus="sacred_gpu_ecc_uncorrected_errors", dcgm="DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"),
     _gpu("proc_mem_mib", "MiB", "slow", "max", "nvmlDeviceGet{Compute,Graphics}RunningProcesses",
          "memory used by the training process and its children (DataLoader workers)", panel="gpu-proc-mem",
-         summary="proc_mem_peak_mib", summarize="max", title="GPU memory of the run's processes"),
+         summary="proc_mem_peak_mib", summarize="max", title="GPU memory of the run's processes",
+         prometheus="sacred_gpu_process_memory_used_bytes"),
     MetricSpec("sys/gpu{i}/mig{j}/mem_used_mib", "MiB", "fast", "max", "nvmlDeviceGetMemoryInfo(MIG device)",
-               "memory used in a MIG instance", panel="gpu-mem"),
+               "memory used in a MIG instance", panel="gpu-mem",
+               prometheus="sacred_gpu_mig_memory_used_bytes", dcgm="DCGM_FI_DEV_FB_USED"),
     MetricSpec("sys/gpu{i}/mig{j}/mem_total_mib", "MiB", "slow", "last", "nvmlDeviceGetMemoryInfo(MIG device)",
-               "memory size of a MIG instance", panel="gpu-mem", label="{device} total", reference=True),
+               "memory size of a MIG instance", panel="gpu-mem", label="{device} total", reference=True,
+               prometheus="sacred_gpu_mig_memory_total_bytes"),
     MetricSpec("sys/cpu/util_pct", "%", "fast", "mean", "psutil.cpu_percent", "system CPU utilization, all cores",
-               panel="cpu", summary="cpu_util_mean_pct", summarize="mean", title="host CPU, all cores"),
+               panel="cpu", summary="cpu_util_mean_pct", summarize="mean", title="host CPU, all cores",
+               prometheus="sacred_host_cpu_utilization_ratio"),
     MetricSpec("sys/proc/cpu_pct", "% of a core", "fast", "mean", "psutil.Process.cpu_percent",
                "CPU used by the training process and its children", panel="proc-cpu", summary="proc_cpu_mean_pct",
-               summarize="mean", title="CPU of the run's processes"),
+               summarize="mean", title="CPU of the run's processes",
+               prometheus="sacred_process_cpu_cores"),
     MetricSpec("sys/proc/rss_mib", "MiB", "fast", "max", "psutil.Process.memory_info().rss",
                "resident memory of the training process and its children", panel="proc-rss",
-               label="RSS", summary="proc_rss_peak_mib", summarize="max", title="RAM of the run's processes (RSS)"),
+               label="RSS", summary="proc_rss_peak_mib", summarize="max", title="RAM of the run's processes (RSS)",
+               prometheus="sacred_process_resident_memory_bytes"),
     MetricSpec("sys/proc/threads", "threads", "fast", "max", "psutil.Process.num_threads",
-               "threads of the training process and its children", panel="proc-count", label="threads"),
+               "threads of the training process and its children", panel="proc-count", label="threads",
+               prometheus="sacred_process_threads"),
     MetricSpec("sys/proc/count", "processes", "fast", "max", "psutil.Process.children",
-               "the training process and its children", panel="proc-count", label="processes"),
+               "the training process and its children", panel="proc-count", label="processes",
+               prometheus="sacred_process_count"),
     MetricSpec("sys/mem/used_mib", "MiB", "fast", "max", "psutil.virtual_memory / cgroup memory.current",
                "RAM used (the container's, where a cgroup limit applies)", panel="ram", label="host used",
-               summary="mem_used_peak_mib", summarize="max", title="host RAM used"),
+               summary="mem_used_peak_mib", summarize="max", title="host RAM used",
+               prometheus="sacred_host_memory_used_bytes"),
     MetricSpec("sys/mem/available_mib", "MiB", "fast", "mean", "psutil.virtual_memory / cgroup memory.max",
-               "RAM available (to the container, where a cgroup limit applies)", panel="ram", label="available"),
+               "RAM available (to the container, where a cgroup limit applies)", panel="ram", label="available",
+               prometheus="sacred_host_memory_available_bytes"),
     MetricSpec("sys/mem/used_pct", "%", "fast", "max", "psutil.virtual_memory / cgroup", "RAM used, % of the limit",
-               panel="ram-pct", label="used"),
+               panel="ram-pct", label="used",
+               prometheus="sacred_host_memory_used_ratio"),
     MetricSpec("sys/swap/used_mib", "MiB", "fast", "max", "psutil.swap_memory", "swap used", panel="ram",
-               label="swap used"),
+               label="swap used",
+               prometheus="sacred_host_swap_used_bytes"),
     MetricSpec("sys/disk/read_mib_s", "MiB/s", "fast", "mean", "psutil.disk_io_counters", "disk reads, all disks",
-               panel="disk", label="read"),
+               panel="disk", label="read",
+               prometheus="sacred_host_disk_read_bytes_per_second"),
     MetricSpec("sys/disk/write_mib_s", "MiB/s", "fast", "mean", "psutil.disk_io_counters", "disk writes, all disks",
-               panel="disk", label="write"),
+               panel="disk", label="write",
+               prometheus="sacred_host_disk_write_bytes_per_second"),
     MetricSpec("sys/net/rx_mib_s", "MiB/s", "fast", "mean", "psutil.net_io_counters", "network received",
-               panel="net", label="rx"),
+               panel="net", label="rx",
+               prometheus="sacred_host_network_receive_bytes_per_second"),
     MetricSpec("sys/net/tx_mib_s", "MiB/s", "fast", "mean", "psutil.net_io_counters", "network sent", panel="net",
-               label="tx"),
+               label="tx",
+               prometheus="sacred_host_network_transmit_bytes_per_second"),
     MetricSpec("sys/disk/workdir_used_pct", "%", "slow", "last", "psutil.disk_usage(cwd)",
-               "disk usage of the working directory's file system", panel="workdir-pct", label="used"),
+               "disk usage of the working directory's file system", panel="workdir-pct", label="used",
+               prometheus="sacred_host_workdir_disk_used_ratio"),
     MetricSpec("sys/disk/workdir_free_gib", "GiB", "slow", "last", "psutil.disk_usage(cwd)",
-               "free space on the working directory's file system", panel="workdir", label="free"),
+               "free space on the working directory's file system", panel="workdir", label="free",
+               prometheus="sacred_host_workdir_disk_free_bytes"),
 )
 
 
@@ -248,4 +293,17 @@ def markdown_table() -> str:
     rows += [
         f"| `{s.name}` | {s.unit} | {s.tier} | {s.window} | `{s.source}` | {s.description} |" for s in CATALOG
     ]
+    return "\n".join(rows)
+
+
+def prometheus_table() -> str:
+    """The README's table of the gauges sacred-board's ``/metrics`` serves for the catalog's rows, with DCGM
+    exporter's field for the same reading."""
+    rows = ["| Prometheus gauge | labels | from | DCGM exporter |", "| --- | --- | --- | --- |"]
+    for spec in CATALOG:
+        labels = "run, GPU, MIG" if "{j}" in spec.name else "run, GPU" if spec.name.startswith(GPU_TEMPLATE) else "run"
+        scale = PROMETHEUS_SCALE[spec.unit]
+        factor = {0.01: " / 100", 2.0**20: " x 2^20", 2.0**30: " x 2^30", 1e6: " x 10^6"}.get(scale, "")
+        source = f"`{spec.name}`{factor} ({spec.unit})"
+        rows.append(f"| `{spec.prometheus}` | {labels} | {source} | {f'`{spec.dcgm}`' if spec.dcgm else '-'} |")
     return "\n".join(rows)

@@ -139,6 +139,17 @@ ROLLUPS = ("min", "max", "mean", "last", "first", "min_step", "max_step")
 
 #: Field of the run document holding the system roll-ups (tier 3), e.g. ``system.gpu_util_mean_pct``.
 SYSTEM_FIELD = "system"
+#: Field of the run document holding the system metrics' values over the last heartbeat window, kept current at
+#: every heartbeat so a live view (the board's ``/metrics``) reads one document per running run:
+#: ``{"t": <the window's last sample time>, "values": {<metric name without "sys/">: value}}``.
+LATEST_FIELD = "system_latest"
+
+
+def latest_document(time: _dt.datetime | None, values: Mapping[str, float]) -> dict[str, Any]:
+    """The :data:`LATEST_FIELD` value for one window's ``values`` (keyed by metric name, ``sys/`` or not)."""
+    return {"t": time, "values": {name.removeprefix(SYSTEM_PREFIX): value for name, value in values.items()}}
+
+
 #: Field of the run document saying how the observer sampled the run: ``{"interval_s": 1.0, "slow_interval_s":
 #: 10.0}``, or ``None`` where sampling was off (absent in runs recorded before it, and in Sacred's own runs).
 SAMPLING_FIELD = "sampling"

@@ -10,20 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import mongomock
 import pytest
-from werkzeug.serving import make_server
 
-from dashboard.app import create_app
 from dashboard.board import Board
 from sacred_gpu import connection
 from sacred_gpu.read.store import RunStore, connect
+from tests.support.serving import Served
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -56,25 +53,6 @@ def page(browser: Any) -> Iterator[Any]:
     page.js_errors = errors
     yield page
     context.close()
-
-
-class Served:
-    """A board served in a background thread: ``url``, ``store``, ``client``."""
-
-    def __init__(self, board: Board, auth: tuple[str, str] | None = None) -> None:
-        self.board = board
-        self.store: RunStore = board.store
-        app = create_app(board, auth=auth)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.server = make_server("127.0.0.1", port, app.server, threaded=True)
-        self.url = f"http://127.0.0.1:{port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture()

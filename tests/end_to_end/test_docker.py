@@ -145,6 +145,35 @@ def test_trainer_journals_into_a_named_volume() -> None:
     assert mounts(spec["services"]["trainer"])[env()["SACRED_GPU_SPOOL"]] in spec["volumes"]
 
 
+def test_monitoring_profile_scrapes_the_board_and_provisions_grafana() -> None:
+    """Prometheus scrapes the board's /metrics; Grafana gets the data source the dashboard's panels name and the
+    dashboard itself; every monitoring service has a healthcheck and a named volume where it keeps data."""
+    spec = compose()
+    services = spec["services"]
+    for name in ("prometheus", "grafana", "dcgm-exporter", "node-exporter"):
+        assert services[name]["profiles"] and services[name]["healthcheck"]["test"], name
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert mounts(prometheus)["/prometheus"] in spec["volumes"]
+    assert mounts(grafana)["/var/lib/grafana"] in spec["volumes"]
+    config = yaml.safe_load((DOCKER / mounts(prometheus)["/etc/prometheus/prometheus.yml"]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    [target] = jobs["sacred-board"]["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert jobs["sacred-board"]["metrics_path"] == "/metrics" and host == "board"
+    assert f"127.0.0.1:{port}:{port}" in services["board"]["ports"]
+    for job, service in (("dcgm-exporter", "dcgm-exporter"), ("node-exporter", "node-exporter")):
+        assert jobs[job]["static_configs"][0]["targets"][0].split(":")[0] == service
+    provisioning = DOCKER / mounts(grafana)["/etc/grafana/provisioning"]
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and urlsplit(source["url"]).hostname == "prometheus"
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "sacred-gpu.yml").read_text())["providers"]
+    dashboards = DOCKER / mounts(grafana)[provider["options"]["path"]]
+    dashboard = json.loads((dashboards / "sacred-gpu.json").read_text())
+    uids = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
+    assert uids == {source["uid"]}
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].startswith(provider["options"]["path"])
+
+
 def test_images_build_from_the_repository_root_with_the_dockerfile() -> None:
     for name in ("board", "trainer"):
         build = compose()["services"][name]["build"]

@@ -156,6 +156,7 @@ def test_runs_table_queries_are_served(client: Any, monkeypatch: pytest.MonkeyPa
         Read("groups", lambda: store.groups("config.lr", "loss.min")),
         Read("groups, filtered", lambda: store.groups("experiment", "loss.min", "status == COMPLETED")),
         Read("sparklines", lambda: store.sparklines([1, 2, 3], ["loss", "acc"])),
+        Read("running runs, for /metrics", store.live_runs),
     ]
     log = QueryLog()
     with log.recording(monkeypatch):

@@ -223,3 +223,28 @@ def test_a_field_added_to_the_catalog_reaches_samples_series_rollups_and_a_panel
     panels = {panel.key: panel for panel in system_panels(schema.series_names(doc)[1])}
     assert panels["gpu-occupancy"].columns == {"sys/gpu0/sm_occupancy_pct": "gpu0", "sys/gpu1/sm_occupancy_pct": "gpu1"}
     assert panels["gpu-occupancy"].title == "SM occupancy" and list(panels)[-1] == "gpu-occupancy"
+
+
+def test_each_heartbeat_keeps_the_last_window_values_slow_ones_included(client, db, gpus):
+    """The run document's ``system_latest`` (what ``/metrics`` serves): the last window's value of every metric,
+    changing as the GPUs do; slow metrics keep their last value in the windows that sampled none."""
+    seen = []
+
+    def main(_run):
+        for util in (90, 10):
+            gpus[0].util_pct = util
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                latest = (db.runs.find_one({"_id": _run._id}) or {}).get("system_latest") or {}
+                if latest.get("values", {}).get("gpu0/util_pct") == util:
+                    break
+                time.sleep(0.01)
+            seen.append(latest)
+
+    observer = observer_for(client, FakeNvml(gpus), slow_sample_interval=5.0)
+    run_experiment(main, observer, options={"--beat-interval": 0.05})
+    assert [entry["values"]["gpu0/util_pct"] for entry in seen] == [90, 10]
+    for entry in seen:  # the slow sample was taken once, at the start; every later window still has it
+        assert entry["values"]["gpu0/temp_c"] > 0 and entry["values"]["gpu1/mem_total_mib"] == 40 * 1024
+        assert entry["values"]["cpu/util_pct"] >= 0 and entry["t"] is not None
+    assert seen[1]["t"] > seen[0]["t"]

@@ -10,3 +10,17 @@ from sacred_gpu.schema import catalog
 def test_readme_lists_every_system_metric():
     readme = Path(__file__).parents[2].joinpath("README.md").read_text()
     assert catalog.markdown_table() in readme
+    assert catalog.prometheus_table() in readme
+
+
+def test_the_cli_prints_both_tables(capsys):
+    from sacred_gpu.cli import main
+
+    assert main(["metrics-table"]) == 0
+    assert capsys.readouterr().out == catalog.markdown_table() + "\n"
+    assert main(["metrics-table", "--prometheus"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == catalog.prometheus_table() + "\n"
+    row = ("| `sacred_gpu_memory_used_bytes` | run, GPU | `sys/gpu{i}/mem_used_mib` x 2^20 (MiB) "
+           "| `DCGM_FI_DEV_FB_USED` |")
+    assert row in printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -58,3 +59,35 @@ def gpu_run(client, lr: float, metric: str | None = None) -> None:
 
     run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.05),
                    config={"lr": lr, "note": "gpu"})
+
+
+class RunningGpuRun:
+    """A real Sacred run (experiment ``prom_exp``) on two simulated GPUs sampled every 0.02 s, in a thread: it logs
+    ``loss`` at steps 0-2 (last value 1/3), then runs until :meth:`finish` (or 60 s). ``with`` starts it and waits
+    for the points, and finishes it."""
+
+    def __init__(self, client: Any) -> None:
+        self.logged, self.done = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(client,))
+
+    def _run(self, client: Any) -> None:
+        def main(_run: Any) -> None:
+            for step in range(3):
+                _run.log_scalar("loss", 1.0 / (step + 1), step)
+            self.logged.set()
+            self.done.wait(60)
+
+        run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml(two_gpus()), sample_interval=0.02),
+                       name="prom_exp")
+
+    def __enter__(self) -> RunningGpuRun:
+        self.thread.start()
+        assert self.logged.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.thread.join(30)
