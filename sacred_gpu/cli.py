@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 logger = logging.getLogger("sacred_gpu")
 
@@ -45,7 +46,6 @@ def _sync(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sacred_gpu import connection
-    from sacred_gpu.record import quarantine
     from sacred_gpu.record.spool import default_spool
     from sacred_gpu.record.sync import sync_spool
 
@@ -53,25 +53,56 @@ def _sync(args: argparse.Namespace) -> int:
     if args.mongo or args.mu:
         spec = connection.parse_mongo_spec(args.mu or args.mongo)
         url, db_name = spec.url or "localhost:27017", spec.db_name
+    if args.follow:
+        if not args.spool:
+            sys.stderr.write("sacred-gpu sync --follow: name the folder to follow\n")
+            return 2
+        return _follow(Path(args.spool), args, url=url, db_name=db_name, timeout=args.timeout)
     spool = Path(args.spool) if args.spool else default_spool()
     results = sync_spool(spool, url=url, db_name=db_name, force=args.force, timeout=args.timeout)
     for result in results:
         aside = f"  ({result.set_aside} set aside in quarantine)" if result.set_aside else ""
         sys.stdout.write(f"{result.outcome:<12} run {result.run_id}  {result.folder}  {result.detail}{aside}\n")
-    held = quarantine.entries(spool)
-    if held and args.discard_quarantine:
-        count = quarantine.discard(spool)
-        sys.stdout.write(f"discarded {count} quarantined entries of {spool / quarantine.FOLDER}\n")
-        held = []
-    if held:
-        sys.stdout.write(f"QUARANTINED: {len(held)} entries could not be written to MongoDB and are kept in "
-                         f"{spool / quarantine.FOLDER} (remove them with --discard-quarantine once dealt with):\n")
-        for entry in held:
-            sys.stdout.write(f"  {entry.describe()}\n")
+    held = _report_quarantine(spool, args.discard_quarantine)
     if not results and not held:
         sys.stdout.write(f"nothing to sync in {spool}\n")
     ok = all(r.outcome in ("synced", "running", "busy", "gone") for r in results)
     return 0 if ok and not held else 1
+
+
+def _follow(folder: Any, args: argparse.Namespace, **sync_options: Any) -> int:
+    """``sync --follow DIR``: upload DIR's journals as they grow, until Ctrl-C (or, ``--until-complete``, until each
+    is complete)."""
+    from sacred_gpu.record.follow import Follower
+
+    follower = Follower(folder, args.books, **sync_options)
+    sys.stdout.write(f"following {folder} (books in {follower.books}); Ctrl-C stops\n")
+    results = []
+    try:
+        results = follower.run(args.interval, until_complete=args.until_complete)
+    except KeyboardInterrupt:
+        pass
+    for result in results:
+        sys.stdout.write(f"{result.outcome:<12} run {result.run_id}  {result.folder}  {result.detail}\n")
+    held = _report_quarantine(follower.books, args.discard_quarantine)
+    return 0 if all(r.outcome in ("complete", "following", "waiting") for r in results) and not held else 1
+
+
+def _report_quarantine(root: Any, discard: bool) -> list[Any]:
+    """List what ``root``'s quarantine holds (or discard it, as asked); what is still held."""
+    from sacred_gpu.record import quarantine
+
+    held = quarantine.entries(root)
+    if held and discard:
+        count = quarantine.discard(root)
+        sys.stdout.write(f"discarded {count} quarantined entries of {root / quarantine.FOLDER}\n")
+        held = []
+    if held:
+        sys.stdout.write(f"QUARANTINED: {len(held)} entries could not be written to MongoDB and are kept in "
+                         f"{root / quarantine.FOLDER} (remove them with --discard-quarantine once dealt with):\n")
+        for entry in held:
+            sys.stdout.write(f"  {entry.describe()}\n")
+    return held
 
 
 def _metrics_table(args: argparse.Namespace) -> int:
@@ -96,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for MongoDB per run (default 30)")
     sync.add_argument("--discard-quarantine", action="store_true",
                       help="delete what is quarantined (records MongoDB refused, damaged journal bytes) after listing")
+    sync.add_argument("--follow", action="store_true",
+                      help="follow SPOOL, a folder another machine writes (Drive, rsync, NFS): upload its journals as "
+                           "they grow, never writing into it, until Ctrl-C")
+    sync.add_argument("--interval", type=float, default=2.0, help="with --follow: seconds between looks (default 2)")
+    sync.add_argument("--books", metavar="DIR",
+                      help="with --follow: where to keep what was uploaded (default: in the user data dir)")
+    sync.add_argument("--until-complete", action="store_true",
+                      help="with --follow: stop once every journal found has been uploaded to its end")
     sync.set_defaults(handler=_sync)
     table = commands.add_parser("metrics-table", help="print the table of system metrics (Markdown)")
     table.add_argument("--prometheus", action="store_true", help="the table of their Prometheus gauges instead")

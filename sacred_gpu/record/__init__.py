@@ -6,8 +6,8 @@
 - :mod:`.journal` (with :mod:`.journal_frames` and :mod:`.spool`): the write-ahead journal on disk.
 - :mod:`.recorder` (with :mod:`.replayer`): a run's journal and its writer thread; replaying journals.
 - :mod:`.writer` (with :mod:`.writer_files` and :mod:`.writer_edits`): the only code that writes to MongoDB.
-- :mod:`.uploads`, :mod:`.quarantine`, :mod:`.sync`: files uploaded beside records, what MongoDB refused, and
-  ``sacred-gpu sync``.
+- :mod:`.uploads`, :mod:`.quarantine`, :mod:`.sync`, :mod:`.follow`: files uploaded beside records, what MongoDB
+  refused, ``sacred-gpu sync``, and ``sync --follow`` (a folder another machine writes, uploaded as it grows).
 - :mod:`.own_lines`, :mod:`.gc_freeze`: our log lines kept out of captured output; short garbage collections.
 
 Importing this package imports none of them (the observer needs Sacred, the journal does not).

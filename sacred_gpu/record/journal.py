@@ -13,6 +13,11 @@ lands only in part (a full disk, a short write) is rolled back by truncating the
 before anything else is appended, so no record ever lands behind a torn one. Each process starts a segment of its
 own, so it never appends behind bytes another process may have left torn.
 
+Two records are the journal's own, never written to MongoDB (:data:`MARKS`): a process that fills a segment ends it
+with a ``seal`` record before starting the next, and a run's recorder ends the journal with an ``end`` record. A
+reader of a copy that arrives in pieces (a followed folder, :mod:`sacred_gpu.record.follow`) can then tell a whole
+segment from one still on its way.
+
 Segments wholly acknowledged are deleted as MongoDB acknowledges them; a journal folder is removed only once every
 record in it is acknowledged and every damaged region has been copied to the quarantine (see
 :mod:`sacred_gpu.record.quarantine`). Journals written by sacred-gpu 0.1 (``NNNNNN.bson``: BSON documents back to back,
@@ -33,7 +38,7 @@ from typing import IO, Any
 
 from sacred_gpu.record import journal_frames as frames
 from sacred_gpu.record.journal_frames import Damage, Entry, Position
-from sacred_gpu.record.spool import FILE_MODE, FOLDER_MODE, make_private_folder, write_atomically
+from sacred_gpu.record.spool import FILE_MODE, FOLDER_MODE, QUARANTINE, make_private_folder, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,10 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 
 #: Environment variable naming the spool directory.
 SPOOL_ENV = "SACRED_GPU_SPOOL"
+
+#: The journal's own records (``op``): ``seal`` ends a full segment (the next one follows), ``end`` the run's journal.
+SEAL, END = "seal", "end"
+MARKS = frozenset({SEAL, END})
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -138,14 +147,28 @@ class Journal:
             self._size += len(data)
 
     def _open_segment(self) -> None:
-        """Start a new segment after every existing one (never append behind another process's bytes)."""
+        """Start a new segment after every existing one (never append behind another process's bytes); a full
+        segment is sealed first."""
         if self._fd is not None:
+            self._seal()
             os.close(self._fd)
             self._fd = None
         segments = self.segments()
         self._segment = max([self._segment, *segments]) + 1
         self._fd = os.open(self._segment_path(self._segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._size = 0
+
+    def _seal(self) -> None:
+        """End the full segment with a ``seal`` record; a seal the disk refuses is rolled back (a reader of a copy
+        in pieces then waits for the run's ``end`` before it reads on)."""
+        try:
+            _write_all(self._fd, frames.frame({"op": SEAL}))  # type: ignore[arg-type]
+        except OSError:
+            self._roll_back()
+
+    def mark_end(self) -> None:
+        """End the run's journal with an ``end`` record (nothing is appended after it). Raises ``OSError``."""
+        self.append({"op": END})
 
     def _roll_back(self) -> None:
         """Cut what a failed write left of its record; if even that fails, the next append starts a new segment."""
@@ -193,6 +216,15 @@ class Journal:
         """Keep a text for upload as a file; returns its spooled name."""
         return self.spool_bytes(text.encode("utf-8"), suffix)
 
+    def discard_copy(self, name: str) -> None:
+        """Remove the spooled copy ``name`` once MongoDB has it."""
+        (self.files / name).unlink(missing_ok=True)
+
+    @property
+    def quarantine_folder(self) -> Path:
+        """Where this journal's quarantine is kept (:mod:`sacred_gpu.record.quarantine`)."""
+        return self.folder.parent / QUARANTINE / self.folder.name
+
     # -- reading --------------------------------------------------------------------------------------------------
     def segments(self) -> list[int]:
         names = (p.name for p in self.folder.iterdir() if p.suffix in (frames.SUFFIX, frames.LEGACY_SUFFIX))
@@ -213,7 +245,8 @@ class Journal:
 
     def read(self, start: Position, max_records: int = 10_000, *,
              tail_is_damage: bool = False) -> Iterator[tuple[Entry, Position]]:
-        """Records (dicts) and damaged regions (:class:`Damage`) from ``start`` on, each with the position after it.
+        """Records (dicts) and damaged regions (:class:`Damage`) from ``start`` on, each with the position after it
+        (the journal's own :data:`MARKS` are passed over).
 
         ``max_records`` bounds the records yielded. An incomplete frame at the very end of the last segment is a
         record still being written unless ``tail_is_damage`` (the process that wrote it is gone); a reader in the
@@ -231,6 +264,8 @@ class Journal:
             for entry, end in frames.read_segment(self._segment_path(segment), segment, offset, limit,
                                             tail_is_damage or not last):
                 position = (segment, end)
+                if not isinstance(entry, Damage) and entry.get("op") in MARKS:
+                    continue  # the journal's own (see the module's docstring)
                 if isinstance(entry, Damage):
                     if last and written and position < written and end == entry.end == _size(self, segment):
                         # a torn tail of a journal cut short: the cut is part of the damage
@@ -266,6 +301,16 @@ class Journal:
                 except FileNotFoundError:  # trimmed meanwhile
                     continue
         return max(0, total - offset)
+
+    def last_write(self) -> float:
+        """When a record was last appended (the newest segment's modification time, Unix time; 0 without one)."""
+        times = []
+        for number in self.segments():
+            try:
+                times.append(self._segment_path(number).stat().st_mtime)
+            except FileNotFoundError:  # trimmed meanwhile
+                continue
+        return max(times, default=0.0)
 
     def pending(self) -> bool:
         """Whether anything journaled (a record or a damaged region) is not acknowledged yet."""

@@ -29,14 +29,14 @@ import bson
 
 from sacred_gpu.record.journal import Journal
 from sacred_gpu.record.journal_frames import Damage
-from sacred_gpu.record.spool import FILE_MODE, make_private_folder
+from sacred_gpu.record.spool import FILE_MODE, QUARANTINE, make_private_folder
 
 logger = logging.getLogger(__name__)
 
 #: Entries of one journal logged as ERROR each; later ones are logged at DEBUG (``sacred-gpu sync`` lists them all).
 LOUD_ENTRIES = 3
 #: Folder of a spool that holds the quarantines of its journals.
-FOLDER = "quarantine"
+FOLDER = QUARANTINE
 _LOG = "entries.jsonl"
 
 
@@ -61,7 +61,7 @@ class Quarantine:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self.folder = journal.folder.parent / FOLDER / journal.folder.name
+        self.folder = journal.quarantine_folder
         self._lock = threading.Lock()
         self._logged = 0
 

@@ -13,6 +13,7 @@ import collections
 import datetime as dt
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ def start_recorder(journal: Journal, writer: MongoWriter | None, run_id: Any, *,
 
 def initial_state(target: dict[str, Any]) -> dict[str, Any]:
     """A new journal's state: where the run is headed (``target``: url without password, db_name, prefix, ...)."""
-    return dict(target, run_id=None, pid=os.getpid(), finished=False, offline=None,
+    return dict(target, run_id=None, pid=os.getpid(), host=socket.gethostname(), finished=False, offline=None,
                 created=dt.datetime.now(dt.timezone.utc).isoformat())
 
 
@@ -224,6 +225,7 @@ class Recorder:
                 logger.error("sacred-gpu: %d records of run %s could not be journaled (%s is not writable) and are "
                              "LOST", len(self._held) + self.lost, self.run_id, self.journal.folder)
         try:
+            self.journal.mark_end()  # a copy arriving in pieces is whole once this record is in
             self.journal.update_state(finished=True, end=self.journal.end())  # a reader can tell a cut journal
         except OSError as exc:
             logger.warning("sacred-gpu: cannot mark the journal %s finished (%s)", self.journal.folder, exc)

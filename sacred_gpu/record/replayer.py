@@ -104,7 +104,7 @@ class Replayer:
             self.journal.ack(target)
         for name in [*uploaded, *(upload.rec.get("spooled") for upload in done)]:
             if name:
-                (self.journal.files / name).unlink(missing_ok=True)
+                self.journal.discard_copy(name)
 
     def _apply(self, rec: dict[str, Any], retry: bool) -> None:
         try:

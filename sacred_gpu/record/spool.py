@@ -15,14 +15,21 @@ logger = logging.getLogger(__name__)
 SPOOL_ENV = "SACRED_GPU_SPOOL"
 #: Permissions of what the journal creates: it may hold a URL with a user name, and the run's data.
 FOLDER_MODE, FILE_MODE = 0o700, 0o600
+#: Folder of a spool holding the quarantines of its journals (:mod:`sacred_gpu.record.quarantine`).
+QUARANTINE = "quarantine"
+
+
+def data_dir() -> Path:
+    """sacred-gpu's folder in the user's data directory: ``$XDG_DATA_HOME/sacred-gpu`` (``~/.local/share``)."""
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return (Path(data_home) / "sacred-gpu").absolute()
 
 
 def default_spool() -> Path:
     """``$SACRED_GPU_SPOOL``, else the user's data directory (``$XDG_DATA_HOME/sacred-gpu/spool``), absolute."""
     if os.environ.get(SPOOL_ENV):
         return Path(os.environ[SPOOL_ENV]).expanduser().absolute()
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return (Path(data_home) / "sacred-gpu" / "spool").absolute()
+    return data_dir() / "spool"
 
 
 def make_private_folder(path: Path) -> Path:

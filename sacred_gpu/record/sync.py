@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,18 @@ def journals(spool: Path) -> list[Journal]:
     return [Journal(folder) for _, folder in sorted(folders)]
 
 
+def _recording(journal: Journal, state: dict[str, Any]) -> str | None:
+    """Why the journal's run may still be recording (its process is alive here; on another host, whose processes
+    cannot be seen from here, its journal was written to in the last :data:`schema.DEAD_AFTER` seconds: its
+    heartbeats are records), or ``None``."""
+    host = state.get("host")
+    if host and host != socket.gethostname():
+        age = time.time() - journal.last_write()
+        return f"its process runs on {host} and wrote to the journal {age:.0f} s ago" \
+            if age < schema.DEAD_AFTER else None
+    return f"process {state['pid']} is still running" if _alive(state.get("pid")) else None
+
+
 def _alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid == os.getpid():
         return False
@@ -78,8 +91,9 @@ def sync_journal(journal: Journal, *, client: Any = None, url: str | None = None
     state = journal.state()
     if not state:  # removed by the sync that held the lock before us
         return SyncResult(journal.folder, None, "gone", "uploaded by another sync meanwhile")
-    if not force and not state.get("finished") and _alive(state.get("pid")):
-        return SyncResult(journal.folder, state.get("run_id"), "running", f"process {state['pid']} is still running")
+    why = None if force or state.get("finished") else _recording(journal, state)
+    if why:
+        return SyncResult(journal.folder, state.get("run_id"), "running", why)
     target_url = url or connection.with_password(state.get("url"), os.environ.get(PASSWORD_ENV))
     target_db = db_name or state.get("db_name") or connection.DEFAULT_DB
     where = connection.describe(target_url, target_db)

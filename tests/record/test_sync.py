@@ -216,3 +216,19 @@ def test_journals_lists_runs_and_not_the_quarantine(tmp_path):
     journal = Journal.create(tmp_path, {})
     (tmp_path / "quarantine" / journal.folder.name).mkdir(parents=True)
     assert [j.folder for j in journals(tmp_path)] == [journal.folder]
+
+
+def test_a_journal_written_on_another_host_is_running_while_its_heartbeats_arrive(client, db, spool):
+    """On a shared folder (NFS) a journal's process may run on another host, where its pid means nothing: the
+    journal's own heartbeats (records appended) say whether it is still recording."""
+    run = run_experiment(logging_steps(30), observer(client, offline=True))
+    [journal] = journals(spool)
+    journal.update_state(finished=False, host="gpu-node-17", pid=1)  # as its copy looks while the run goes on
+    [result] = sync_spool(spool, client=client)
+    assert result.outcome == "running" and "gpu-node-17" in result.detail
+    old = time.time() - 600  # no heartbeat for ten minutes: the run is gone
+    for segment in journal.folder.glob("*.log"):
+        os.utime(segment, (old, old))
+    [result] = sync_spool(spool, client=client)
+    assert result.outcome == "synced" and sorted(stored_steps(db, result.run_id)) == list(range(30))
+    assert run.status == "COMPLETED"
