@@ -16,6 +16,7 @@ import datetime as dt
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,6 +162,26 @@ def metric_figure(lines: Sequence[Line], *, x_mode: str = "step", smoothing: flo
     figure.update_yaxes(type="log" if log_y else "linear")
     _set_range(figure, x_range)
     return figure
+
+
+def extendable(figure: go.Figure) -> dict[str, Any]:
+    """``figure`` as Dash sends it, its traces' x and y as plain lists, so that Plotly's ``extendTraces`` (Dash's
+    ``extendData``) can append to them: plotly sends arrays as base64 typed-array specs (lists too: it turns them
+    into arrays), which ``extendTraces`` leaves as they are. Datetimes become ISO strings (milliseconds)."""
+    sent = figure.to_plotly_json()
+    for trace, spec in zip(figure.data, sent["data"]):
+        for axis in ("x", "y"):
+            if getattr(trace, axis, None) is not None:
+                spec[axis] = plain(getattr(trace, axis))
+    return sent
+
+
+def plain(values: Any) -> list:
+    """Values of a trace's axis as a JSON list (datetimes as ISO strings, to the millisecond)."""
+    array = np.asarray(values)
+    if np.issubdtype(array.dtype, np.datetime64):
+        return np.datetime_as_string(array, unit="ms").tolist()
+    return array.tolist()
 
 
 def system_figure(panel: Panel, samples: pd.DataFrame, *, x_mode: str = "wall", start: dt.datetime | None = None,

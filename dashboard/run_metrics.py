@@ -37,6 +37,8 @@ METRIC = "run-plots-metric"  # pattern id type: {"type": METRIC, "name": <metric
 METRIC_ZOOM = "run-plots-metric-zoom"  # dcc.Store per metric panel: what it shows (shown_state())
 #: Most metric panels a tab draws at once (the filter finds the others).
 MAX_PANELS = 48
+#: Key of a metric figure's ``layout.meta`` marking a line that grows as points arrive (see :func:`new_points`).
+EXTENDABLE = "extendable"
 #: The smoothing slider's marks: far enough apart to read at the slider's width.
 SMOOTHING_MARKS = {0: "0", 0.25: "0.25", 0.5: "0.5", 0.75: "0.75", 0.99: "0.99"}
 
@@ -101,7 +103,8 @@ def metric_panels(run: Mapping[str, Any], drawn: Mapping[str, go.Figure] | None 
                        className="note")]
     panels = []
     for name in names:
-        panel = graph(name, {"type": METRIC, "name": name}, figure=(drawn or {}).get(name),
+        figure = (drawn or {}).get(name)
+        panel = graph(name, {"type": METRIC, "name": name}, figure=sent(figure) if figure is not None else None,
                       csv=series_csv.metric_url(run["run_id"], name))
         panel.children.append(dcc.Store(id={"type": METRIC_ZOOM, "name": name}, data=(states or {}).get(name)))
         panels.append(panel)
@@ -153,7 +156,10 @@ def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = 
                                    log_y=log_y, x_range=x_range)
     shown = len(figure.data[0].x) if figure.data else 0
     count = f"{len(frame):,} point{'s' if len(frame) != 1 else ''}"
-    if x_range is None:
+    if x_range is None and every and run.get("running") and not smoothing and len(frame) <= figures.MAX_POINTS:
+        note = "every point, new ones added as they arrive"  # no count: the line grows (see new_points)
+        figure.update_layout(meta={EXTENDABLE: True})
+    elif x_range is None:
         note = f"{count}, {shown:,} drawn" if every else \
             f"overview of {total:,} points: {len(frame):,} read, {shown:,} drawn; zoom in for every point"
     else:
@@ -163,25 +169,58 @@ def metric_panel(board: Board, run: Mapping[str, Any], name: str, x_mode: str = 
     return figure
 
 
+def new_points(board: Board, run: Mapping[str, Any], name: str, shown: Mapping[str, Any],
+               seen: list | None) -> dict[str, Any] | None:
+    """The points of metric ``name`` logged since its panel was drawn, as the ``extendData`` that appends them to
+    its line; ``None`` where the panel must be drawn again instead: it is zoomed or smoothed, it drew a downsampled
+    overview (over :data:`figures.MAX_POINTS` points), or the series did not simply grow at its end."""
+    drawn = shown.get("seen")
+    if shown.get("range") or shown.get("smoothing") or not drawn or not seen or None in (*drawn, *seen) \
+            or seen[0] > figures.MAX_POINTS or seen[0] <= drawn[0] or seen[1] <= drawn[1]:
+        return None
+    frame = board.store.metric_range(run["run_id"], name, drawn[1])
+    frame = frame[frame["step"] > drawn[1]]
+    if len(frame) != seen[0] - drawn[0]:
+        return None
+    x = figures.x_values(frame, shown.get("x") or "step", context_time(run.get("start")))
+    return {"x": [figures.plain(x.to_numpy())], "y": [figures.plain(frame["value"].to_numpy(dtype=float))]}
+
+
+def sent(figure: go.Figure) -> go.Figure | dict[str, Any]:
+    """A panel's figure as handed to Dash: one whose line grows as points arrive with its arrays as plain lists
+    (:func:`figures.extendable`), others as they are."""
+    return figures.extendable(figure) if (figure.layout.meta or {}).get(EXTENDABLE) else figure
+
+
 # -- callbacks: named functions, registered by register() ------------------------------------------------------------
 def draw(x_mode: str, smoothing: float | None, log_y: list | None, relayout: dict | None, run: dict, graph_id: dict,
-         shown: dict | None) -> tuple[Any, Any, Any]:
-    """One metric panel drawn again: a control changed, it was zoomed, or the run was re-read."""
+         shown: dict | None) -> tuple[Any, Any, Any, Any]:
+    """One metric panel drawn again: a control changed, it was zoomed, or the run was re-read. A re-read sends
+    nothing for a panel whose series has no new point, and only the new points (Plotly's ``extendData``) where
+    its line can simply grow (:func:`new_points`)."""
     shown = shown if isinstance(shown, dict) else {}
     wanted = shown_state(x_mode, smoothing, log_y)
     seen = _seen(run, graph_id["name"])
-    if set(ctx.triggered_prop_ids) == {f"{RUN}.data"} and seen is not None and shown.get("seen") == seen \
+    board = current_board()
+    if set(ctx.triggered_prop_ids) == {f"{RUN}.data"} and seen is not None \
             and all(shown.get(key) == wanted[key] for key in ("x", "smoothing", "log")):
-        raise PreventUpdate  # the run was re-read, this series has no new point: nothing is sent for its panel
+        if shown.get("seen") == seen:
+            raise PreventUpdate  # the run was re-read, this series has no new point: nothing is sent for its panel
+        try:
+            extension = new_points(board, run, graph_id["name"], shown, seen)
+        except ReadError as error:
+            logger.warning("metric %r of run %r: %s", graph_id["name"], run["run_id"], error)
+            raise PreventUpdate from error  # the next re-read tries again
+        if extension is not None:
+            return no_update, no_update, {**shown, "seen": seen}, [extension, [0]]
     zoom = _wanted_zoom(ctx.triggered_prop_ids, graph_id, relayout, shown, wanted)
     try:
-        figure = metric_panel(current_board(), run, graph_id["name"], wanted["x"], wanted["smoothing"],
-                              wanted["log"], zoom)
+        figure = metric_panel(board, run, graph_id["name"], wanted["x"], wanted["smoothing"], wanted["log"], zoom)
     except ReadError as error:
         logger.warning("metric %r of run %r: %s", graph_id["name"], run["run_id"], error)
-        return message(str(error)), no_update, no_update
+        return message(str(error)), no_update, no_update, no_update
     reset = f"{X_MODE}.value" in ctx.triggered_prop_ids or shown.get("x", wanted["x"]) != wanted["x"]
-    return figure, None if reset else no_update, shown_state(x_mode, smoothing, log_y, zoom, seen)
+    return sent(figure), None if reset else no_update, shown_state(x_mode, smoothing, log_y, zoom, seen), no_update
 
 
 def panels(run: dict, shown: list | None, x_mode: str, smoothing: float | None, log_y: list | None, states: list,
@@ -233,6 +272,7 @@ def register(app: Any) -> None:
     app.callback(Output({"type": METRIC, "name": MATCH}, "figure"),
                  Output({"type": METRIC, "name": MATCH}, "relayoutData"),
                  Output({"type": METRIC_ZOOM, "name": MATCH}, "data"),
+                 Output({"type": METRIC, "name": MATCH}, "extendData"),
                  Input(X_MODE, "value"), Input(SMOOTHING, "value"), Input(LOG_Y, "value"),
                  Input({"type": METRIC, "name": MATCH}, "relayoutData"), Input(RUN, "data"),
                  State({"type": METRIC, "name": MATCH}, "id"), State({"type": METRIC_ZOOM, "name": MATCH}, "data"))(draw)

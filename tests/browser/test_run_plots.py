@@ -166,7 +166,9 @@ def test_running_run_plots_follow_new_points_keep_the_zoom_and_add_new_metrics(p
     acc = db.metrics.find_one({"run_id": 1, "name": "acc"})
     db.metrics.update_one({"_id": acc["_id"]}, {"$push": {"steps": 3, "values": 0.9, "timestamps": now}})
     db.runs.update_one({"_id": 1}, {"$set": {f"{schema.METRIC_ROLLUPS_FIELD}.acc.count": 4,
+                                             f"{schema.METRIC_ROLLUPS_FIELD}.acc.last_step": 3,
                                              "heartbeat": now + dt.timedelta(seconds=1)}})
+    # appended to the line drawn (extendData: only the new point is sent)
     wait_for(page, METRIC, "acc", lambda s: s["points"] == [4] and s["xs"][-1] == 3)
     settle(page)
     zoomed = graph(page, METRIC, "loss", 20_000, 21_000)

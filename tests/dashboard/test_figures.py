@@ -364,10 +364,15 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     unchanged = seen["unchanged"]  # None, unless a heartbeat landed in between (it moves the run's last time)
     assert unchanged is None or (unchanged["stop"] != first["stop"] and unchanged["rollups"] == first["rollups"])
     assert later["rollups"]["loss"]["count"] == 12 and later["running"]
-    assert "12 points" in run_metrics.metric_panel(board, later, "loss").layout.annotations[0].text
+    redrawn = run_metrics.metric_panel(board, later, "loss")
+    assert len(redrawn.data[0].x) == 12  # every point: new ones are appended as they arrive (no count to go stale)
+    assert redrawn.layout.annotations[0].text == "every point, new ones added as they arrive"
+    ended = run_metrics.metric_panel(board, {**later, "running": False}, "loss")
+    assert ended.layout.annotations[0].text == "12 points, 12 drawn"
     # a metric logged for the first time: the panels are rebuilt with their figures drawn in
     (panel,) = run_metrics.metric_panels(later, {"loss": run_metrics.metric_panel(board, later, "loss")})
-    assert len(panel.children[1].children.figure.data[0].x) == 12
+    # sent with plain lists, which Plotly's extendTraces can append to (not base64 typed arrays)
+    assert panel.children[1].children.figure["data"][0]["x"] == list(range(12))
     assert panel.children[2].data is None  # the range it shows: the whole series
     (zoomed,) = run_metrics.metric_panels(later, states={"loss": run_metrics.shown_state("step", 0, [], (2, 4))})
     assert zoomed.children[2].id == {"type": run_metrics.METRIC_ZOOM, "name": "loss"}
@@ -382,35 +387,85 @@ def test_running_run_is_reread_and_its_plots_redrawn_until_it_ends(client):
     assert next(c for c in finished.children if getattr(c, "id", None) == run_metrics.TICK).disabled is True
 
 
+def metric_reread(app: Any, name: str, context: dict, shown: dict | None, x_mode: str = "step",
+                  smoothing: float = 0) -> Any:
+    """The metric panel ``name``'s callback through Dash's HTTP path, triggered by a re-read of the run's context."""
+    key = next(k for k in app.callback_map if '"type":"run-plots-metric"}.figure' in k)
+    graph = {"name": name, "type": run_metrics.METRIC}
+    zoom_id = {"name": name, "type": run_metrics.METRIC_ZOOM}
+    return app.server.test_client().post("/_dash-update-component", json={
+        "output": key, "outputs": [{"id": graph, "property": "figure"}, {"id": graph, "property": "relayoutData"},
+                                   {"id": zoom_id, "property": "data"}, {"id": graph, "property": "extendData"}],
+        "inputs": [{"id": run_metrics.X_MODE, "property": "value", "value": x_mode},
+                   {"id": run_metrics.SMOOTHING, "property": "value", "value": smoothing},
+                   {"id": run_metrics.LOG_Y, "property": "value", "value": []},
+                   {"id": graph, "property": "relayoutData", "value": None},
+                   {"id": run_metrics.RUN, "property": "data", "value": context}],
+        "state": [{"id": graph, "property": "id", "value": graph}, {"id": zoom_id, "property": "data", "value": shown}],
+        "changedPropIds": [f"{run_metrics.RUN}.data"]})
+
+
+def answered(response: Any, name: str, prop: str) -> Any:
+    """What a callback answered for the metric panel ``name``'s ``prop`` (``None`` where it left it alone)."""
+    kind = run_metrics.METRIC_ZOOM if prop == "data" else run_metrics.METRIC
+    key = json.dumps({"name": name, "type": kind}, separators=(",", ":"), sort_keys=True)
+    return response.get_json()["response"].get(key, {}).get(prop)
+
+
 def test_a_reread_run_sends_nothing_for_a_panel_without_new_points(long_run):
     """Issue 16: a running run's refresh sends nothing for an unchanged panel. Through Dash's HTTP path: the run's
-    context re-read (its heartbeat moved) with no new point of 'loss' answers 204; a new point redraws it."""
+    context re-read (its heartbeat moved) with no new point of 'loss' answers 204; a new point redraws it (30,000
+    points: drawn as a downsampled overview, which new points cannot simply extend)."""
     from dashboard.app import create_app
 
     board, layout, _ = long_run
     run = run_data(layout)
     app = create_app(board)
-    key = next(k for k in app.callback_map if '"type":"run-plots-metric"}.figure' in k)
-    graph = {"name": "loss", "type": run_metrics.METRIC}
-    zoom_id = {"name": "loss", "type": run_metrics.METRIC_ZOOM}
 
     def reread(context: dict, shown: dict | None) -> Any:
-        return app.server.test_client().post("/_dash-update-component", json={
-            "output": key, "outputs": [{"id": graph, "property": "figure"}, {"id": graph, "property": "relayoutData"},
-                                       {"id": zoom_id, "property": "data"}],
-            "inputs": [{"id": run_metrics.X_MODE, "property": "value", "value": "step"},
-                       {"id": run_metrics.SMOOTHING, "property": "value", "value": 0},
-                       {"id": run_metrics.LOG_Y, "property": "value", "value": []},
-                       {"id": graph, "property": "relayoutData", "value": None},
-                       {"id": run_metrics.RUN, "property": "data", "value": context}],
-            "state": [{"id": graph, "property": "id", "value": graph}, {"id": zoom_id, "property": "data", "value": shown}],
-            "changedPropIds": [f"{run_metrics.RUN}.data"]})
+        return metric_reread(app, "loss", context, shown)
 
     first = reread(run, None)
     assert first.status_code == 200
-    shown = first.get_json()["response"][json.dumps(zoom_id, separators=(",", ":"), sort_keys=True)]["data"]
+    shown = answered(first, "loss", "data")
     assert shown["seen"] == [30_000, 29_999]
     moved = {**run, "stop": "2099-01-01T00:00:00"}  # a heartbeat: the context changed, 'loss' did not
     assert reread(moved, shown).status_code == 204
     grown = {**moved, "rollups": {**run["rollups"], "loss": {**run["rollups"]["loss"], "count": 30_001}}}
-    assert reread(grown, shown).status_code == 200
+    redrawn = reread(grown, shown)
+    assert redrawn.status_code == 200 and answered(redrawn, "loss", "figure") is not None
+    assert answered(redrawn, "loss", "extendData") is None
+
+
+@pytest.mark.parametrize("x_mode", ["step", "wall"])
+def test_a_reread_run_sends_only_the_new_points_of_a_panel_that_drew_every_point(client, x_mode):
+    """Issue 16: a running run's refresh sends only the points newer than those drawn (Plotly's extendData), not
+    its figure again. The panel was drawn when 'loss' had 12 points; 20 are stored now: steps 12-19 are sent."""
+    from dashboard.app import create_app
+
+    def main(_run):
+        for step in range(20):
+            _run.log_scalar("loss", 1.0 / (step + 1), step)
+
+    run_experiment(main, GpuMongoObserver(client=client, nvml=FakeNvml([]), sampling=False))
+    board = Board(connect(client=client))
+    app = create_app(board)
+    now = board.store.run_plots(1).context
+    assert now["rollups"]["loss"]["count"] == 20
+    drawn = {**run_metrics.shown_state(x_mode, 0, []), "seen": [12, 11]}
+    response = metric_reread(app, "loss", now, drawn, x_mode)
+    assert response.status_code == 200
+    assert answered(response, "loss", "figure") is None  # the figure is not sent again
+    [extension, traces] = answered(response, "loss", "extendData")
+    assert traces == [0] and extension["y"] == [[1.0 / (step + 1) for step in range(12, 20)]]
+    if x_mode == "step":
+        assert extension["x"] == [list(range(12, 20))]
+    else:  # the points' wall times, as the figure's x
+        stored = board.store.metrics(1, "loss")["timestamp"].iloc[12:20]
+        assert abs(pd.to_datetime(extension["x"][0]) - pd.to_datetime(stored).to_numpy()).max() < pd.Timedelta("1ms")
+    assert answered(response, "loss", "data")["seen"] == [20, 19]
+    # a smoothed or zoomed panel is drawn again instead
+    for shown, smoothing in ((run_metrics.shown_state(x_mode, 0.5, []), 0.5),
+                             (run_metrics.shown_state(x_mode, 0, [], (0, 5)), 0)):
+        again = metric_reread(app, "loss", now, {**shown, "seen": [12, 11]}, x_mode, smoothing)
+        assert answered(again, "loss", "extendData") is None and answered(again, "loss", "figure") is not None
