@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,8 +90,9 @@ class FollowedJournal(Journal):
         return bool(self._local().get("done"))
 
     # -- bookkeeping in ``books``, never in the copy --------------------------------------------------------------
-    def try_lock(self) -> bool:
-        return _flock(self, self.books / "lock")
+    @property
+    def lock_path(self) -> Path:
+        return self.books / "lock"
 
     def acked(self) -> Position:
         path = self.books / "acked"
@@ -152,22 +152,6 @@ class FollowedJournal(Journal):
             if not sealed:
                 return
             segment, offset = segment + 1, 0
-
-
-def _flock(journal: Journal, path: Path) -> bool:
-    """``Journal.try_lock`` on another lock file."""
-    if journal._lock_file is not None:
-        return True
-    import fcntl
-
-    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return False
-    journal._lock_file = handle
-    return True
 
 
 class Follower:

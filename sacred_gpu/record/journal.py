@@ -101,6 +101,10 @@ class Journal:
             return state
 
     # -- the lock: one process records or syncs a journal at a time -----------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.folder / "lock"
+
     def try_lock(self) -> bool:
         """Take the journal's lock without waiting; False when another process (or journal object) holds it.
 
@@ -112,7 +116,7 @@ class Journal:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no locking
             return True
-        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         handle = os.fdopen(fd, "r+b")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
