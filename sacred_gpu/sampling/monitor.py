@@ -22,8 +22,8 @@ class Window:
     samples: list[tuple[dt.datetime, dict[str, float]]] = field(default_factory=list)
     points: dict[str, tuple[int, float, dt.datetime]] = field(default_factory=dict)
     rollups: dict[str, Any] = field(default_factory=dict)
-    #: each metric's value over this window (by its window rule, before thinning; a slow metric sampled in no
-    #: sample of it: its value in the last window that had it) and the window's last sample time
+    #: each metric's value over this window (by its window rule, before thinning; a slow metric this window did
+    #: not sample: its value in the last window that did), and the window's last sample time
     latest: dict[str, float] = field(default_factory=dict)
     time: dt.datetime | None = None
 
