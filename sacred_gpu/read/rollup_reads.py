@@ -20,14 +20,17 @@ def _rollup_fields(name: str) -> list[str]:
     return [schema.rollup_key(name)] + ([legacy] if legacy is not None else [])
 
 
-#: Runs whose roll-ups must be aggregated from their series: written by Sacred's own observer (ours store them).
-_STOCK_RUNS = {"format": {"$nin": list(schema.FORMATS)}, schema.METRIC_ROLLUPS_FIELD: {"$exists": False},
-               "status": {"$ne": schema.QUEUED}}
+#: The part of :func:`is_stock_run` an index serves (``format``, see ``schema.INDEXES``; ``$in`` with None matches a
+#: missing field too); the rest is checked on the documents it finds.
+_STOCK_FILTER: dict[str, Any] = {"format": {"$in": list(schema.STOCK_FORMATS)}}
+_STOCK_FIELDS = {"format": 1, "status": 1, schema.METRIC_ROLLUPS_FIELD: 1}
 
 
 def is_stock_run(doc: Mapping[str, Any]) -> bool:
-    """Whether ``doc`` (a run document) is one of :data:`_STOCK_RUNS`."""
-    return (doc.get("format") not in schema.FORMATS and schema.METRIC_ROLLUPS_FIELD not in doc
+    """Whether ``doc`` (a run document) is one whose roll-ups must be aggregated from its series: written by Sacred's
+    own observer (its ``format``, :data:`schema.STOCK_FORMATS`; no stored roll-ups: ours store them), and not
+    QUEUED (no series yet)."""
+    return (doc.get("format") in schema.STOCK_FORMATS and schema.METRIC_ROLLUPS_FIELD not in doc
             and doc.get("status") != schema.QUEUED)
 
 
@@ -41,12 +44,17 @@ class RollupReads:
         """The runs filter, with each metric condition on the stored roll-up or, for runs written by Sacred's own
         observer, on the roll-up computed from their series."""
         parts = [query.runs] if query.runs else []
-        stock_ids = self._runs.distinct("_id", _STOCK_RUNS) if query.metrics else []
+        stock_ids = self._stock_ids() if query.metrics else []
         for condition in query.metrics:
             stored = self._stored_condition(condition)
             parts.append({"$or": [stored, {"_id": {"$in": self._stock_matches(condition, stock_ids)}}]}
                          if stock_ids else stored)
         return {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
+
+    def _stock_ids(self) -> list[Any]:
+        """The ids of every run :func:`is_stock_run` says is Sacred's: one read, served by the ``format`` index,
+        that finds Sacred's runs only."""
+        return [doc["_id"] for doc in self._runs.find(_STOCK_FILTER, _STOCK_FIELDS) if is_stock_run(doc)]
 
     @staticmethod
     def _stored_condition(condition: MetricCondition) -> dict:
@@ -111,11 +119,13 @@ class RollupReads:
         """A page sorted by a metric's roll-up where runs of Sacred's own observer match too (theirs computed by the
         one rule, ours stored: ``field``), runs without a value last, ties by id; None where none of Sacred's
         runs match (then MongoDB sorts on the stored field alone)."""
-        stock = {"$and": [mongo_filter, _STOCK_RUNS]} if mongo_filter else _STOCK_RUNS
-        stock_ids = self._runs.distinct("_id", stock)
-        if not stock_ids:
+        every_stock = self._stock_ids()
+        if not every_stock:
             return None
         values = {doc["_id"]: _number_at(doc, field) for doc in self._runs.find(mongo_filter, {field: 1})}
+        stock_ids = [run_id for run_id in every_stock if run_id in values]  # those the filter matches
+        if not stock_ids:
+            return None
         for run_id, rolls in self._stock_values(stock_ids, [metric]).items():
             values[run_id] = rolls.get(metric, {}).get(rollup)
         known = sorted(((value, run_id) for run_id, value in values.items() if value is not None),

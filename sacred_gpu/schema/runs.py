@@ -19,6 +19,9 @@ from sacred_gpu.schema.catalog import PREFIX as SYSTEM_PREFIX
 FORMAT = "GpuMongoObserver-2"
 #: Every ``format`` we have written, oldest first.
 FORMATS = ("GpuMongoObserver-1", FORMAT)
+#: The ``format`` of runs written by Sacred's own observers (``MongoObserver.VERSION`` since Sacred 0.7, the queued
+#: one's too), or none (older Sacred).
+STOCK_FORMATS = (None, "MongoObserver-0.7.0")
 
 #: Run statuses, as Sacred spells them.
 QUEUED = "QUEUED"
@@ -207,6 +210,8 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]]], ...] = (
     ("runs", [("status", 1), ("start_time", -1), ("_id", -1)]),
     ("runs", [("experiment.name", 1), ("start_time", -1), ("_id", -1)]),
     ("runs", [("heartbeat", -1)]),
+    # Sacred's own runs (no ``format``), whose roll-ups metric filters and sorts compute from their series
+    ("runs", [("format", 1)]),
     ("samples", [(SAMPLE_RUN, 1), (SAMPLE_TIME, 1)]),
     ("chunks", [("metric_id", 1), ("seq", 1)]),
     ("chunks", [("metric_id", 1), ("first_step", 1)]),  # range reads (RunStore.metric_range)

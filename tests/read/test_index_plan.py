@@ -40,12 +40,7 @@ ALLOWED_SCANS: dict[tuple[str, str, str], str] = {
     ("count by a metric", "runs", "count_documents"): "a named field only",
 }
 #: Reads no index serves and that are not fine: findings of this check not fixed yet, each to be removed with its fix.
-KNOWN_UNSERVED: dict[tuple[str, str, str], str] = {
-    # rollup_reads._STOCK_RUNS (Sacred's own observer's runs: format $nin ours, no metric_rollups, status $ne
-    # QUEUED): three ranges, a distinct over every run on each metric filter and roll-up sort (issue 16)
-    (read, "runs", "distinct"): "Sacred's runs looked up by three ranges"
-    for read in ("sorted by a roll-up", "by a metric", "count by a metric")
-}
+KNOWN_UNSERVED: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)
