@@ -147,7 +147,8 @@ def metric_figure(lines: Sequence[Line], *, x_mode: str = "step", smoothing: flo
         if not len(raw_x):
             continue
         smooth = smoothing > 0
-        figure.add_trace(go.Scatter(x=raw_x, y=raw_y, mode=_mode(len(raw_x)), name=name, legendgroup=name, showlegend=not smooth,
+        figure.add_trace(go.Scatter(x=raw_x, y=raw_y, mode=_mode(len(raw_x)), name=name, legendgroup=name,
+                                    showlegend=not smooth,
                                     line={"color": color, "width": 1}, opacity=RAW_OPACITY if smooth else 1.0,
                                     meta={"kind": "raw"}))
         if smooth:

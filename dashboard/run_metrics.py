@@ -275,7 +275,8 @@ def register(app: Any) -> None:
                  Output({"type": METRIC, "name": MATCH}, "extendData"),
                  Input(X_MODE, "value"), Input(SMOOTHING, "value"), Input(LOG_Y, "value"),
                  Input({"type": METRIC, "name": MATCH}, "relayoutData"), Input(RUN, "data"),
-                 State({"type": METRIC, "name": MATCH}, "id"), State({"type": METRIC_ZOOM, "name": MATCH}, "data"))(draw)
+                 State({"type": METRIC, "name": MATCH}, "id"),
+                 State({"type": METRIC_ZOOM, "name": MATCH}, "data"))(draw)
     app.callback(Output(METRICS, "children"), Output(SHOWN, "data"), Output(COUNT, "children"), Input(RUN, "data"),
                  State(SHOWN, "data"), State(X_MODE, "value"), State(SMOOTHING, "value"), State(LOG_Y, "value"),
                  State({"type": METRIC_ZOOM, "name": ALL}, "data"), State({"type": METRIC_ZOOM, "name": ALL}, "id"),

@@ -106,7 +106,7 @@ def _report_quarantine(root: Any, discard: bool) -> list[Any]:
 
 
 def _metrics_table(args: argparse.Namespace) -> int:
-    from sacred_gpu.schema.catalog import markdown_table, prometheus_table
+    from sacred_gpu.schema.catalog_tables import markdown_table, prometheus_table
 
     sys.stdout.write((prometheus_table() if args.prometheus else markdown_table()) + "\n")
     return 0

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from sacred_gpu.record import journal_frames as frames
+from sacred_gpu.record.journal_files import SpooledFiles
 from sacred_gpu.record.journal_frames import Damage, Entry, Position
-from sacred_gpu.record.spool import FILE_MODE, FOLDER_MODE, QUARANTINE, make_private_folder, write_atomically
+from sacred_gpu.record.spool import FILE_MODE, FOLDER_MODE, QUARANTINE, make_private_folder, write_all, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +54,9 @@ SEAL, END = "seal", "end"
 MARKS = frozenset({SEAL, END})
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError("short write to the journal")
-        view = view[written:]
-
-
-class Journal:
-    """The journal of one run. Appends come from any thread; one reader (the writer thread) reads and acknowledges."""
+class Journal(SpooledFiles):
+    """The journal of one run. Appends come from any thread; one reader (the writer thread) reads and acknowledges.
+    Copies of files waiting for upload are kept in its ``files`` folder (:class:`.journal_files.SpooledFiles`)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -144,7 +137,7 @@ class Journal:
                 self._open_segment()
             assert self._fd is not None
             try:
-                _write_all(self._fd, data)
+                write_all(self._fd, data)
             except OSError:
                 self._roll_back()
                 raise
@@ -166,7 +159,7 @@ class Journal:
         """End the full segment with a ``seal`` record; a seal the disk refuses is rolled back (a reader of a copy
         in pieces then waits for the run's ``end`` before it reads on)."""
         try:
-            _write_all(self._fd, frames.frame({"op": SEAL}))  # type: ignore[arg-type]
+            write_all(self._fd, frames.frame({"op": SEAL}))  # type: ignore[arg-type]
         except OSError:
             self._roll_back()
 
@@ -189,40 +182,6 @@ class Journal:
         with self._lock:
             if self._fd is not None:
                 os.fsync(self._fd)
-
-    def spool_file(self, source: str | os.PathLike[str]) -> str:
-        """Copy a file into the journal (it may be gone when the upload happens); returns the copy's name."""
-        name = f"{uuid.uuid4().hex}{Path(source).suffix}"
-        with open(source, "rb") as src, os.fdopen(
-                os.open(self.files / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as dst:
-            try:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            except OSError:
-                dst.close()
-                (self.files / name).unlink(missing_ok=True)
-                raise
-        return name
-
-    def spool_bytes(self, data: bytes, suffix: str = ".txt") -> str:
-        """Keep bytes for upload as a file; returns its spooled name."""
-        name = f"{uuid.uuid4().hex}{suffix}"
-        fd = os.open(self.files / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        try:
-            _write_all(fd, data)
-        except OSError:
-            os.close(fd)
-            (self.files / name).unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        return name
-
-    def spool_text(self, text: str, suffix: str = ".txt") -> str:
-        """Keep a text for upload as a file; returns its spooled name."""
-        return self.spool_bytes(text.encode("utf-8"), suffix)
-
-    def discard_copy(self, name: str) -> None:
-        """Remove the spooled copy ``name`` once MongoDB has it."""
-        (self.files / name).unlink(missing_ok=True)
 
     @property
     def quarantine_folder(self) -> Path:
@@ -294,27 +253,22 @@ class Journal:
             if segment < position[0] and segment != current:
                 self._segment_path(segment).unlink(missing_ok=True)
 
+    def _segment_stats(self) -> Iterator[tuple[int, os.stat_result]]:
+        """Each segment's number and ``stat`` (a segment trimmed meanwhile is left out)."""
+        for number in self.segments():
+            try:
+                yield number, self._segment_path(number).stat()
+            except FileNotFoundError:
+                continue
+
     def backlog(self) -> int:
         """Bytes journaled and not acknowledged yet."""
         segment, offset = self.acked()
-        total = 0
-        for number in self.segments():
-            if number >= segment:
-                try:
-                    total += self._segment_path(number).stat().st_size
-                except FileNotFoundError:  # trimmed meanwhile
-                    continue
-        return max(0, total - offset)
+        return max(0, sum(stat.st_size for number, stat in self._segment_stats() if number >= segment) - offset)
 
     def last_write(self) -> float:
         """When a record was last appended (the newest segment's modification time, Unix time; 0 without one)."""
-        times = []
-        for number in self.segments():
-            try:
-                times.append(self._segment_path(number).stat().st_mtime)
-            except FileNotFoundError:  # trimmed meanwhile
-                continue
-        return max(times, default=0.0)
+        return max((stat.st_mtime for _, stat in self._segment_stats()), default=0.0)
 
     def pending(self) -> bool:
         """Whether anything journaled (a record or a damaged region) is not acknowledged yet."""

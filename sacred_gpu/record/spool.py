@@ -38,6 +38,16 @@ def make_private_folder(path: Path) -> Path:
     return path
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``; raises ``OSError`` on a failed or short write."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError("short write")
+        view = view[written:]
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` by ``text`` at once (a unique temp file, fsynced, renamed over it), owner-only."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600

@@ -6,7 +6,7 @@ collectors, the windows, the run roll-ups, the board's panels and the README tab
 adding a GPU field is one row here plus its NVML reader (``sacred_gpu.sampling.gpu_readers.READERS``).
 
 Names are ``sys/<device>/<field>_<unit>``; ``{i}`` is the GPU's NVML index, ``{j}`` a MIG instance. No name has a
-``.`` or a leading ``$``. The README table is generated from :data:`CATALOG` (``sacred-gpu metrics-table``).
+``.`` or a leading ``$``. README's tables are generated from :data:`CATALOG` (:mod:`.catalog_tables`).
 """
 
 from __future__ import annotations
@@ -285,25 +285,3 @@ def legend_label(name: str, spec: MetricSpec) -> str:
     if spec.name.startswith(GPU_TEMPLATE):
         return name.removeprefix(PREFIX).removesuffix("/" + spec.field)
     return name.removeprefix(PREFIX)
-
-
-def markdown_table() -> str:
-    """The README's table of system metrics."""
-    rows = ["| name | unit | tier | window | source | what |", "| --- | --- | --- | --- | --- | --- |"]
-    rows += [
-        f"| `{s.name}` | {s.unit} | {s.tier} | {s.window} | `{s.source}` | {s.description} |" for s in CATALOG
-    ]
-    return "\n".join(rows)
-
-
-def prometheus_table() -> str:
-    """The README's table of the gauges sacred-board's ``/metrics`` serves for the catalog's rows, with DCGM
-    exporter's field for the same reading."""
-    rows = ["| Prometheus gauge | labels | from | DCGM exporter |", "| --- | --- | --- | --- |"]
-    for spec in CATALOG:
-        labels = "run, GPU, MIG" if "{j}" in spec.name else "run, GPU" if spec.name.startswith(GPU_TEMPLATE) else "run"
-        scale = PROMETHEUS_SCALE[spec.unit]
-        factor = {0.01: " / 100", 2.0**20: " x 2^20", 2.0**30: " x 2^30", 1e6: " x 10^6"}.get(scale, "")
-        source = f"`{spec.name}`{factor} ({spec.unit})"
-        rows.append(f"| `{spec.prometheus}` | {labels} | {source} | {f'`{spec.dcgm}`' if spec.dcgm else '-'} |")
-    return "\n".join(rows)

@@ -74,19 +74,6 @@ def test_a_running_run_is_exposed_with_its_labels_and_gone_one_scrape_after_it_e
         assert "sacred_run_info" not in after and "sacred_gpu_utilization_ratio" not in after
 
 
-def test_every_catalog_row_has_a_conventional_prometheus_name():
-    """Base units in the name (``_bytes``, ``_ratio``, ...), one family per row, and a factor for each unit."""
-    names = [spec.prometheus for spec in catalog.CATALOG]
-    assert len(names) == len(set(names))
-    suffixes = {"%": "_ratio", "MiB": "_bytes", "GiB": "_bytes", "MiB/s": "_bytes_per_second", "MHz": "_hertz",
-                "W": "_watts", "J": "_joules", "°C": "_celsius"}
-    for spec in catalog.CATALOG:
-        assert spec.prometheus and spec.prometheus.startswith("sacred_"), spec.name
-        assert spec.unit in catalog.PROMETHEUS_SCALE, spec.unit
-        if spec.unit in suffixes:
-            assert spec.prometheus.endswith(suffixes[spec.unit]), (spec.name, spec.prometheus)
-
-
 def test_a_database_that_cannot_be_read_says_so_in_the_scrape(monkeypatch, served):
     from sacred_gpu.read import RunStore, Unavailable
 

@@ -1,26 +1,18 @@
-"""The catalog of system metrics (``schema/catalog.py``): every metric documented in the README."""
+"""The catalog of system metrics (``schema/catalog.py``): what each row says of its metric."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from sacred_gpu.schema import catalog
 
 
-def test_readme_lists_every_system_metric():
-    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
-    assert catalog.markdown_table() in readme
-    assert catalog.prometheus_table() in readme
-
-
-def test_the_cli_prints_both_tables(capsys):
-    from sacred_gpu.cli import main
-
-    assert main(["metrics-table"]) == 0
-    assert capsys.readouterr().out == catalog.markdown_table() + "\n"
-    assert main(["metrics-table", "--prometheus"]) == 0
-    printed = capsys.readouterr().out
-    assert printed == catalog.prometheus_table() + "\n"
-    row = ("| `sacred_gpu_memory_used_bytes` | run, GPU | `sys/gpu{i}/mem_used_mib` x 2^20 (MiB) "
-           "| `DCGM_FI_DEV_FB_USED` |")
-    assert row in printed
+def test_every_catalog_row_has_a_conventional_prometheus_name():
+    """Base units in the name (``_bytes``, ``_ratio``, ...), one family per row, and a factor for each unit."""
+    names = [spec.prometheus for spec in catalog.CATALOG]
+    assert len(names) == len(set(names))
+    suffixes = {"%": "_ratio", "MiB": "_bytes", "GiB": "_bytes", "MiB/s": "_bytes_per_second", "MHz": "_hertz",
+                "W": "_watts", "J": "_joules", "°C": "_celsius"}
+    for spec in catalog.CATALOG:
+        assert spec.prometheus and spec.prometheus.startswith("sacred_"), spec.name
+        assert spec.unit in catalog.PROMETHEUS_SCALE, spec.unit
+        if spec.unit in suffixes:
+            assert spec.prometheus.endswith(suffixes[spec.unit]), (spec.name, spec.prometheus)

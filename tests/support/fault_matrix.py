@@ -96,7 +96,7 @@ class FullDisk:
     def __init__(self, room: int | None = None) -> None:
         self.room = room
         self.refused = 0
-        self._real = journal_module._write_all
+        self._real = journal_module.write_all
 
     def free(self) -> None:
         """Space returns: every write lands again."""
@@ -116,11 +116,11 @@ class FullDisk:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[FullDisk]:
-        journal_module._write_all = self._write_all
+        journal_module.write_all = self._write_all
         try:
             yield self
         finally:
-            journal_module._write_all = self._real
+            journal_module.write_all = self._real
 
 
 class CountingObserver(GpuMongoObserver):
