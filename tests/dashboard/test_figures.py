@@ -465,7 +465,8 @@ def test_a_reread_run_sends_only_the_new_points_of_a_panel_that_drew_every_point
         assert abs(pd.to_datetime(extension["x"][0]) - pd.to_datetime(stored).to_numpy()).max() < pd.Timedelta("1ms")
     assert answered(response, "loss", "data")["seen"] == [20, 19]
     # a smoothed or zoomed panel is drawn again instead
+    zoom = (0, 5) if x_mode == "step" else (now["start"], now["stop"])
     for shown, smoothing in ((run_metrics.shown_state(x_mode, 0.5, []), 0.5),
-                             (run_metrics.shown_state(x_mode, 0, [], (0, 5)), 0)):
+                             (run_metrics.shown_state(x_mode, 0, [], zoom), 0)):
         again = metric_reread(app, "loss", now, {**shown, "seen": [12, 11]}, x_mode, smoothing)
         assert answered(again, "loss", "extendData") is None and answered(again, "loss", "figure") is not None
