@@ -32,7 +32,6 @@ from typing import Any
 from sacred_gpu.record import journal_frames as frames
 from sacred_gpu.record.journal import END, SEAL, Journal
 from sacred_gpu.record.journal_frames import Damage, Entry, Position
-from sacred_gpu.record.quarantine import FOLDER as QUARANTINE
 from sacred_gpu.record.spool import data_dir, make_private_folder, write_atomically
 from sacred_gpu.record.sync import SyncResult, journals, sync_journal
 
@@ -52,6 +51,8 @@ def default_books(folder: Path) -> Path:
 class FollowedJournal(Journal):
     """A journal in a folder another machine writes, read as it arrives; its bookkeeping kept in ``books`` (this
     journal's own folder there)."""
+
+    owned = False  # never deletes in the copy: its acknowledgements, lock and quarantine are kept in ``books``
 
     def __init__(self, folder: Path, books: Path) -> None:
         super().__init__(folder)
@@ -89,27 +90,10 @@ class FollowedJournal(Journal):
         """Whether the whole journal, its ``end`` included, is in MongoDB."""
         return bool(self._local().get("done"))
 
-    # -- bookkeeping in ``books``, never in the copy --------------------------------------------------------------
-    @property
-    def lock_path(self) -> Path:
-        return self.books / "lock"
-
     def acked(self) -> Position:
-        path = self.books / "acked"
-        if not path.exists():
-            return (1, 0)
-        segment, offset = path.read_text().split()
-        return int(segment), int(offset)
-
-    def ack(self, position: Position) -> None:
-        write_atomically(self.books / "acked", f"{position[0]} {position[1]}")
-
-    def discard_copy(self, name: str) -> None:
-        """The copy is the other machine's: left as it is."""
-
-    @property
-    def quarantine_folder(self) -> Path:
-        return self.books.parent / QUARANTINE / self.folder.name
+        """As a journal's, but from its first segment until anything was acknowledged (a later segment may have
+        arrived before the first)."""
+        return super().acked() if (self.books / "acked").exists() else (1, 0)
 
     def remove(self) -> None:
         """Done with it: remembered in the books (the copy stays)."""

@@ -61,6 +61,7 @@ class Journal(SpooledFiles):
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.files = self.folder / "files"
+        self.books = self.folder  # where the lock and how far MongoDB acknowledged are kept
         self._lock = threading.Lock()  # appends, and the bounds a reader in this process may read up to
         self._state_lock = threading.Lock()
         self._fd: int | None = None  # the segment this process appends to, opened on the first append
@@ -94,10 +95,6 @@ class Journal(SpooledFiles):
             return state
 
     # -- the lock: one process records or syncs a journal at a time -----------------------------------------------
-    @property
-    def lock_path(self) -> Path:
-        return self.folder / "lock"
-
     def try_lock(self) -> bool:
         """Take the journal's lock without waiting; False when another process (or journal object) holds it.
 
@@ -109,7 +106,7 @@ class Journal(SpooledFiles):
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no locking
             return True
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(self.books / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         handle = os.fdopen(fd, "r+b")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -186,7 +183,7 @@ class Journal(SpooledFiles):
     @property
     def quarantine_folder(self) -> Path:
         """Where this journal's quarantine is kept (:mod:`sacred_gpu.record.quarantine`)."""
-        return self.folder.parent / QUARANTINE / self.folder.name
+        return self.books.parent / QUARANTINE / self.folder.name
 
     # -- reading --------------------------------------------------------------------------------------------------
     def segments(self) -> list[int]:
@@ -199,7 +196,7 @@ class Journal(SpooledFiles):
         return legacy if not path.exists() and legacy.exists() else path
 
     def acked(self) -> Position:
-        path = self.folder / "acked"
+        path = self.books / "acked"
         if not path.exists():
             segments = self.segments()
             return (segments[0] if segments else 1, 0)
@@ -245,8 +242,10 @@ class Journal(SpooledFiles):
 
     def ack(self, position: Position) -> None:
         """Everything before ``position`` is in MongoDB (or quarantined): remember it and delete wholly acknowledged
-        segments."""
-        write_atomically(self.folder / "acked", f"{position[0]} {position[1]}")
+        segments (where they are :attr:`owned`)."""
+        write_atomically(self.books / "acked", f"{position[0]} {position[1]}")
+        if not self.owned:
+            return
         with self._lock:
             current = self._segment if self._fd is not None else None
         for segment in self.segments():

@@ -15,6 +15,8 @@ class SpooledFiles:
     """The ``files`` folder of a journal (a part of :class:`~sacred_gpu.record.journal.Journal`)."""
 
     files: Path
+    #: Whether what was uploaded may be deleted here (segments, copies); a followed folder is another machine's.
+    owned = True
 
     def spool_file(self, source: str | os.PathLike[str]) -> str:
         """Copy a file into the journal (it may be gone when the upload happens); returns the copy's name."""
@@ -47,5 +49,6 @@ class SpooledFiles:
         return self.spool_bytes(text.encode("utf-8"), suffix)
 
     def discard_copy(self, name: str) -> None:
-        """Remove the spooled copy ``name`` once MongoDB has it."""
-        (self.files / name).unlink(missing_ok=True)
+        """Remove the spooled copy ``name`` once MongoDB has it (where it is :attr:`owned`)."""
+        if self.owned:
+            (self.files / name).unlink(missing_ok=True)

@@ -118,7 +118,8 @@ def test_a_copy_arriving_in_pieces_is_uploaded_exactly_once_with_the_run_live_me
     assert "finished training" in run["captured_out"]
     # the followed folder is as the copier left it: a byte-for-byte copy, nothing of the follower's in it
     compared = filecmp.dircmp(recorded.folder, copy, ignore=["lock"])
-    assert not compared.diff_files and not compared.right_only and not compared.subdirs["files"].right_only
+    assert not compared.diff_files and not compared.left_only and not compared.right_only
+    assert not compared.subdirs["files"].left_only and not compared.subdirs["files"].right_only
     assert quarantine.entries(books) == []
     follower.step()  # looking again uploads nothing twice
     assert sorted(stored_steps(db, run["_id"], "loss")) == list(range(STEPS))
