@@ -42,7 +42,7 @@ class LiveRun:
     experiment: str
     host: str
     status: str
-    start_time: dt.datetime | None
+    start_time: dt.datetime | None  # naive UTC
     heartbeat_age_s: float | None
     gpu_uuids: dict[int, str] = field(default_factory=dict)
     system: dict[str, float] = field(default_factory=dict)
@@ -53,7 +53,7 @@ def live_run(doc: Mapping[str, Any], now: dt.datetime, dead_after: float = schem
     """The :class:`LiveRun` of one RUNNING run's document (``now``: naive UTC, as stored)."""
     host = doc.get("host") if isinstance(doc.get("host"), Mapping) else {}
     seen = doc.get("heartbeat") or doc.get("start_time")
-    age = (now - seen.replace(tzinfo=None)).total_seconds() if isinstance(seen, dt.datetime) else None
+    age = (now - schema.naive_utc(seen)).total_seconds() if isinstance(seen, dt.datetime) else None
     uuids = {int(gpu["index"]): str(gpu.get("uuid") or "") for gpu in host.get("gpu_inventory") or []
              if isinstance(gpu, Mapping) and isinstance(gpu.get("index"), int) and gpu.get("visible", True)}
     latest = doc.get(schema.LATEST_FIELD) if isinstance(doc.get(schema.LATEST_FIELD), Mapping) else {}
@@ -69,7 +69,7 @@ def live_run(doc: Mapping[str, Any], now: dt.datetime, dead_after: float = schem
         step = rollup.get("last_step")
         metrics[name] = (float(rollup["last"]), int(step) if _number(step) else None)
     status = schema.PROBABLY_DEAD if schema.is_probably_dead(dict(doc), now, dead_after) else str(doc.get("status"))
-    start = doc.get("start_time") if isinstance(doc.get("start_time"), dt.datetime) else None
+    start = schema.naive_utc(doc["start_time"]) if isinstance(doc.get("start_time"), dt.datetime) else None
     return LiveRun(doc.get("_id"), str((doc.get("experiment") or {}).get("name") or ""),
                    str(host.get("hostname") or ""), status, start, age, uuids, system, metrics)
 
@@ -130,7 +130,7 @@ def _system_gauges(runs: list[LiveRun]) -> list[Gauge]:
     for run in runs:
         for name, value in sorted(run.system.items()):
             hit = catalog.match(catalog.PREFIX + name)
-            if hit is None or hit[0].prometheus is None:
+            if hit is None:  # a value of no catalog row
                 continue
             spec, indices = hit
             labels = _run_labels(run)

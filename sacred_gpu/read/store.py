@@ -18,7 +18,6 @@ import gridfs
 from sacred_gpu import connection, schema
 from sacred_gpu.read import live, views
 from sacred_gpu.read.errors import NotFound, translated
-from sacred_gpu.read.live import LiveRun
 from sacred_gpu.read.plot_reads import PlotReads
 from sacred_gpu.read.rollup_reads import is_stock_run
 from sacred_gpu.read.runs_table import RunsTable
@@ -107,7 +106,7 @@ class RunStore(RunsTable, SeriesReads, PlotReads, SettingsReads):
         listed = self._files([a for a in doc.get("artifacts") or [] if isinstance(a, dict)]) if files else []
         return RunPage(self._row(doc, now, [], {}, []), doc, plots, listed, sources, summary)
 
-    def live_runs(self) -> list[LiveRun]:
+    def live_runs(self) -> list[live.LiveRun]:
         """The RUNNING runs (PROBABLY_DEAD ones included), oldest first, as their last heartbeat left them
         (:class:`~sacred_gpu.read.live.LiveRun`): one read, served by the status index, whatever the number of
         finished runs."""

@@ -46,10 +46,10 @@ def is_probably_dead(doc: dict[str, Any], now: _dt.datetime, dead_after: float =
     seen = doc.get("heartbeat") or doc.get("start_time")
     if doc.get("status") != RUNNING or not isinstance(seen, _dt.datetime):
         return False
-    return (_naive_utc(now) - _naive_utc(seen)).total_seconds() > dead_after
+    return (naive_utc(now) - naive_utc(seen)).total_seconds() > dead_after
 
 
-def _naive_utc(moment: _dt.datetime) -> _dt.datetime:
+def naive_utc(moment: _dt.datetime) -> _dt.datetime:
     """``moment`` as stored (naive UTC), from an aware datetime too (a ``tz_aware=True`` client reads those)."""
     return moment.astimezone(_dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo is not None else moment
 
