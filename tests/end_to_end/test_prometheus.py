@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from dashboard.board import Board
 from sacred_gpu.read import connect
 from sacred_gpu.testing.fake_gpus import two_gpus
 from tests.support.board_data import RunningGpuRun
+from tests.support.recording import wait_for
 from tests.support.serving import Served, free_port, get
 
 PROMETHEUS = shutil.which("prometheus")
@@ -57,13 +57,10 @@ class Prometheus:
             return False
 
     def _wait(self, condition: Any, what: str) -> Any:
-        deadline = time.monotonic() + PATIENCE
-        while time.monotonic() < deadline:
-            result = condition()
-            if result:
-                return result
-            time.sleep(0.25)
-        pytest.fail(f"{what}: not within {PATIENCE:g} s; Prometheus's log: {Path(self.log.name).read_text()[-2000:]}")
+        try:
+            return wait_for(condition, what, PATIENCE, every=0.25)
+        except AssertionError as late:
+            pytest.fail(f"{late}; Prometheus's log: {Path(self.log.name).read_text()[-2000:]}")
 
     def api(self, path: str, **params: str) -> Any:
         status, body = get(f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}")

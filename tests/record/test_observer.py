@@ -22,21 +22,10 @@ from sacred_gpu import GpuMongoObserver, gpu_mongo_option, schema
 from sacred_gpu.testing.fake_nvml import FakeNvml, two_gpus
 from tests.support import experiments
 from tests.support.experiments import run_experiment
-from tests.support.recording import LIMIT
+from tests.support.recording import LIMIT, wait_for
 
 #: Experiments are created in tests/support/experiments.py, so Sacred records it as their main file and source.
 MAINFILE = Path(experiments.__file__)
-
-
-def wait_for(predicate, timeout: float = 10.0):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def test_completed_run_records_every_field(observer, db, tmp_path):
@@ -49,8 +38,8 @@ def test_completed_run_records_every_field(observer, db, tmp_path):
     def main(_run, lr):
         print("epoch 0 starting")
         during["captured"] = wait_for(
-            lambda: "epoch 0" in (db.runs.find_one({"_id": _run._id}) or {}).get("captured_out", "")
-        )
+            lambda: "epoch 0" in (db.runs.find_one({"_id": _run._id}) or {}).get("captured_out", ""),
+            "the output at a heartbeat")
         for step in range(10):
             _run.log_scalar("loss", 1.0 / (step + 1), step)
             _run.log_scalar("acc", step / 10)

@@ -55,11 +55,13 @@ def training(tmp: Path, steps: int = 30, pause: float = 0.0, hook=None):
     return main
 
 
-def wait_for(condition, what: str, seconds: float = 10.0) -> None:
+def wait_for(condition, what: str, seconds: float = 10.0, every: float = 0.02):
+    """``condition()``'s first truthy value, asked every ``every`` seconds; an AssertionError after ``seconds``."""
     deadline = time.monotonic() + seconds
-    while not condition():
+    while not (value := condition()):
         assert time.monotonic() < deadline, f"{what} did not happen within {seconds:g} s"
-        time.sleep(0.02)
+        time.sleep(every)
+    return value
 
 
 LIMIT = 16 * 1024 * 1024
