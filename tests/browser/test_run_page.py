@@ -27,8 +27,10 @@ def served(client: Any, serve: Any, tmp_path: Any) -> Any:
     return serve(record_page_runs(client, tmp_path), refresh=1.0)
 
 
-#: What each tab shows once it is loaded.
-LOADED = {"overview": "#run-tags", "output": "#run-output", "artifacts": ".file-row", "code": ".file-row",
+#: What each tab shows once it is loaded (the two file lists within their own tab's body: a click from one to the
+#: other found the rows of the tab being left, before the new tab arrived).
+LOADED = {"overview": "#run-tags", "output": "#run-output", "artifacts": ".run-tab-artifacts-body .file-row",
+          "code": ".run-tab-code-body .file-row",
           "config": "#run-config", "info": "#run-info", "metrics": ".run-plots", "system": ".run-system"}
 
 
