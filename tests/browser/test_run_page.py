@@ -27,11 +27,12 @@ def served(client: Any, serve: Any, tmp_path: Any) -> Any:
     return serve(record_page_runs(client, tmp_path), refresh=1.0)
 
 
-#: What each tab shows once it is loaded (the two file lists within their own tab's body: a click from one to the
-#: other found the rows of the tab being left, before the new tab arrived).
-LOADED = {"overview": "#run-tags", "output": "#run-output", "artifacts": ".run-tab-artifacts-body .file-row",
-          "code": ".run-tab-code-body .file-row",
-          "config": "#run-config", "info": "#run-info", "metrics": ".run-plots", "system": ".run-system"}
+#: What each tab shows once it is loaded, looked for inside that tab's own body (tabs share classes: the Code and
+#: Artifacts tabs both list ``.file-row``, the Metrics and System tabs are both ``.run-plots``; a click from one to
+#: the other found what the tab being left showed, before the new tab arrived).
+LOADED = {tab: f".run-tab-{tab}-body {shown}" for tab, shown in {
+    "overview": "#run-tags", "output": "#run-output", "artifacts": ".file-row", "code": ".file-row",
+    "config": "#run-config", "info": "#run-info", "metrics": ".run-plots", "system": ".run-system"}.items()}
 
 
 def open_run(page: Any, served: Any, run_id: int, tab: str = "overview") -> None:

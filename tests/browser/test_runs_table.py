@@ -114,9 +114,10 @@ def test_tag_is_saved_and_kept_after_reload_and_layout_is_shared(page, browser, 
     page.click("#runs-columns-toggle")
     page.locator(".visible-columns label", has_text="Host").locator("input").uncheck()
     page.wait_for_selector('.ag-header-cell[col-id="host"]', state="detached")
-    # move a column (what dragging its header does) and widen one by dragging its edge: saved for everyone
-    page.evaluate("dash_ag_grid.getApi('runs-grid').moveColumns(['result'], 2)")
+    # widen a column by dragging its edge, and move one (what dragging its header does): saved for everyone. The
+    # drag comes first: a move animates the headers, and an edge found mid-animation is missed
     widened = drag_edge(page, "notes", 150)
+    page.evaluate("dash_ag_grid.getApi('runs-grid').moveColumns(['result'], 2)")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         layout = {item["colId"]: item for item in served.store.board_settings().layout}
